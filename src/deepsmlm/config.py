@@ -1,0 +1,250 @@
+"""Typed configuration: pydantic models loaded from YAML presets or files.
+
+Every length is in nm, every intensity in photons, unless a field name says otherwise.
+Unknown keys are rejected; errors name the file and the offending key in one line.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deepsmlm.errors import UserInputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class FrameConfig(_Strict):
+    """Camera frame geometry in the sample plane."""
+
+    height: int = Field(64, ge=1, description="rows (pixels)")
+    width: int = Field(64, ge=1, description="columns (pixels)")
+    pixel_size_nm: float = Field(100.0, gt=0, description="camera pixel size in the sample plane")
+
+
+class OpticsConfig(_Strict):
+    """Objective and relay optics."""
+
+    wavelength_nm: float = Field(670.0, gt=0)
+    na: float = Field(1.45, gt=0)
+    n_immersion: float = Field(1.518, gt=1.0)
+    n_sample: float = Field(1.518, gt=1.0)
+    nominal_focal_plane_nm: float = Field(
+        0.0, description="focus displacement into the sample (DeepSTORM3D's NFP); z = depth - NFP"
+    )
+    magnification: float = Field(100.0, gt=0)
+    fourier_focal_length_mm: float = Field(100.0, gt=0, description="focal length of the 4f relay lenses")
+
+    @model_validator(mode="after")
+    def _na_below_immersion(self) -> "OpticsConfig":
+        if self.na >= self.n_immersion:
+            raise ValueError(f"na {self.na} must be below n_immersion {self.n_immersion}")
+        return self
+
+
+class MaskConfig(_Strict):
+    """A pupil phase mask given as a pixel array (radians) in a .mat/.npy/.tif file.
+
+    ``file`` may start with ``data:``, meaning a path inside the shared reference-data folder
+    (environment variable ``DEEPSMLM_DATA``, else the nearest ``shared/data`` above the current
+    directory or the package).
+    """
+
+    file: str
+    key: str | None = Field(None, description="variable name inside a .mat/.npz file")
+    pixel_pitch_um: float = Field(..., gt=0, description="SLM / plate pixel pitch")
+    design_wavelength_nm: float | None = Field(
+        None, gt=0, description="wavelength the phase values refer to; default: optics wavelength"
+    )
+    transpose: bool = False
+
+
+class GaussianPSFConfig(_Strict):
+    """Integrated Gaussian PSF; astigmatic when ``astig_focus_offset_nm`` is non-zero.
+
+    sigma_x(z) = sigma_nm * sqrt(1 + ((z - c) / d)^2),  sigma_y(z) = sigma_nm * sqrt(1 + ((z + c) / d)^2)
+    with c = astig_focus_offset_nm and d = astig_depth_nm.
+    """
+
+    sigma_nm: float = Field(110.0, gt=0)
+    astig_focus_offset_nm: float = 0.0
+    astig_depth_nm: float = Field(400.0, gt=0)
+
+
+class PSFConfig(_Strict):
+    """Which PSF model renders emitters, and its numerical parameters."""
+
+    model: Literal["gaussian", "pupil"] = "gaussian"
+    gaussian: GaussianPSFConfig = GaussianPSFConfig()
+    pupil_grid: int | None = Field(
+        None, ge=16, description="pupil/FFT grid size N; default: smallest N that holds the patch and the pupil"
+    )
+    patch_px: int = Field(31, ge=3, description="side of the square patch an emitter is rendered into (odd)")
+    mask: MaskConfig | None = None
+    zernike_rad: dict[int, float] = Field(
+        default_factory=dict, description="Noll index -> coefficient (radians RMS-normalised Zernike)"
+    )
+    blur_sigma_px: tuple[float, float] = Field(
+        (0.0, 0.0), description="range of the extra per-emitter Gaussian blur (model mismatch), camera px"
+    )
+    cache_z_step_nm: float = Field(10.0, gt=0, description="z sampling of the fast-path PSF stack")
+
+    @model_validator(mode="after")
+    def _odd_patch(self) -> "PSFConfig":
+        if self.patch_px % 2 == 0:
+            raise ValueError(f"patch_px must be odd, got {self.patch_px}")
+        lo, hi = self.blur_sigma_px
+        if lo < 0 or hi < lo:
+            raise ValueError(f"blur_sigma_px must be 0 <= low <= high, got {self.blur_sigma_px}")
+        return self
+
+
+class CameraConfig(_Strict):
+    """Photon -> ADU conversion. ``ideal`` is Poisson only with unit gain and zero baseline."""
+
+    type: Literal["emccd", "scmos", "ccd", "ideal"] = "emccd"
+    qe: float = Field(0.9, gt=0, le=1)
+    em_gain: float = Field(1.0, ge=1.0, description="EM gain (EMCCD only)")
+    e_per_adu: float = Field(1.0, gt=0, description="electrons per ADU")
+    baseline_adu: float = Field(100.0, ge=0)
+    read_noise_e: float = Field(0.0, ge=0, description="read noise std, electrons")
+    spurious_charge: float = Field(0.0, ge=0, description="mean clock-induced electrons per pixel")
+    scmos_maps: str | None = Field(
+        None, description=".npz with per-pixel 'offset' (ADU), 'variance' (ADU^2), 'gain' (ADU/e-)"
+    )
+    baseline_subtracted: bool = Field(
+        False, description="frames on disk already have the baseline removed (inference side)"
+    )
+
+
+class PhotonConfig(_Strict):
+    """Per-emitter photon count distribution (photons per frame while on)."""
+
+    distribution: Literal["gamma", "uniform", "lognormal", "constant"] = "gamma"
+    shape: float = Field(3.0, gt=0, description="gamma shape")
+    scale: float = Field(3000.0, gt=0, description="gamma scale (photons)")
+    low: float = Field(1000.0, ge=0, description="uniform low / constant value")
+    high: float = Field(5000.0, ge=0, description="uniform high")
+    mean: float = Field(2000.0, gt=0, description="log-normal mean (photons)")
+    sigma: float = Field(0.3, gt=0, description="log-normal sigma of log(photons)")
+
+
+class BlinkingConfig(_Strict):
+    """Two-state on/off Markov blinking with a total photon budget per molecule."""
+
+    enabled: bool = False
+    p_on_to_off: float = Field(0.5, ge=0, le=1, description="per-frame probability to switch off")
+    p_off_to_on: float = Field(0.01, ge=0, le=1, description="per-frame probability to switch on")
+    photon_budget: float | None = Field(None, gt=0, description="mean total photons before bleaching")
+
+
+class StructureConfig(_Strict):
+    """Where emitters may sit: everywhere, on filaments, or on an ellipsoid surface."""
+
+    kind: Literal["uniform", "filaments", "ellipsoid"] = "uniform"
+    n_filaments: int = Field(8, ge=1)
+    filament_persistence_nm: float = Field(5000.0, gt=0, description="bending persistence length")
+    filament_z_amplitude_nm: float = Field(0.0, ge=0, description="axial excursion of 3D filaments")
+    ellipsoid_semi_axes_nm: tuple[float, float, float] = (3000.0, 2000.0, 1500.0)
+
+
+class EmitterConfig(_Strict):
+    """Emitter sampling per frame."""
+
+    density_per_um2: float | None = Field(None, ge=0)
+    count: tuple[int, int] | None = Field(None, description="uniform range of emitters per frame, inclusive")
+    z_range_nm: tuple[float, float] = (0.0, 0.0)
+    photons: PhotonConfig = PhotonConfig()
+    blinking: BlinkingConfig = BlinkingConfig()
+    structure: StructureConfig = StructureConfig()
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> "EmitterConfig":
+        if self.density_per_um2 is None and self.count is None:
+            self.density_per_um2 = 1.0
+        if self.density_per_um2 is not None and self.count is not None:
+            raise ValueError("give either density_per_um2 or count, not both")
+        if self.z_range_nm[1] < self.z_range_nm[0]:
+            raise ValueError(f"z_range_nm must be (low, high), got {self.z_range_nm}")
+        return self
+
+
+class BackgroundConfig(_Strict):
+    """Background photons per pixel: uniform in a range, plus an optional smooth modulation."""
+
+    photons_per_px: tuple[float, float] = (20.0, 20.0)
+    nonuniform_amplitude: float = Field(0.0, ge=0, le=1, description="relative amplitude of smooth variation")
+    nonuniform_length_nm: float = Field(3000.0, gt=0, description="correlation length of the variation")
+
+
+class SimulationConfig(_Strict):
+    """Everything the forward model needs: one physics for training, design and evaluation."""
+
+    name: str = "custom"
+    frame: FrameConfig = FrameConfig()
+    optics: OpticsConfig = OpticsConfig()
+    psf: PSFConfig = PSFConfig()
+    camera: CameraConfig = CameraConfig()
+    emitters: EmitterConfig = EmitterConfig()
+    background: BackgroundConfig = BackgroundConfig()
+    frames: int = Field(100, ge=1, description="default number of frames for `simulate`")
+    seed: int = 0
+
+
+PRESET_PACKAGE = "deepsmlm.configs"
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped inside the package."""
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown config key '{loc}'"
+    return f"{source}: {loc}: {first['msg']}"
+
+
+def config_from_dict(data: dict, source: str = "<config>") -> SimulationConfig:
+    """Validate a plain dict; raise UserInputError naming ``source`` and the key on failure."""
+    if not isinstance(data, dict):
+        raise UserInputError(f"{source}: top level must be a mapping of config keys")
+    try:
+        return SimulationConfig.model_validate(data)
+    except ValidationError as err:
+        raise UserInputError(_format_validation_error(source, err)) from None
+
+
+def load_config(name_or_path: str | os.PathLike) -> SimulationConfig:
+    """Load a preset by name (e.g. ``tetrapod_paper``) or a YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserInputError(f"{path}: config file not found")
+        source, text = str(path), path.read_text()
+    else:
+        res = resources.files(PRESET_PACKAGE) / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise UserInputError(
+                f"{name_or_path}: neither a config file nor a preset (presets: {', '.join(preset_names())})"
+            )
+        source, text = f"preset {name_or_path}", res.read_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise UserInputError(f"{source}: invalid YAML ({str(err).splitlines()[0]})") from None
+    return config_from_dict(data, source)
+
+
+def dump_config(cfg: SimulationConfig) -> str:
+    """The resolved config as YAML text (loads back to an equal config)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
