@@ -95,6 +95,10 @@ class PSFConfig(_Strict):
         (0.0, 0.0), description="range of the extra per-emitter Gaussian blur (model mismatch), camera px"
     )
     cache_z_step_nm: float = Field(10.0, gt=0, description="z sampling of the fast-path PSF stack")
+    pupil_angle_scale: float = Field(
+        1.0, gt=0.9, lt=1.1,
+        description="calibration of sinθ against the lateral frequency grid (1 = exact Fourier optics)",
+    )
 
     @model_validator(mode="after")
     def _odd_patch(self) -> "PSFConfig":

@@ -1,0 +1,77 @@
+"""Build the configured PSF model: Gaussian, differentiable pupil, or its cached fast path."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from deepsmlm.config import SimulationConfig
+from deepsmlm.optics.masks import load_mask_array, mask_frequency_step, resample_mask, resolve_data_path
+from deepsmlm.optics.psf import PSF, GaussianPSF
+from deepsmlm.optics.pupil import PupilGrid, PupilPSF
+from deepsmlm.optics.stack import StackPSF
+
+
+def oversampling_for(pixel_nm: float, wavelength_nm: float, na: float) -> int:
+    """Smallest odd s such that pixels of Δ/s sample the pupil's intensity band (Δ/s < λ/(2NA))."""
+    s = max(1, math.ceil(pixel_nm * 2 * na / wavelength_nm * 1.02))
+    return s if s % 2 else s + 1
+
+
+def default_grid_size(cfg: SimulationConfig, oversample: int) -> int:
+    """N for the pupil grid: the mask's own scale when a mask is given, else twice the patch (odd)."""
+    psf = cfg.psf
+    if psf.pupil_grid is not None:
+        return psf.pupil_grid
+    if psf.mask is not None:
+        step = mask_frequency_step(psf.mask.pixel_pitch_um, cfg.optics.magnification,
+                                   cfg.optics.fourier_focal_length_mm, cfg.optics.wavelength_nm)
+        return int(round(oversample / (step * cfg.frame.pixel_size_nm)))
+    return 2 * psf.patch_px * oversample + 1
+
+
+def pupil_grid_for(cfg: SimulationConfig) -> PupilGrid:
+    """The pupil grid implied by the optics, camera pixel and PSF settings."""
+    o = cfg.optics
+    s = oversampling_for(cfg.frame.pixel_size_nm, o.wavelength_nm, o.na)
+    return PupilGrid(default_grid_size(cfg, s), cfg.frame.pixel_size_nm, o.wavelength_nm, o.na, o.n_immersion,
+                     o.n_sample, oversample=s, angle_scale=cfg.psf.pupil_angle_scale)
+
+
+def mask_phase_for(cfg: SimulationConfig, grid: PupilGrid, base_dir: Path | None = None) -> torch.Tensor | None:
+    """The configured mask (radians) on the pupil grid, scaled by λ_design/λ, or None."""
+    m = cfg.psf.mask
+    if m is None:
+        return None
+    arr = load_mask_array(resolve_data_path(m.file, base_dir), m.key)
+    if m.transpose:
+        arr = arr.T
+    step = mask_frequency_step(m.pixel_pitch_um, cfg.optics.magnification, cfg.optics.fourier_focal_length_mm,
+                               cfg.optics.wavelength_nm)
+    phase = resample_mask(arr, step, grid.n, grid.freq_step)
+    if m.design_wavelength_nm is not None:
+        phase = phase * (m.design_wavelength_nm / cfg.optics.wavelength_nm)
+    return phase
+
+
+def build_pupil_psf(cfg: SimulationConfig, learnable_mask: bool = False, base_dir: Path | None = None) -> PupilPSF:
+    """The differentiable pupil PSF of a config."""
+    grid = pupil_grid_for(cfg)
+    return PupilPSF(grid, cfg.psf.patch_px, cfg.optics.nominal_focal_plane_nm,
+                    mask_phase=mask_phase_for(cfg, grid, base_dir), zernike_rad=cfg.psf.zernike_rad,
+                    learnable_mask=learnable_mask)
+
+
+def build_psf(cfg: SimulationConfig, fast: bool = True, base_dir: Path | None = None) -> PSF:
+    """The configured PSF; ``fast`` wraps a pupil PSF in its cached z-stack over the emitter z range."""
+    p = cfg.psf
+    if p.model == "gaussian":
+        g = p.gaussian
+        return GaussianPSF(cfg.frame.pixel_size_nm, p.patch_px, g.sigma_nm, g.astig_focus_offset_nm, g.astig_depth_nm)
+    pupil = build_pupil_psf(cfg, base_dir=base_dir)
+    if not fast:
+        return pupil
+    z0, z1 = cfg.emitters.z_range_nm
+    return StackPSF(pupil, z0, max(z1, z0 + p.cache_z_step_nm), p.cache_z_step_nm)
