@@ -139,6 +139,15 @@ class PhotonConfig(_Strict):
     mean: float = Field(2000.0, gt=0, description="log-normal mean (photons)")
     sigma: float = Field(0.3, gt=0, description="log-normal sigma of log(photons)")
 
+    def expected(self) -> float:
+        """Expected photons per emitter under this distribution."""
+        return {
+            "gamma": self.shape * self.scale,
+            "uniform": 0.5 * (self.low + self.high),
+            "lognormal": self.mean,
+            "constant": self.low,
+        }[self.distribution]
+
 
 class BlinkingConfig(_Strict):
     """Two-state on/off Markov blinking with a total photon budget per molecule."""

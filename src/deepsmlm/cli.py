@@ -1,0 +1,88 @@
+"""Command-line interface (typer). Bad input ends in one line on stderr and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from deepsmlm.errors import UserInputError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Deep-learning single-molecule localization microscopy and PSF design.")
+console = Console(stderr=True)
+
+def _guard(fn, *args) -> None:
+    """Run a command; a UserInputError becomes one red line on stderr and exit code 2."""
+    try:
+        fn(*args)
+    except UserInputError as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True, markup=True)
+        raise typer.Exit(2) from None
+
+
+ConfigArg = typer.Argument(..., help="preset name (e.g. tetrapod_paper) or path to a YAML config")
+DeviceOpt = typer.Option("cpu", "--device", help="torch device: cpu or cuda")
+
+
+@app.command()
+def simulate(
+    config: str = ConfigArg,
+    out: Path = typer.Option(..., "-o", "--out", help="output folder"),
+    frames: Optional[int] = typer.Option(None, "--frames", min=1, help="number of frames (default: config)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default: config)"),
+    density: Optional[float] = typer.Option(None, "--density", min=0, help="emitters per µm² per frame"),
+    emitters: Optional[int] = typer.Option(None, "--emitters", min=0, help="emitters per frame"),
+    device: str = DeviceOpt,
+) -> None:
+    """Simulate a movie: frames.tif (uint16 ADU), ground_truth.csv (ThunderSTORM), config.yaml."""
+    from deepsmlm.commands.simulate import run_simulate
+
+    _guard(run_simulate, config, out, frames, seed, density, emitters, device)
+
+
+@app.command()
+def psf(
+    config: str = ConfigArg,
+    out: Path = typer.Option(..., "-o", "--out", help="output PNG"),
+    planes: int = typer.Option(10, "--planes", min=1, help="number of z planes"),
+) -> None:
+    """Draw the PSF montage over the config's axial range."""
+    from deepsmlm.commands.optics import run_psf
+
+    _guard(run_psf, config, out, planes)
+
+
+@app.command()
+def crlb(
+    config: str = ConfigArg,
+    mask: Optional[Path] = typer.Option(None, "--mask", help="phase mask file replacing the config's mask"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the figures as JSON"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="CRLB-vs-z plot (default: crlb.png beside --json)"),
+    photons: Optional[float] = typer.Option(None, "--photons", min=0, help="signal photons (default: config mean)"),
+    background: Optional[float] = typer.Option(None, "--background", min=0, help="background photons/px"),
+    planes: int = typer.Option(41, "--planes", min=2, help="number of z planes"),
+) -> None:
+    """Cramér–Rao lower bounds of x, y, z against z for the config's PSF and camera."""
+    from deepsmlm.commands.optics import run_crlb
+
+    _guard(run_crlb, config, mask, json_out, plot, photons, background, planes)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("demo_output"), "-o", "--out", help="output folder")) -> None:
+    """The main job on shipped defaults (for now: simulate a dense filament movie and draw the Tetrapod PSF)."""
+    from deepsmlm.commands.demo import run_demo
+
+    _guard(run_demo, out)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Camera model: expected incident photons per pixel -> ADU, its inverse and its noise.
+
+EMCCD / CCD (PHYSICS.md, "Camera"):
+
+    e  ~ Poisson(QE·λ + c)                       photoelectrons, c = spurious charge
+    e' ~ Gamma(shape=e, scale=G) if e > 0 else 0  EM register (EMCCD with G > 1 only)
+    r  ~ Normal(0, σ_read)                        electrons
+    ADU = round((e' + r) / (e⁻ per ADU) + baseline), clipped to [0, 65535]
+
+sCMOS pixel i: ADU = round(g_i·Poisson(QE·λ_i) + Normal(o_i, √v_i)), clipped (g_i ADU/e⁻, o_i ADU,
+v_i ADU²). ``ideal``: ADU = Poisson(λ) with unit QE and gain, zero baseline, no read noise.
+
+Internally every type is one affine model: ``adu_per_e`` (ADU per photoelectron, EM gain included),
+``offset`` (ADU), ``read_std`` (ADU), scalars or per-pixel (H, W) tensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepsmlm.config import CameraConfig
+from deepsmlm.errors import UserInputError
+
+ADU_MAX = 65535.0
+_MAP_KEYS = ("offset", "variance", "gain")
+
+Scalar = float | torch.Tensor
+
+
+def _standard_gamma(shape: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Exact Gamma(shape, 1) samples for shape >= 1 (Marsaglia & Tsang 2000), 1-D, float64.
+
+    d = shape − 1/3, c = 1/√(9d); draw x ~ N(0, 1), u ~ U(0, 1), v = (1 + c·x)³ and accept d·v when
+    v > 0 and log u < x²/2 + d − d·v + d·log v. Rejected entries are redrawn, so a given generator
+    state always yields the same samples.
+    """
+    d = shape.to(torch.float64) - 1.0 / 3.0
+    c = 1.0 / torch.sqrt(9.0 * d)
+    out = torch.empty_like(d)
+    pending = torch.arange(d.numel(), device=d.device)
+    while pending.numel() > 0:
+        dp, cp = d[pending], c[pending]
+        x = torch.randn(pending.numel(), generator=generator, device=d.device, dtype=torch.float64)
+        u = torch.rand(pending.numel(), generator=generator, device=d.device, dtype=torch.float64)
+        v = (1.0 + cp * x) ** 3
+        accept = (v > 0) & (torch.log(u) < 0.5 * x * x + dp - dp * v + dp * torch.log(v.clamp_min(1e-300)))
+        out[pending[accept]] = (dp * v)[accept]
+        pending = pending[~accept]
+    return out
+
+
+def _load_scmos_maps(path: Path, shape: tuple[int, int] | None) -> dict[str, torch.Tensor]:
+    """Read and check the 'offset' (ADU), 'variance' (ADU²) and 'gain' (ADU/e⁻) maps of an .npz."""
+    if not path.is_file():
+        raise UserInputError(f"{path}: sCMOS maps file not found")
+    try:
+        with np.load(path) as npz:
+            arrays = {k: np.asarray(npz[k], dtype=np.float64) for k in _MAP_KEYS if k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"{path}: cannot read sCMOS maps ({exc})") from exc
+    missing = [k for k in _MAP_KEYS if k not in arrays]
+    if missing:
+        raise UserInputError(f"{path}: missing sCMOS map(s) {', '.join(missing)} (need offset, variance, gain)")
+    expected = tuple(shape) if shape is not None else arrays["offset"].shape
+    for key, value in arrays.items():
+        if value.ndim != 2 or value.shape != expected:
+            raise UserInputError(f"{path}: sCMOS map '{key}' has shape {value.shape}, expected {expected}")
+        if not np.isfinite(value).all():
+            raise UserInputError(f"{path}: sCMOS map '{key}' contains NaN or inf")
+    if (arrays["gain"] <= 0).any() or (arrays["variance"] < 0).any():
+        raise UserInputError(f"{path}: sCMOS 'gain' must be > 0 and 'variance' >= 0 everywhere")
+    return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in arrays.items()}
+
+
+class Camera(torch.nn.Module):
+    """Photon -> ADU conversion for one camera; methods broadcast over leading dims (..., H, W)."""
+
+    def __init__(self, cfg: CameraConfig, shape: tuple[int, int] | None = None):
+        """``shape`` (H, W), when given, must match the sCMOS maps file; other cameras ignore it."""
+        super().__init__()
+        self.type = cfg.type
+        self.baseline_subtracted = cfg.baseline_subtracted
+        self.qe = 1.0 if cfg.type == "ideal" else cfg.qe
+        self.em_gain = cfg.em_gain if cfg.type == "emccd" else 1.0
+        self.spurious_charge = cfg.spurious_charge if cfg.type in ("emccd", "ccd") else 0.0
+        self.adu_per_e: Scalar
+        self.offset: Scalar
+        self.read_std: Scalar
+        if cfg.type == "ideal":
+            self.adu_per_e, self.offset, self.read_std = 1.0, 0.0, 0.0
+        elif cfg.type == "scmos" and cfg.scmos_maps is not None:
+            maps = _load_scmos_maps(Path(cfg.scmos_maps), shape)
+            self.register_buffer("adu_per_e", maps["gain"], persistent=False)
+            self.register_buffer("offset", maps["offset"], persistent=False)
+            self.register_buffer("read_std", maps["variance"].sqrt(), persistent=False)
+        else:
+            self.adu_per_e = self.em_gain / cfg.e_per_adu
+            self.offset = cfg.baseline_adu
+            self.read_std = cfg.read_noise_e / cfg.e_per_adu
+
+    @property
+    def excess_noise_factor(self) -> float:
+        """F²: 2 for an EMCCD with EM gain > 1 (Gamma EM register), else 1."""
+        return 2.0 if self.em_gain > 1.0 else 1.0
+
+    @property
+    def adu_per_photon(self) -> Scalar:
+        """Expected ADU per incident photon, QE·G/(e⁻ per ADU) (per-pixel tensor for sCMOS maps)."""
+        return self.adu_per_e * self.qe
+
+    @staticmethod
+    def _like(value: Scalar, x: torch.Tensor) -> Scalar:
+        return value.to(device=x.device, dtype=x.dtype) if isinstance(value, torch.Tensor) else value
+
+    @staticmethod
+    def _float(x: torch.Tensor) -> torch.Tensor:
+        return x if x.is_floating_point() else x.to(torch.float32)
+
+    def forward(self, photons: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noisy frames in ADU (float32 holding integers in [0, 65535]).
+
+        photons: expected incident photons per pixel, background included, (..., H, W); negative
+        values (numerical noise) count as 0. ``generator`` (on photons' device) makes it
+        reproducible; None uses torch's default RNG.
+        """
+        lam = self._float(photons).clamp_min(0.0)
+        electrons = torch.poisson(self.qe * lam + self.spurious_charge, generator=generator)
+        if self.em_gain > 1.0:
+            lit = electrons > 0
+            electrons = electrons.to(torch.float64)
+            electrons[lit] = _standard_gamma(electrons[lit], generator)
+        adu = electrons * self._like(self.adu_per_e, electrons) + self._like(self.offset, electrons)
+        if isinstance(self.read_std, torch.Tensor) or self.read_std > 0:
+            noise = torch.randn(adu.shape, generator=generator, device=adu.device, dtype=adu.dtype)
+            adu = adu + noise * self._like(self.read_std, adu)
+        return torch.round(adu).clamp(0.0, ADU_MAX).to(torch.float32)
+
+    def expected_adu(self, photons: torch.Tensor) -> torch.Tensor:
+        """Noiseless mean ADU: offset + (ADU/e⁻)·(QE·λ + c), without rounding or clipping."""
+        x = self._float(photons)
+        return self._like(self.offset, x) + self._like(self.adu_per_e, x) * (self.qe * x + self.spurious_charge)
+
+    def adu_to_photons(self, adu: torch.Tensor, baseline_subtracted: bool | None = None) -> torch.Tensor:
+        """Incident photons from ADU, the inverse of ``expected_adu``: ((ADU − offset)/(ADU/e⁻) − c)/QE.
+
+        baseline_subtracted (default: the config's) skips the offset. Integer input gives float32.
+        """
+        x = self._float(adu)
+        if baseline_subtracted is None:
+            baseline_subtracted = self.baseline_subtracted
+        if not baseline_subtracted:
+            x = x - self._like(self.offset, x)
+        return (x / self._like(self.adu_per_e, x) - self.spurious_charge) / self.qe
+
+    def variance_photons(self, mean_photons: torch.Tensor) -> torch.Tensor:
+        """Noise variance in incident-photon² units at mean λ, for Fisher information.
+
+        F²·(λ/QE + c/QE²) + σ_read²/(ADU/e⁻ · QE)², i.e. F²·λ/QE + σ_e²/(G·QE)² for EMCCD/CCD,
+        λ/QE + v_i/(g_i·QE)² for sCMOS and λ for ``ideal``.
+        """
+        x = self._float(mean_photons)
+        shot = self.excess_noise_factor * (x / self.qe + self.spurious_charge / self.qe**2)
+        return shot + (self._like(self.read_std, x) / (self._like(self.adu_per_e, x) * self.qe)) ** 2
+
+    def reparameterized(self, photons: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Differentiable noisy image in photon units: λ + √(variance_photons(λ))·ε, ε ~ N(0, 1).
+
+        Gaussian stand-in for the camera so gradients reach ``photons`` (end-to-end design); the
+        variance is floored at 1e-12 photon² so λ = 0 gives a finite (zero) gradient.
+        """
+        eps = torch.randn(photons.shape, generator=generator, device=photons.device, dtype=photons.dtype)
+        return photons + torch.sqrt(self.variance_photons(photons).clamp_min(1e-12)) * eps

@@ -1,0 +1,84 @@
+"""Figures people look at: PSF montages over z and CRLB-vs-z curves (PNG, written atomically)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from deepsmlm.io.atomic import write_atomic  # noqa: E402
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Save a figure as PNG atomically and close it."""
+    write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def add_scale_bar(ax, pixel_nm: float, n_px: int, color: str = "white") -> None:
+    """A scale bar of a round length near a fifth of the field, bottom left."""
+    target = n_px * pixel_nm / 5
+    length = 10 ** math.floor(math.log10(target))
+    length = max(m * length for m in (1, 2, 5) if m * length <= target)
+    px = length / pixel_nm
+    y = n_px * 0.92
+    ax.plot([n_px * 0.05, n_px * 0.05 + px], [y, y], color=color, lw=3)
+    label = f"{length / 1000:g} µm" if length >= 1000 else f"{length:g} nm"
+    ax.text(n_px * 0.05, y - n_px * 0.03, label, color=color, fontsize=7, va="bottom")
+
+
+def crop_to_support(stack: np.ndarray, level: float = 0.02, margin: int = 3) -> np.ndarray:
+    """Crop (Z, P, P) images to the centred square holding every pixel above ``level`` × its plane's maximum."""
+    p = stack.shape[-1]
+    c = p // 2
+    bright = stack >= level * stack.max(axis=(-2, -1), keepdims=True)
+    _, rows, cols = np.nonzero(bright)
+    h = min(c, int(max(np.abs(rows - c).max(), np.abs(cols - c).max())) + margin)
+    return stack[:, c - h:c + h + 1, c - h:c + h + 1]
+
+
+def psf_montage(stack: np.ndarray, z_nm: Sequence[float], pixel_nm: float, path: str | os.PathLike,
+                title: str = "") -> None:
+    """Grid of PSF images (Z, P, P), each labelled with its z and normalised to its own maximum."""
+    stack = crop_to_support(stack)
+    n = len(stack)
+    cols = min(n, 5)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows + 0.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, (img, z) in enumerate(zip(stack, z_nm)):
+        ax = axes.flat[k]
+        ax.imshow(img / max(float(img.max()), 1e-12), cmap="inferno", vmin=0, vmax=1)
+        ax.set_title(f"z = {z:+.0f} nm", fontsize=8)
+        if k == 0:
+            add_scale_bar(ax, pixel_nm, img.shape[-1])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def crlb_plot(z_nm: np.ndarray, curves: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
+              title: str = "") -> None:
+    """√CRLB of x, y, z against z; ``curves`` maps a label (e.g. a mask) to {'x': …, 'y': …, 'z': …} in nm."""
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharex=True)
+    for label, c in curves.items():
+        for ax, key in zip(axes, ("x", "y", "z")):
+            if key in c:
+                ax.plot(np.asarray(z_nm), np.asarray(c[key]), label=label)
+    for ax, key in zip(axes, ("x", "y", "z")):
+        ax.set_xlabel("z (nm)")
+        ax.set_ylabel(f"√CRLB {key} (nm)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
