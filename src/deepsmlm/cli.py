@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from deepsmlm.errors import UserInputError
 
@@ -19,7 +20,7 @@ def _guard(fn, *args) -> None:
     try:
         fn(*args)
     except UserInputError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True, markup=True)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -243,7 +243,10 @@ def load_config(name_or_path: str | os.PathLike) -> SimulationConfig:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise UserInputError(f"{path}: config file not found")
-        source, text = str(path), path.read_text()
+        try:
+            source, text = str(path), path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserInputError(f"{path}: not a YAML text file") from None
     else:
         res = resources.files(PRESET_PACKAGE) / f"{name_or_path}.yaml"
         if not res.is_file():
@@ -254,7 +257,10 @@ def load_config(name_or_path: str | os.PathLike) -> SimulationConfig:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise UserInputError(f"{source}: invalid YAML ({str(err).splitlines()[0]})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserInputError(f"{source}: invalid YAML{where} ({problem})") from None
     return config_from_dict(data, source)
 
 

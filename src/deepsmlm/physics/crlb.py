@@ -49,7 +49,15 @@ def crlb(psf: PSF, theta: torch.Tensor, variance: Variance = poisson_variance,
          params: Sequence[str] = PARAMS) -> torch.Tensor:
     """(E, K) Cramér–Rao bounds as standard deviations (nm for positions, photons for the rest)."""
     info = fisher_information(psf, theta, variance, params)
-    return torch.sqrt(torch.diagonal(torch.linalg.inv(info), dim1=-2, dim2=-1))
+    diag = torch.diagonal(info, dim1=-2, dim2=-1)
+    # a parameter the image does not depend on (e.g. z at focus of a symmetric PSF) has an infinite bound;
+    # the others are bounded by the information matrix without it
+    blind = diag <= 1e-12 * diag.amax(dim=-1, keepdim=True)
+    both = blind[..., :, None] | blind[..., None, :]
+    eye = torch.eye(info.shape[-1], dtype=info.dtype, device=info.device).expand_as(info)
+    safe = torch.where(both, eye, info)
+    var = torch.diagonal(torch.linalg.inv(safe), dim1=-2, dim2=-1)
+    return torch.where(blind, torch.full_like(var, float("inf")), torch.sqrt(var))
 
 
 def crlb_vs_z(psf: PSF, z_nm: torch.Tensor, photons: float, background: float,

@@ -1,0 +1,72 @@
+"""Shared fixtures: a CLI runner, YAML config writers and the one-line-error check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepsmlm.config import SimulationConfig, dump_config
+
+
+@pytest.fixture
+def runner():
+    """A typer CliRunner (stdout and stderr captured separately)."""
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture
+def write_yaml(tmp_path: Path):
+    """write_yaml(content, name="config.yaml") -> path; content is YAML text, a dict or a SimulationConfig."""
+
+    def _write(content: str | dict | SimulationConfig, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        if isinstance(content, SimulationConfig):
+            text = dump_config(content)
+        elif isinstance(content, dict):
+            text = yaml.safe_dump(content, sort_keys=False)
+        else:
+            text = content
+        path.write_text(text)
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def uniform_gaussian_config(write_yaml) -> Path:
+    """A small, fast config: 32x32 px of 100 nm, Gaussian PSF, ideal camera, uniform emitters, no blinking."""
+    return write_yaml(
+        {
+            "name": "test_uniform_gaussian",
+            "frame": {"height": 32, "width": 32, "pixel_size_nm": 100.0},
+            "psf": {"model": "gaussian", "patch_px": 11, "gaussian": {"sigma_nm": 110.0}},
+            "camera": {"type": "ideal"},
+            "emitters": {
+                "density_per_um2": 1.0,
+                "photons": {"distribution": "constant", "low": 1000.0},
+                "blinking": {"enabled": False},
+                "structure": {"kind": "uniform"},
+            },
+            "background": {"photons_per_px": [10.0, 10.0]},
+            "frames": 5,
+        },
+        name="uniform_gaussian.yaml",
+    )
+
+
+def _assert_one_line(text: str) -> str:
+    """The text is exactly one non-empty line (a trailing newline allowed) and holds no traceback."""
+    assert "Traceback" not in text, text
+    lines = text.rstrip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].strip(), f"expected one line, got {text!r}"
+    return lines[0]
+
+
+@pytest.fixture
+def one_line():
+    """one_line(text) -> the single line of ``text``; fails unless it is exactly one line without a traceback."""
+    return _assert_one_line
