@@ -82,8 +82,9 @@ def test_simulate_frames_are_uint16_adu_stack(tubes_runs):
 
 def test_simulate_ground_truth_is_thunderstorm_csv(tubes_runs):
     out = tubes_runs["a"]
-    header = (out / "ground_truth.csv").read_text().splitlines()[0]
+    header, first_row = (out / "ground_truth.csv").read_text().splitlines()[:2]
     assert header == THUNDERSTORM_GT_HEADER
+    assert '"' not in first_row  # values are plain numbers, only the header is quoted
     gt = ground_truth(out)
     assert len(gt) > 0
     assert gt["id"].tolist() == list(range(1, len(gt) + 1))

@@ -25,4 +25,11 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> None
     """Write a table with 0-based ``frame`` and canonical columns as ThunderSTORM CSV (frames 1-based)."""
     out = pd.DataFrame({HEADERS.get(c, c): table[c] for c in table.columns})
     out["frame"] = table["frame"].astype("int64") + 1
-    write_atomic(path, lambda p: out.to_csv(p, index=False, quoting=csv.QUOTE_NONNUMERIC, float_format="%.3f"))
+    header = ",".join(f'"{c}"' for c in out.columns)
+
+    def write(tmp) -> None:
+        with open(tmp, "w", newline="") as fh:
+            fh.write(header + "\n")
+            out.to_csv(fh, index=False, header=False, quoting=csv.QUOTE_MINIMAL, float_format="%.3f")
+
+    write_atomic(path, write)
