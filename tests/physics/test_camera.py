@@ -11,7 +11,8 @@ from scipy import stats
 
 from deepsmlm.config import CameraConfig
 from deepsmlm.errors import UserInputError
-from deepsmlm.physics.camera import Camera, _standard_gamma
+from deepsmlm.physics.camera import Camera
+from deepsmlm.sampling import standard_gamma
 
 # EPFL SMLM challenge 2016 camera: 6 ADU per photon.
 EPFL = dict(type="emccd", baseline_adu=100.0, e_per_adu=45.0, em_gain=300.0, qe=0.9, read_noise_e=74.4)
@@ -81,7 +82,7 @@ def test_ccd_noise_factor_one() -> None:
 
 @pytest.mark.parametrize("alpha", [1.0, 3.0, 1.0e4])
 def test_standard_gamma_matches_distribution(alpha: float) -> None:
-    samples = _standard_gamma(torch.full((20000,), alpha), _seeded(5)).numpy()
+    samples = standard_gamma(torch.full((20000,), alpha), _seeded(5)).numpy()
     assert stats.kstest(samples, stats.gamma(alpha).cdf).pvalue > 1e-3
 
 

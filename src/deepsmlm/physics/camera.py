@@ -23,33 +23,12 @@ import torch
 
 from deepsmlm.config import CameraConfig
 from deepsmlm.errors import UserInputError
+from deepsmlm.sampling import standard_gamma
 
 ADU_MAX = 65535.0
 _MAP_KEYS = ("offset", "variance", "gain")
 
 Scalar = float | torch.Tensor
-
-
-def _standard_gamma(shape: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Exact Gamma(shape, 1) samples for shape >= 1 (Marsaglia & Tsang 2000), 1-D, float64.
-
-    d = shape − 1/3, c = 1/√(9d); draw x ~ N(0, 1), u ~ U(0, 1), v = (1 + c·x)³ and accept d·v when
-    v > 0 and log u < x²/2 + d − d·v + d·log v. Rejected entries are redrawn, so a given generator
-    state always yields the same samples.
-    """
-    d = shape.to(torch.float64) - 1.0 / 3.0
-    c = 1.0 / torch.sqrt(9.0 * d)
-    out = torch.empty_like(d)
-    pending = torch.arange(d.numel(), device=d.device)
-    while pending.numel() > 0:
-        dp, cp = d[pending], c[pending]
-        x = torch.randn(pending.numel(), generator=generator, device=d.device, dtype=torch.float64)
-        u = torch.rand(pending.numel(), generator=generator, device=d.device, dtype=torch.float64)
-        v = (1.0 + cp * x) ** 3
-        accept = (v > 0) & (torch.log(u) < 0.5 * x * x + dp - dp * v + dp * torch.log(v.clamp_min(1e-300)))
-        out[pending[accept]] = (dp * v)[accept]
-        pending = pending[~accept]
-    return out
 
 
 def _load_scmos_maps(path: Path, shape: tuple[int, int] | None) -> dict[str, torch.Tensor]:
@@ -131,7 +110,7 @@ class Camera(torch.nn.Module):
         if self.em_gain > 1.0:
             lit = electrons > 0
             electrons = electrons.to(torch.float64)
-            electrons[lit] = _standard_gamma(electrons[lit], generator)
+            electrons[lit] = standard_gamma(electrons[lit], generator).to(electrons.dtype)
         adu = electrons * self._like(self.adu_per_e, electrons) + self._like(self.offset, electrons)
         if isinstance(self.read_std, torch.Tensor) or self.read_std > 0:
             noise = torch.randn(adu.shape, generator=generator, device=adu.device, dtype=adu.dtype)

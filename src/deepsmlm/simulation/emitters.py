@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from deepsmlm.config import BlinkingConfig, EmitterConfig, FrameConfig, PhotonConfig
+from deepsmlm.sampling import standard_gamma
 from deepsmlm.simulation.structures import filament_paths, sample_on_ellipsoid, sample_on_filaments
 
 
@@ -70,7 +71,7 @@ def sample_photons(cfg: PhotonConfig, n: int, generator: torch.Generator) -> tor
     constant: ``low``.
     """
     if cfg.distribution == "gamma":
-        values = cfg.scale * _standard_gamma(cfg.shape, n, generator)
+        values = cfg.scale * standard_gamma(torch.full((n,), cfg.shape, dtype=torch.float64), generator)
     elif cfg.distribution == "uniform":
         values = cfg.low + (cfg.high - cfg.low) * torch.rand(n, generator=generator, dtype=torch.float64)
     elif cfg.distribution == "lognormal":
@@ -79,29 +80,6 @@ def sample_photons(cfg: PhotonConfig, n: int, generator: torch.Generator) -> tor
     else:
         values = torch.full((n,), cfg.low, dtype=torch.float64)
     return values.float()
-
-
-def _standard_gamma(shape: float, n: int, generator: torch.Generator) -> torch.Tensor:
-    """Gamma(shape, 1) samples (float64) by Marsaglia & Tsang (2000), vectorised rejection.
-
-    For shape < 1, G(shape) = G(shape + 1) U^(1 / shape) with U uniform on [0, 1).
-    """
-    k = shape + 1 if shape < 1 else shape
-    d = k - 1 / 3
-    c = 1 / math.sqrt(9 * d)
-    kept: list[torch.Tensor] = []
-    remaining = n
-    while remaining > 0:
-        x = torch.randn(remaining, generator=generator, dtype=torch.float64)
-        u = torch.rand(remaining, generator=generator, dtype=torch.float64)
-        v = (1 + c * x) ** 3
-        accept = (v > 0) & (u.log() < 0.5 * x**2 + d - d * v + d * v.log())
-        kept.append(d * v[accept])
-        remaining -= int(accept.sum())
-    values = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.float64)
-    if shape < 1:
-        values = values * torch.rand(n, generator=generator, dtype=torch.float64) ** (1 / shape)
-    return values
 
 
 def sample_emitters(
