@@ -43,24 +43,19 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
     return best, result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--emitters", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def measure(patch_px: int, n_emitters: int) -> dict:
+    """Render the same emitters three ways at the tetrapod_paper set-up with a given patch size."""
     cfg = load_config("tetrapod_paper")
+    cfg.psf.patch_px = patch_px
     h, w = cfg.frame.height, cfg.frame.width
-    gen = torch.Generator().manual_seed(0)
     cfg.emitters.count = (30, 30)
-    em = sample_emitters(cfg.emitters, cfg.frame, max(1, args.emitters // 30), gen)
+    em = sample_emitters(cfg.emitters, cfg.frame, max(1, n_emitters // 30), torch.Generator().manual_seed(0))
     n_frames, n = int(em.frame.max()) + 1, len(em)
     pupil = build_pupil_psf(cfg)
     t_build, fast = timed(lambda: StackPSF(pupil, *cfg.emitters.z_range_nm, cfg.psf.cache_z_step_nm))
 
     with torch.inference_mode():
-        t_naive, ref = timed(lambda: naive_loop(pupil, em.xyz_nm, em.photons, em.frame, n_frames, h, w))
+        t_naive, ref = timed(lambda: naive_loop(pupil, em.xyz_nm, em.photons, em.frame, n_frames, h, w), 2)
         t_fast, img_fast = timed(lambda: render(fast, em.xyz_nm, em.photons, em.frame, n_frames, h, w), 3)
 
     learn = build_pupil_psf(cfg, learnable_mask=True)
@@ -74,10 +69,9 @@ def main() -> None:
 
     t_diff, img_diff = timed(diff_step, 2)
     rel = lambda a: float((a - ref).norm() / ref.norm())  # noqa: E731
-    print(json.dumps({
-        "benchmark": "psf_render_speed",
-        "setup": "tetrapod_paper: 121x121 frames, N=203 pupil grid, 121 px patches, 30 emitters/frame",
-        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version()},
+    return {
+        "patch_px": patch_px,
+        "fft_px": fast.fft_px,
         "emitters": n,
         "naive_loop_emitters_per_s": n / t_naive,
         "fast_path_emitters_per_s": n / t_fast,
@@ -88,6 +82,23 @@ def main() -> None:
         "fast_path_planes": len(fast.z_nm),
         "fast_path_rel_error_vs_full": rel(img_fast),
         "differentiable_rel_error_vs_naive": rel(img_diff),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--emitters", type=int, default=300)
+    ap.add_argument("--patches", type=int, nargs="+", default=[121, 61], help="patch sizes to measure (odd px)")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(json.dumps({
+        "benchmark": "psf_render_speed",
+        "setup": "tetrapod_paper: 121x121 frames, N=203 pupil grid, 30 emitters/frame, z -1.5..+2.5 um",
+        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "runs": [measure(p, args.emitters) for p in args.patches],
     }, indent=2))
 
 

@@ -165,3 +165,21 @@ def test_oversampled_pupil_handles_coarse_pixels():
 def test_centre_pixel_gets_the_peak_for_odd_patch():
     img = pupil().patches(offsets([0, 0, 0]), torch.ones(1))[0].numpy()
     assert np.unravel_index(img.argmax(), img.shape) == (50, 50)
+
+
+def test_patch_placement_is_the_same_with_and_without_autograd():
+    from deepsmlm.optics.psf import place_patches
+
+    gen = torch.Generator().manual_seed(2)
+    patches = torch.rand(40, 7, 7, generator=gen)
+    frame = torch.randint(0, 3, (40,), generator=gen)
+    row = torch.randint(-4, 14, (40,), generator=gen)
+    col = torch.randint(-4, 14, (40,), generator=gen)
+    with torch.no_grad():
+        plain = place_patches(patches, frame, row, col, 3, 10, 10)
+    tracked = place_patches(patches.clone().requires_grad_(True), frame, row, col, 3, 10, 10)
+    assert torch.allclose(plain, tracked.detach())
+    # every photon of a patch whose centre is inside lands somewhere in the frames unless cropped
+    inside = (row >= 3) & (row <= 6) & (col >= 3) & (col <= 6)
+    assert float(place_patches(patches[inside], frame[inside], row[inside], col[inside], 3, 10, 10).sum()) == \
+        pytest.approx(float(patches[inside].sum()), rel=1e-6)

@@ -41,13 +41,15 @@ def patch_frequencies(patch_px: int, device: torch.device | None = None) -> tupl
 
 
 def shift_and_blur_factor(dx_px: torch.Tensor, dy_px: torch.Tensor, blur_px: torch.Tensor | None,
-                          patch_px: int) -> torch.Tensor:
+                          patch_px: int, scale: torch.Tensor | None = None) -> torch.Tensor:
     """(E, P, P//2+1) rfft2-domain factor that shifts patches by (dx, dy) px and blurs them by a Gaussian.
 
-    exp(-2πi(fx·dx + fy·dy)) · exp(-2π²σ²(fx² + fy²)); exact for band-limited patches.
+    scale · exp(-2πi(fx·dx + fy·dy)) · exp(-2π²σ²(fx² + fy²)); exact for band-limited patches.
     """
     fy, fx = patch_frequencies(patch_px, dx_px.device)
     ramp_x = torch.exp(-2j * math.pi * fx[None, :] * dx_px[:, None])
+    if scale is not None:
+        ramp_x = ramp_x * scale[:, None]
     ramp_y = torch.exp(-2j * math.pi * fy[None, :] * dy_px[:, None])
     if blur_px is not None:
         s2 = (2 * math.pi**2) * blur_px[:, None] ** 2
@@ -120,22 +122,25 @@ def place_patches(patches: torch.Tensor, frame: torch.Tensor, row: torch.Tensor,
     """Sum (E, P, P) patches centred at pixel (row, col) of frame ``frame`` into (F, H, W); differentiable.
 
     Patches whose centre lies more than P//2 pixels outside the frame are dropped; parts outside are cropped.
+    Without autograd the patches are added slice by slice (fast); with it, by one index_add per chunk.
     """
     p = patches.shape[-1]
     h = p // 2
     hp, wp = height + 2 * p, width + 2 * p
-    out = patches.new_zeros(n_frames * hp * wp)
     keep = (row >= -h) & (row <= height - 1 + h) & (col >= -h) & (col <= width - 1 + h)
-    patches, frame, row, col = patches[keep], frame[keep], row[keep], col[keep]
-    ar = torch.arange(p, device=patches.device)
+    patches, frame, top, left = patches[keep], frame[keep], row[keep] + p - h, col[keep] + p - h
+    if not (torch.is_grad_enabled() and patches.requires_grad):
+        out = patches.new_zeros(n_frames, hp, wp)
+        for i, (f, r, c) in enumerate(zip(frame.tolist(), top.tolist(), left.tolist())):
+            out[f, r:r + p, c:c + p] += patches[i]
+        return out[:, p:p + height, p:p + width]
+    rel = (torch.arange(p, device=patches.device)[:, None] * wp + torch.arange(p, device=patches.device)).reshape(-1)
+    base = frame * (hp * wp) + top * wp + left
+    out = patches.new_zeros(n_frames * hp * wp)
     step = max(1, chunk_elems // (p * p))
     for s in range(0, len(patches), step):
-        sl = slice(s, s + step)
-        top = row[sl] + p - h
-        left = col[sl] + p - h
-        base = frame[sl] * (hp * wp) + top * wp + left
-        idx = base[:, None, None] + ar[None, :, None] * wp + ar[None, None, :]
-        out = out.index_add(0, idx.reshape(-1), patches[sl].reshape(-1))
+        idx = (base[s:s + step, None] + rel[None, :]).reshape(-1)
+        out = out.index_add(0, idx, patches[s:s + step].reshape(-1))
     return out.view(n_frames, hp, wp)[:, p:p + height, p:p + width]
 
 
