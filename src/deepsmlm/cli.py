@@ -73,6 +73,39 @@ def crlb(
 
 
 @app.command()
+def evaluate(
+    gt: Path = typer.Option(..., "--gt", help="ground-truth localizations (any supported format)"),
+    pred: Path = typer.Option(..., "--pred", help="predicted localizations"),
+    lateral_tol: float = typer.Option(250.0, "--lateral-tol", min=0, help="lateral matching radius (nm)"),
+    axial_tol: float = typer.Option(500.0, "--axial-tol", min=0, help="axial tolerance (nm), used when both have z"),
+    match: str = typer.Option("hungarian", "--match", help="hungarian or greedy (the challenge's closest-first)"),
+    border_nm: float = typer.Option(0.0, "--border-nm", min=0, help="exclude emitters this close to the field edge"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON"),
+    pixel_size_nm: Optional[float] = typer.Option(None, "--pixel-size-nm", help="pixel size for pixel-unit formats"),
+) -> None:
+    """Match predictions to ground truth per frame; Jaccard, RMSE, bias and SMLM-2016 efficiency."""
+    from deepsmlm.commands.evaluate import run_evaluate
+
+    _guard(run_evaluate, gt, pred, lateral_tol, axial_tol, match, border_nm, json_out, pixel_size_nm)
+
+
+@app.command()
+def render(
+    locs: Path = typer.Argument(..., help="localization file (any supported format)"),
+    out: Path = typer.Option(..., "-o", "--out", help="output PNG (a float32 TIFF is written beside it)"),
+    pixel_nm: float = typer.Option(10.0, "--pixel-nm", min=0.1, help="super-resolved pixel size (nm)"),
+    color: str = typer.Option("none", "--color", help="none, z (depth colour-coded) or dye"),
+    method: str = typer.Option("gaussian", "--method", help="gaussian or histogram"),
+    sigma_nm: Optional[float] = typer.Option(None, "--sigma-nm", help="fixed Gaussian σ (default: per-localization uncertainty)"),
+    pixel_size_nm: Optional[float] = typer.Option(None, "--pixel-size-nm", help="camera pixel size for pixel-unit formats"),
+) -> None:
+    """Render a super-resolved image from localizations."""
+    from deepsmlm.commands.render import run_render
+
+    _guard(run_render, locs, out, pixel_nm, color, method, sigma_nm, pixel_size_nm)
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("demo_output"), "-o", "--out", help="output folder")) -> None:
     """The main job on shipped defaults (for now: simulate a dense filament movie and draw the Tetrapod PSF)."""
     from deepsmlm.commands.demo import run_demo

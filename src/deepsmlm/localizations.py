@@ -1,0 +1,131 @@
+"""The canonical localization table: one pandas DataFrame in nm and photons, plus metadata.
+
+Columns (always present, in this order): frame (int64, 0-based), x_nm, y_nm, z_nm, photons, bg
+(photons per pixel), prob (detection confidence 0–1), sigma_x_nm, sigma_y_nm, sigma_z_nm (per-axis
+uncertainty, NaN when unknown). Optional: color (int64 dye index), color_prob, and any extra columns
+a format carries. Unit conversions between nm and camera pixels live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepsmlm.errors import UserInputError
+
+COLUMNS = ("frame", "x_nm", "y_nm", "z_nm", "photons", "bg", "prob", "sigma_x_nm", "sigma_y_nm", "sigma_z_nm")
+OPTIONAL = ("color", "color_prob")
+DEFAULTS = {"z_nm": 0.0, "photons": np.nan, "bg": np.nan, "prob": 1.0,
+            "sigma_x_nm": np.nan, "sigma_y_nm": np.nan, "sigma_z_nm": np.nan}
+
+
+@dataclass
+class Metadata:
+    """What a table needs to be interpreted: camera pixel (nm), image shape (rows, cols), frame count."""
+
+    pixel_size_nm: float | None = None
+    image_shape: tuple[int, int] | None = None
+    n_frames: int | None = None
+    config: dict[str, Any] | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pixel_size_nm": self.pixel_size_nm,
+                "image_shape": list(self.image_shape) if self.image_shape else None,
+                "n_frames": self.n_frames, "config": self.config, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Metadata":
+        shape = d.get("image_shape")
+        return cls(pixel_size_nm=d.get("pixel_size_nm"), image_shape=tuple(shape) if shape else None,
+                   n_frames=d.get("n_frames"), config=d.get("config"), source=d.get("source"))
+
+
+@dataclass
+class Localizations:
+    """A localization table with its metadata. ``table`` always holds the canonical columns."""
+
+    table: pd.DataFrame
+    meta: Metadata = field(default_factory=Metadata)
+
+    def __post_init__(self) -> None:
+        self.table = normalise_table(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @classmethod
+    def from_arrays(cls, frame, x_nm, y_nm, z_nm=None, meta: Metadata | None = None, **columns) -> "Localizations":
+        """Build a table from 1D arrays (nm, photons, 0-based frames)."""
+        data = {"frame": np.asarray(frame), "x_nm": np.asarray(x_nm), "y_nm": np.asarray(y_nm)}
+        if z_nm is not None:
+            data["z_nm"] = np.asarray(z_nm)
+        data.update({k: np.asarray(v) for k, v in columns.items()})
+        return cls(pd.DataFrame(data), meta or Metadata())
+
+    @property
+    def has_z(self) -> bool:
+        """True when any z differs from 0 (a 3D table)."""
+        return bool(len(self.table)) and bool(np.any(self.table["z_nm"].to_numpy() != 0))
+
+    @property
+    def n_frames(self) -> int:
+        """Frames covered: the metadata's count, else one past the last frame index."""
+        if self.meta.n_frames is not None:
+            return self.meta.n_frames
+        return int(self.table["frame"].max()) + 1 if len(self.table) else 0
+
+    def with_table(self, table: pd.DataFrame) -> "Localizations":
+        """Same metadata, another table."""
+        return replace(self, table=table)
+
+    def shifted(self, dx_nm: float = 0.0, dy_nm: float = 0.0, dz_nm: float = 0.0) -> "Localizations":
+        """A copy translated by (dx, dy, dz) nm."""
+        t = self.table.copy()
+        t["x_nm"] += dx_nm
+        t["y_nm"] += dy_nm
+        t["z_nm"] += dz_nm
+        return self.with_table(t)
+
+    def xy_px(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in camera pixels (x → column, y → row; pixel (0, 0) spans [0, 1))."""
+        px = require_pixel_size(self.meta)
+        return self.table["x_nm"].to_numpy() / px, self.table["y_nm"].to_numpy() / px
+
+
+def require_pixel_size(meta: Metadata) -> float:
+    """The pixel size, or a one-line error saying it is needed."""
+    if meta.pixel_size_nm is None:
+        src = meta.source or "localizations"
+        raise UserInputError(f"{src}: pixel size unknown; give --pixel-size-nm")
+    return float(meta.pixel_size_nm)
+
+
+def nm_to_px(values_nm, pixel_size_nm: float):
+    """nm → camera pixels."""
+    return np.asarray(values_nm, dtype=np.float64) / pixel_size_nm
+
+
+def px_to_nm(values_px, pixel_size_nm: float):
+    """camera pixels → nm."""
+    return np.asarray(values_px, dtype=np.float64) * pixel_size_nm
+
+
+def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Canonical column order and dtypes; missing optional values filled with their defaults."""
+    missing = [c for c in ("frame", "x_nm", "y_nm") if c not in table.columns]
+    if missing:
+        raise UserInputError(f"localization table lacks column(s) {', '.join(missing)}")
+    out = pd.DataFrame(index=pd.RangeIndex(len(table)))
+    out["frame"] = table["frame"].to_numpy().astype(np.int64)
+    for c in COLUMNS[1:]:
+        out[c] = table[c].to_numpy().astype(np.float64) if c in table.columns else DEFAULTS.get(c, np.nan)
+    for c in table.columns:
+        if c not in out.columns:
+            out[c] = table[c].to_numpy()
+    if "color" in out.columns:
+        out["color"] = out["color"].to_numpy().astype(np.int64)
+    return out
