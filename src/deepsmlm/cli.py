@@ -73,6 +73,38 @@ def crlb(
 
 
 @app.command()
+def train(
+    config: str = ConfigArg,
+    out: Path = typer.Option(..., "-o", "--out", help="model folder"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="total training steps (default: config)"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", min=0, help="train for this much wall time"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the model folder exactly"),
+    device: str = DeviceOpt,
+) -> None:
+    """Train a model on batches simulated on the fly from the config's physics."""
+    from deepsmlm.commands.train import run_train
+
+    _guard(run_train, config, out, steps, minutes, resume, device)
+
+
+@app.command()
+def localize(
+    stack: Path = typer.Argument(..., help="TIFF stack or folder of TIFFs (ADU)"),
+    model: str = typer.Option(..., "--model", help="shipped model name, model folder, or gaussian-mle"),
+    out: Path = typer.Option(..., "-o", "--out", help="localization file (.csv ThunderSTORM, .hdf5, .parquet)"),
+    fmt: Optional[str] = typer.Option(None, "--format", help="thunderstorm, picasso, challenge or parquet"),
+    render: Optional[Path] = typer.Option(None, "--render", help="also write the super-resolved image (PNG + TIFF)"),
+    device: str = DeviceOpt,
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="frames per batch"),
+    config: Optional[str] = typer.Option(None, "--config", help="camera/pixel config for gaussian-mle"),
+) -> None:
+    """Localize every frame of a stack with a model or the classic Gaussian MLE fitter."""
+    from deepsmlm.commands.localize import run_localize
+
+    _guard(run_localize, stack, model, out, fmt, render, device, batch_size, config)
+
+
+@app.command()
 def evaluate(
     gt: Path = typer.Option(..., "--gt", help="ground-truth localizations (any supported format)"),
     pred: Path = typer.Option(..., "--pred", help="predicted localizations"),

@@ -197,6 +197,37 @@ class BackgroundConfig(_Strict):
     nonuniform_length_nm: float = Field(3000.0, gt=0, description="correlation length of the variation")
 
 
+class ModelConfig(_Strict):
+    """Network and post-processing settings saved with the weights (a model folder is self-describing)."""
+
+    kind: Literal["deepstorm2d"] = "deepstorm2d"
+    architecture: Literal["cpu", "paper"] = "cpu"
+    upsampling: int = Field(4, ge=1, le=16, description="super-resolution factor per axis")
+    channels: int = Field(24, ge=4)
+    head_channels: int = Field(8, ge=1)
+    input_offset_photons: float | None = Field(None, description="subtracted from photons before the net")
+    input_scale_photons: float | None = Field(None, gt=0, description="photons are divided by this")
+    threshold: float = Field(0.3, ge=0, description="minimum summed density of a detection (≈ probability)")
+    window_px: int = Field(2, ge=1, description="half-width of the centroid window, fine pixels")
+
+
+class TrainingConfig(_Strict):
+    """On-the-fly training: batches simulated from the same config, validated on a fixed seeded set."""
+
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    density_range_per_um2: tuple[float, float] | None = Field(
+        None, description="per-batch emitter density drawn uniformly from this range (default: the config's)"
+    )
+    target_sigma_px: float = Field(1.0, gt=0, description="Gaussian σ of the loss, fine pixels")
+    l1_weight: float = Field(0.0, ge=0, description="weight of the L1 sparsity term")
+    validation_frames: int = Field(64, ge=1)
+    validate_every: int = Field(100, ge=1)
+    lateral_tol_nm: float = Field(250.0, gt=0, description="matching radius for validation")
+    seed: int = 0
+
+
 class SimulationConfig(_Strict):
     """Everything the forward model needs: one physics for training, design and evaluation."""
 
@@ -207,6 +238,8 @@ class SimulationConfig(_Strict):
     camera: CameraConfig = CameraConfig()
     emitters: EmitterConfig = EmitterConfig()
     background: BackgroundConfig = BackgroundConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
     frames: int = Field(100, ge=1, description="default number of frames for `simulate`")
     seed: int = 0
 

@@ -8,6 +8,7 @@ a format carries. Unit conversions between nm and camera pixels live here and no
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +37,10 @@ class Metadata:
         return {"pixel_size_nm": self.pixel_size_nm,
                 "image_shape": list(self.image_shape) if self.image_shape else None,
                 "n_frames": self.n_frames, "config": self.config, "source": self.source}
+
+    def to_json(self) -> str:
+        """``to_dict`` as JSON text (numpy scalars written as plain numbers, tuples as lists)."""
+        return json.dumps(self.to_dict(), default=lambda o: o.item() if isinstance(o, np.generic) else str(o))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Metadata":
@@ -129,3 +134,34 @@ def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
     if "color" in out.columns:
         out["color"] = out["color"].to_numpy().astype(np.int64)
     return out
+
+
+def checked_localizations(table: pd.DataFrame, meta: Metadata, source: str,
+                          labels: dict[str, str] | None = None, first_frame: int = 0) -> Localizations:
+    """A ``Localizations`` from a table a reader decoded from ``source``: canonical names, frames numbered
+    from ``first_frame`` as in the file (1 for ThunderSTORM), shifted here to 0-based.
+
+    Raises a one-line ``UserInputError`` naming ``source`` for a missing frame/x/y column, a non-numeric
+    canonical column, a frame that is not a whole number ≥ ``first_frame``, or a non-finite x or y.
+    ``labels`` maps canonical names to the file's own column names for the messages.
+    """
+    labels = labels or {}
+    missing = [labels.get(c, c) for c in ("frame", "x_nm", "y_nm") if c not in table.columns]
+    if missing:
+        raise UserInputError(f"{source}: missing column(s) {', '.join(missing)}")
+    for c in (*COLUMNS, *OPTIONAL):
+        if c in table.columns and not pd.api.types.is_numeric_dtype(table[c]):
+            raise UserInputError(f"{source}: column {labels.get(c, c)} is not numeric")
+    frame = table["frame"].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(frame) | (frame != np.floor(frame)) | (frame < first_frame)
+    if bad.any():
+        raise UserInputError(f"{source}: invalid {labels.get('frame', 'frame')} in data row {int(np.argmax(bad)) + 1}"
+                             f" (whole numbers from {first_frame} expected)")
+    for c in ("x_nm", "y_nm"):
+        bad = ~np.isfinite(table[c].to_numpy(dtype=np.float64))
+        if bad.any():
+            raise UserInputError(f"{source}: {int(bad.sum())} non-finite (NaN or inf) value(s) in "
+                                 f"{labels.get(c, c)}, first in data row {int(np.argmax(bad)) + 1}")
+    table = table.copy(deep=False)
+    table["frame"] = frame.astype(np.int64) - first_frame
+    return Localizations(table, meta)

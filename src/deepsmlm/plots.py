@@ -22,16 +22,20 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> None:
     plt.close(fig)
 
 
-def add_scale_bar(ax, pixel_nm: float, n_px: int, color: str = "white") -> None:
-    """A scale bar of a round length near a fifth of the field, bottom left."""
+def add_scale_bar(ax, pixel_nm: float, n_px: int, color: str = "white", n_rows: int | None = None) -> None:
+    """A scale bar of a round length near a fifth of the field width ``n_px``, bottom left.
+
+    ``n_rows`` is the image height in pixels when it differs from the width.
+    """
     target = n_px * pixel_nm / 5
     length = 10 ** math.floor(math.log10(target))
     length = max(m * length for m in (1, 2, 5) if m * length <= target)
     px = length / pixel_nm
-    y = n_px * 0.92
+    rows = n_px if n_rows is None else n_rows
+    y = rows * 0.92
     ax.plot([n_px * 0.05, n_px * 0.05 + px], [y, y], color=color, lw=3)
     label = f"{length / 1000:g} µm" if length >= 1000 else f"{length:g} nm"
-    ax.text(n_px * 0.05, y - n_px * 0.03, label, color=color, fontsize=7, va="bottom")
+    ax.text(n_px * 0.05, y - rows * 0.03, label, color=color, fontsize=7, va="bottom")
 
 
 def crop_to_support(stack: np.ndarray, level: float = 0.02, margin: int = 3) -> np.ndarray:

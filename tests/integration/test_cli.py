@@ -94,7 +94,7 @@ def test_simulate_ground_truth_is_thunderstorm_csv(tubes_runs):
     assert gt["y [nm]"].between(0.0, field_nm).all()
     assert (gt["z [nm]"] == 0.0).all()  # 2D preset: z range (0, 0)
     assert (gt["intensity [photon]"] > 0).all()
-    assert gt["offset [photon]"].between(8.0, 12.0).all()  # background range of the preset
+    assert gt["offset [photon]"].between(6.0, 16.0).all()  # background range of the preset
 
 
 def test_simulate_config_yaml_is_the_resolved_config(tubes_runs):
@@ -333,4 +333,4 @@ def test_crlb_2d_gaussian_has_no_z(runner, tmp_path):
         assert len(vals) == 5 and all(math.isfinite(v) and v > 0 for v in vals)
         assert max(vals) == pytest.approx(min(vals), rel=1e-4)  # the Gaussian does not change with z
     assert fig["crlb_x_nm"][0] == pytest.approx(fig["crlb_y_nm"][0], rel=1e-4)
-    assert fig["photons"] == pytest.approx(750.0) and fig["background_per_px"] == pytest.approx(10.0)
+    assert fig["photons"] == pytest.approx(750.0) and fig["background_per_px"] == pytest.approx(11.0)

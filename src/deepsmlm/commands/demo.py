@@ -8,32 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import tifffile
 
+from deepsmlm.analysis.render import save_widefield, widefield_sum
 from deepsmlm.commands.optics import run_crlb, run_psf
 from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
 from deepsmlm.config import load_config
 from deepsmlm.optics.masks import shared_data_root
-from deepsmlm.plots import add_scale_bar, save_figure
-
-
-def widefield_png(stack_path: Path, pixel_nm: float, out: Path) -> None:
-    """Sum of a stack, the diffraction-limited view, with a scale bar."""
-    total = tifffile.imread(stack_path).astype(np.float64).sum(axis=0)
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(total, cmap="gray")
-    ax.axis("off")
-    add_scale_bar(ax, pixel_nm, total.shape[-1])
-    ax.set_title(f"widefield sum of {len(tifffile.TiffFile(stack_path).pages)} frames", fontsize=9)
-    save_figure(fig, out)
 
 
 def run_demo(out: Path) -> None:
     cfg = apply_overrides(load_config("epfl2013_bundled_tubes"), frames=100, seed=1, density=None, emitters=None)
     summary = simulate_to_folder(cfg, out / "simulation")
-    widefield_png(out / "simulation" / "frames.tif", cfg.frame.pixel_size_nm, out / "widefield.png")
+    frames = tifffile.imread(out / "simulation" / "frames.tif")
+    save_widefield(widefield_sum(frames), out / "widefield.png", cfg.frame.pixel_size_nm,
+                   title=f"widefield sum of {len(frames)} frames")
     print(f"simulated {summary['frames']} frames, {summary['emitters']} emitters in {summary['seconds']:.1f} s")
     if shared_data_root() is not None:
         run_psf("tetrapod_paper", out / "tetrapod_psf.png", planes=10)

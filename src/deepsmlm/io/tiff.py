@@ -14,7 +14,7 @@ def write_stack(path: str | os.PathLike, frames: np.ndarray, pixel_size_nm: floa
     """Write a (F, H, W) stack as one multi-page TIFF, atomically (ImageJ-compatible, BigTIFF when large)."""
     frames = np.ascontiguousarray(frames)
     big = frames.nbytes > 2**31
-    kwargs: dict = {"bigtiff": True} if big else {"imagej": frames.dtype != np.float64}
+    kwargs: dict = {"photometric": "minisblack", **({"bigtiff": True} if big else {"imagej": frames.dtype != np.float64})}
     if pixel_size_nm and not big:
         res = 1e3 / pixel_size_nm  # pixels per µm
         kwargs.update(resolution=(res, res), metadata={"unit": "um", "axes": "TYX"})

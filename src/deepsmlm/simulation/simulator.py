@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import EmitterConfig, SimulationConfig
 from deepsmlm.optics.factory import build_psf
 from deepsmlm.optics.psf import PSF, render
 from deepsmlm.physics.camera import Camera
@@ -61,17 +61,18 @@ class Simulator:
         signal = render(self.psf, em.xyz_nm, em.photons, em.frame, background.shape[0], h, w, blur_px)
         return signal + background.to(self.device)
 
-    def sample(self, n_frames: int, generator: torch.Generator) -> FrameBatch:
+    def sample(self, n_frames: int, generator: torch.Generator, emitters: EmitterConfig | None = None) -> FrameBatch:
         """Draw emitters and background for ``n_frames`` and image them through the camera, in one batch."""
-        return next(self.movie(n_frames, generator, chunk=n_frames))
+        return next(self.movie(n_frames, generator, chunk=n_frames, emitters=emitters))
 
-    def movie(self, n_frames: int, gen: torch.Generator, chunk: int = 32) -> Iterator[FrameBatch]:
+    def movie(self, n_frames: int, gen: torch.Generator, chunk: int = 32,
+              emitters: EmitterConfig | None = None) -> Iterator[FrameBatch]:
         """Yield a movie in chunks of frames; the same generator state gives the same movie.
 
         Emitters (with blinking and structure) are drawn for the whole movie at once; frames are
-        rendered chunk by chunk to bound memory.
+        rendered chunk by chunk to bound memory. ``emitters`` overrides the config's emitter statistics.
         """
-        emitters = sample_emitters(self.cfg.emitters, self.cfg.frame, n_frames, gen)
+        emitters = sample_emitters(emitters or self.cfg.emitters, self.cfg.frame, n_frames, gen)
         background = sample_background(self.cfg.background, self.cfg.frame, n_frames, gen)
         blur = self.blur_px(len(emitters), gen)
         dev_gen = _device_generator(gen, self.device)

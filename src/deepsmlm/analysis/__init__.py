@@ -1,0 +1,1 @@
+"""Analysis of localization tables: matching to ground truth and the challenge metrics."""

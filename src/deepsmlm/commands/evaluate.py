@@ -1,0 +1,51 @@
+"""`deepsmlm evaluate`: match predictions to ground truth and print/write the SMLM-2016 metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from deepsmlm.analysis.matching import check_method
+from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.io.atomic import write_text_atomic
+from deepsmlm.io.localization_files import read_localizations
+
+ROWS = (  # key, label, format
+    ("n_gt", "GT emitters", "{:d}"), ("n_pred", "predictions", "{:d}"),
+    ("n_tp", "true positives", "{:d}"), ("n_fp", "false positives", "{:d}"), ("n_fn", "false negatives", "{:d}"),
+    ("jaccard", "Jaccard", "{:.4f}"), ("recall", "recall", "{:.4f}"), ("precision", "precision", "{:.4f}"),
+    ("rmse_lateral_nm", "RMSE lateral (nm)", "{:.2f}"), ("rmse_axial_nm", "RMSE axial (nm)", "{:.2f}"),
+    ("rmse_volume_nm", "RMSE volume (nm)", "{:.2f}"),
+    ("bias_x_nm", "bias x (nm)", "{:+.2f}"), ("bias_y_nm", "bias y (nm)", "{:+.2f}"),
+    ("bias_z_nm", "bias z (nm)", "{:+.2f}"),
+    ("efficiency_lateral", "efficiency lateral (%)", "{:.2f}"), ("efficiency_axial", "efficiency axial (%)", "{:.2f}"),
+)
+
+
+def metrics_table(result: dict) -> Table:
+    """A two-column rich table of the metrics; undefined figures show as '—'."""
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label, fmt in ROWS:
+        value = result[key]
+        table.add_row(label, "—" if value is None else fmt.format(value))
+    return table
+
+
+def run_evaluate(gt: Path, pred: Path, lateral_tol: float, axial_tol: float, match: str, border_nm: float,
+                 json_out: Path | None, pixel_size_nm: float | None) -> None:
+    check_method(match)
+    truth = read_localizations(gt, pixel_size_nm=pixel_size_nm)
+    found = read_localizations(pred, pixel_size_nm=pixel_size_nm)
+    result = evaluate(truth, found, lateral_tol, axial_tol, match, border_nm)
+    axial = f", axial ±{axial_tol:g} nm" if result["axial_tol_nm"] is not None else ""
+    console = Console()
+    console.print(f"{pred} vs {gt}: {match} matching, lateral ±{lateral_tol:g} nm{axial}", highlight=False, markup=False)
+    console.print(metrics_table(result))
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps(result, indent=2))
+        print(f"wrote {json_out}")

@@ -1,0 +1,59 @@
+"""`deepsmlm render`: a super-resolved image (PNG + float32 TIFF) from a localization file."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from deepsmlm.analysis.render import (density, depth_range, depth_rgb, dye_rgb, field_nm, image_shape,
+                                      save_render)
+from deepsmlm.errors import UserInputError
+
+COLORS = ("none", "z", "dye")
+METHODS = ("gaussian", "histogram")
+MAX_SIDE_PX = 20_000
+
+
+def run_render(locs_path: Path, out: Path, pixel_nm: float, color: str = "none", method: str = "gaussian",
+               sigma_nm: float | None = None, pixel_size_nm: float | None = None) -> None:
+    """Render ``locs_path`` at ``pixel_nm`` (nm per image pixel) into ``out`` (PNG) and ``out`` with .tif.
+
+    ``color``: none ('hot' density), z (turbo depth colour with a colour bar) or dye (RGB composite);
+    ``method``: gaussian (σ = ``sigma_nm`` or each localization's uncertainty) or histogram;
+    ``pixel_size_nm``: the camera pixel, for files in pixel units.
+    """
+    from deepsmlm.io.localization_files import read_localizations
+
+    if color not in COLORS:
+        raise UserInputError(f"--color {color!r}: choose one of {', '.join(COLORS)}")
+    if method not in METHODS:
+        raise UserInputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+    if sigma_nm is not None and not sigma_nm > 0:
+        raise UserInputError(f"--sigma-nm {sigma_nm:g}: must be positive")
+    if pixel_nm <= 0:
+        raise UserInputError(f"--pixel-nm {pixel_nm:g}: must be positive")
+    if out.suffix.lower() != ".png":
+        raise UserInputError(f"-o {out}: give a .png path (the float32 TIFF is written beside it)")
+    locs = read_localizations(locs_path, pixel_size_nm=pixel_size_nm)
+    if not len(locs):
+        raise UserInputError(f"{locs_path}: no localizations to render")
+    if color == "z" and not locs.has_z:
+        raise UserInputError(f"{locs_path}: --color z needs 3D localizations (all z are 0)")
+    if color == "dye" and "color" not in locs.table.columns:
+        raise UserInputError(f"{locs_path}: --color dye needs a color (dye) column")
+    extent = field_nm(locs, pixel_nm)
+    rows, cols = image_shape(extent, pixel_nm)
+    side = max(rows, cols)
+    if side > MAX_SIDE_PX:
+        raise UserInputError(f"image of {cols}×{rows} px exceeds {MAX_SIDE_PX} px a side; "
+                             f"use a larger --pixel-nm (at least {math.ceil(pixel_nm * side / MAX_SIDE_PX)})")
+    if color == "z":
+        z_range = depth_range(locs)
+        image = depth_rgb(locs, pixel_nm, z_range, method, sigma_nm, extent)
+        save_render(image, out, pixel_nm, colorbar=("z (nm)", *z_range, "turbo"))
+    elif color == "dye":
+        save_render(dye_rgb(locs, pixel_nm, method, sigma_nm, extent), out, pixel_nm, per_channel=True)
+    else:
+        save_render(density(locs, pixel_nm, method, sigma_nm, extent), out, pixel_nm)
+    print(f"rendered {len(locs)} localizations ({method}, color {color}) into {cols}×{rows} px of "
+          f"{pixel_nm:g} nm: {out} and {out.with_suffix('.tif')}")

@@ -1,0 +1,28 @@
+"""`deepsmlm train`: train a model on simulation matched to a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepsmlm.config import load_config
+from deepsmlm.errors import UserInputError
+from deepsmlm.training.trainer import Trainer
+
+
+def run_train(config: str, out: Path, steps: int | None, minutes: float | None, resume: bool, device: str) -> None:
+    if steps is not None and minutes is not None:
+        raise UserInputError("give either --steps or --minutes, not both")
+    if resume:
+        if not (out / "config.yaml").is_file():
+            raise UserInputError(f"{out}: nothing to resume (no config.yaml)")
+        cfg = load_config(out / "config.yaml")
+    else:
+        cfg = load_config(config)
+    if cfg.emitters.density_per_um2 is None and cfg.training.density_range_per_um2 is None:
+        raise UserInputError(f"{config}: training needs emitters.density_per_um2 or training.density_range_per_um2")
+    trainer = Trainer(cfg, out, device)
+    if resume:
+        trainer.resume()
+    summary = trainer.run(steps=steps, minutes=minutes)
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation Jaccard "
+          f"{summary['best_jaccard']:.3f}; model in {out}")

@@ -1,0 +1,51 @@
+"""Localization files in any supported format, chosen by name or by the file's extension.
+
+``.csv`` → ThunderSTORM (read as the EPFL challenge format when its header names ``xnano``),
+``.hdf5``/``.h5`` → Picasso, ``.parquet`` → Parquet. ``format="challenge"`` writes the challenge CSV.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deepsmlm.errors import UserInputError
+from deepsmlm.io import challenge, thunderstorm
+from deepsmlm.io.parquet import read_parquet, write_parquet
+from deepsmlm.io.picasso import read_picasso, write_picasso
+from deepsmlm.localizations import Localizations
+
+EXTENSIONS = {".csv": "thunderstorm", ".hdf5": "picasso", ".h5": "picasso", ".parquet": "parquet"}
+WRITERS = {"thunderstorm": thunderstorm.write_thunderstorm, "picasso": write_picasso,
+           "challenge": challenge.write_challenge, "parquet": write_parquet}
+
+
+def format_of(path: str | os.PathLike) -> str:
+    """The format a file name implies by its extension; one-line error for an unknown one."""
+    ext = Path(path).suffix.lower()
+    if ext not in EXTENSIONS:
+        raise UserInputError(f"{path}: unknown localization file extension {ext or '(none)'!r}; "
+                             f"use {', '.join(EXTENSIONS)}")
+    return EXTENSIONS[ext]
+
+
+def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = None) -> Localizations:
+    """Read a localization file (nm, photons, 0-based frames). ``pixel_size_nm`` is needed for files in
+    pixels that do not state it (ThunderSTORM ``x [px]``, Picasso without its YAML) and, when given,
+    replaces the file's own value."""
+    fmt = format_of(path)
+    if fmt == "thunderstorm":
+        columns = thunderstorm.read_csv_columns(path)
+        module = challenge if challenge.is_challenge(columns.columns) else thunderstorm
+        return module.from_columns(columns, str(path), pixel_size_nm)
+    reader = read_picasso if fmt == "picasso" else read_parquet
+    return reader(path, pixel_size_nm)
+
+
+def write_localizations(path: str | os.PathLike, locs: Localizations, format: str | None = None) -> Path:
+    """Write ``locs`` as ``format`` (thunderstorm, picasso, challenge, parquet; default from the
+    extension, ``.csv`` → thunderstorm) atomically; returns the path written."""
+    fmt = format or format_of(path)
+    if fmt not in WRITERS:
+        raise UserInputError(f"{path}: unknown localization format {fmt!r}; choose {', '.join(WRITERS)}")
+    return WRITERS[fmt](path, locs)

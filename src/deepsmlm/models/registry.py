@@ -1,0 +1,87 @@
+"""Networks by name, and model folders: config.yaml (resolved config) + model.safetensors (weights).
+
+A model is named by a folder path or by a shipped name (``deepsmlm/pretrained/<name>/``). Weights are
+only ever read from safetensors, never unpickled.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from deepsmlm.config import ModelConfig, SimulationConfig, dump_config, load_config
+from deepsmlm.errors import UserInputError
+from deepsmlm.io.atomic import atomic_path, write_text_atomic
+from deepsmlm.models.deepstorm2d import DeepStorm2DCPU, DeepStorm2DPaper
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.yaml"
+PRETRAINED_PACKAGE = "deepsmlm.pretrained"
+
+
+def build_network(cfg: ModelConfig) -> nn.Module:
+    """A freshly initialised network for the model config."""
+    if cfg.architecture == "paper":
+        return DeepStorm2DPaper(cfg.upsampling, cfg.channels)
+    return DeepStorm2DCPU(cfg.upsampling, cfg.channels, cfg.head_channels)
+
+
+def shipped_models() -> list[str]:
+    """Names of the models inside the package."""
+    root = resources.files(PRETRAINED_PACKAGE)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / WEIGHTS).is_file())
+
+
+def resolve_model_dir(name_or_dir: str | Path) -> Path:
+    """A model folder from a path or a shipped name; one-line error otherwise."""
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    shipped = resources.files(PRETRAINED_PACKAGE) / str(name_or_dir)
+    if shipped.is_dir():
+        return Path(str(shipped))
+    raise UserInputError(f"{name_or_dir}: neither a model folder nor a shipped model "
+                         f"(shipped: {', '.join(shipped_models()) or 'none'})")
+
+
+def save_model(folder: Path, cfg: SimulationConfig, net: nn.Module, name: str = WEIGHTS) -> None:
+    """Write weights (safetensors) and the resolved config atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(folder / name) as tmp:
+        save_file(state, str(tmp))
+    write_text_atomic(folder / CONFIG, dump_config(cfg))
+
+
+def load_model(name_or_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SimulationConfig, nn.Module]:
+    """(config, network in eval mode) of a model folder or shipped name."""
+    folder = resolve_model_dir(name_or_dir)
+    if not (folder / CONFIG).is_file():
+        raise UserInputError(f"{folder}: model folder has no {CONFIG}")
+    if not (folder / WEIGHTS).is_file():
+        raise UserInputError(f"{folder}: model folder has no {WEIGHTS}")
+    cfg = load_config(folder / CONFIG)
+    net = build_network(cfg.model)
+    try:
+        state = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError) as err:
+        raise UserInputError(f"{folder / WEIGHTS}: unreadable weights ({err})") from None
+    missing, unexpected = _compare_keys(net, state)
+    if missing or unexpected:
+        raise UserInputError(f"{folder / WEIGHTS}: weights do not fit the {cfg.model.kind}/{cfg.model.architecture} "
+                             f"network ({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError:
+        raise UserInputError(f"{folder / WEIGHTS}: tensor shapes do not fit the configured network") from None
+    return cfg, net.to(device).eval()
+
+
+def _compare_keys(net: nn.Module, state: dict) -> tuple[set, set]:
+    expected = set(net.state_dict())
+    return expected - set(state), set(state) - expected

@@ -1,0 +1,191 @@
+"""Training a density network on batches simulated on the fly by the shared forward model.
+
+Each step draws a batch from the config's physics (PSF, camera, photons, background) with uniformly
+random emitters at a density drawn from the training range, converts ADU to photons with the camera
+model, and minimises the Deep-STORM loss. Every ``validate_every`` steps a fixed seeded validation set
+is localized and scored (Jaccard, RMSE) at several thresholds; the best model by Jaccard is kept
+(with its threshold) and a resumable checkpoint is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.config import EmitterConfig, SimulationConfig
+from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.io.atomic import write_text_atomic
+from deepsmlm.localizations import Localizations, Metadata
+from deepsmlm.models.registry import build_network, save_model
+from deepsmlm.optics.psf import PSF
+from deepsmlm.simulation.simulator import FrameBatch, Simulator
+from deepsmlm.training.checkpoint import load_checkpoint, save_checkpoint
+from deepsmlm.training.losses import deepstorm_loss
+from deepsmlm.training.targets import spike_image
+
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+HISTORY = "training_log.json"
+
+
+def density_range(cfg: SimulationConfig) -> tuple[float, float]:
+    """Training densities (µm⁻²): the training range, else the config's density."""
+    if cfg.training.density_range_per_um2 is not None:
+        return cfg.training.density_range_per_um2
+    if cfg.emitters.density_per_um2 is None:
+        raise ValueError("training needs emitters.density_per_um2 or training.density_range_per_um2")
+    return cfg.emitters.density_per_um2, cfg.emitters.density_per_um2
+
+
+def training_emitters(cfg: SimulationConfig, density: float) -> EmitterConfig:
+    """Uniformly random, independent emitters at ``density`` with the config's photons and z range."""
+    em = cfg.emitters.model_copy(deep=True)
+    em.density_per_um2, em.count = density, None
+    em.structure.kind = "uniform"
+    em.blinking.enabled = False
+    return em
+
+
+def default_normalisation(cfg: SimulationConfig, psf: PSF) -> tuple[float, float]:
+    """(offset, scale) photons: mean background, and the peak pixel of a mean-brightness in-focus emitter."""
+    z0, z1 = cfg.emitters.z_range_nm
+    with torch.no_grad():
+        peak = float(psf.z_stack(torch.tensor([(z0 + z1) / 2])).max())
+    return float(np.mean(cfg.background.photons_per_px)), peak * cfg.emitters.photons.expected()
+
+
+@dataclass
+class ValidationSet:
+    """Fixed seeded frames (ADU) and their ground truth, spanning the training density range."""
+
+    adu: torch.Tensor
+    truth: Localizations
+
+    @classmethod
+    def build(cls, sim: Simulator, cfg: SimulationConfig) -> "ValidationSet":
+        gen = torch.Generator().manual_seed(cfg.training.seed + 1_000_003)
+        lo, hi = density_range(cfg)
+        n = cfg.training.validation_frames
+        densities = np.linspace(lo, hi, min(n, 8))
+        counts = np.diff(np.linspace(0, n, len(densities) + 1).round().astype(int))
+        parts, rows, first = [], [], 0
+        for d, count in zip(densities, counts):
+            batch = sim.sample(int(count), gen, training_emitters(cfg, float(d)))
+            xyz = batch.emitters.xyz_nm.numpy().astype(np.float64)
+            rows.append(pd.DataFrame({"frame": batch.emitters.frame.numpy() + first,
+                                      "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2]}))
+            parts.append(batch.adu)
+            first += int(count)
+        meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(cfg.frame.height, cfg.frame.width),
+                        n_frames=sum(len(p) for p in parts))
+        return cls(torch.cat(parts), Localizations(pd.concat(rows, ignore_index=True), meta))
+
+
+class Trainer:
+    """Owns the simulator, network, optimizer and the data generator of one training run."""
+
+    def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu"):
+        self.out = out
+        self.device = torch.device(device)
+        self.sim = Simulator(cfg, device=self.device)
+        if cfg.model.input_offset_photons is None or cfg.model.input_scale_photons is None:
+            cfg = cfg.model_copy(deep=True)
+            cfg.model.input_offset_photons, cfg.model.input_scale_photons = default_normalisation(cfg, self.sim.psf)
+        self.cfg = cfg
+        torch.manual_seed(cfg.training.seed)
+        self.net = build_network(cfg.model).to(self.device).to(memory_format=torch.channels_last)
+        self.optim = torch.optim.Adam(self.net.parameters(), lr=cfg.training.learning_rate)
+        self.rng = torch.Generator().manual_seed(cfg.training.seed)
+        self.step = 0
+        self.best_jaccard = -1.0
+        self.history: list[dict] = []
+        self.validation = ValidationSet.build(self.sim, cfg)
+
+    def resume(self) -> None:
+        """Continue from ``last.safetensors`` in the output folder."""
+        scalars = load_checkpoint(self.out, self.net, self.optim, self.rng)
+        self.step, self.best_jaccard, self.history = scalars["step"], scalars["best_jaccard"], scalars["history"]
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One simulated batch: normalised input (B, 1, H, W) and spike target (B, 1, uH, uW)."""
+        t = self.cfg.training
+        lo, hi = density_range(self.cfg)
+        density = lo + (hi - lo) * float(torch.rand(1, generator=self.rng))
+        fb: FrameBatch = self.sim.sample(t.batch_size, self.rng, training_emitters(self.cfg, density))
+        h, w = self.sim.shape
+        em = fb.emitters.to(self.device)
+        target = spike_image(em.xyz_nm, em.frame, t.batch_size, h, w, self.cfg.frame.pixel_size_nm,
+                             self.cfg.model.upsampling)
+        photons = self.sim.camera.adu_to_photons(fb.adu)
+        x = ((photons - self.cfg.model.input_offset_photons) / self.cfg.model.input_scale_photons).unsqueeze(1)
+        return x.contiguous(memory_format=torch.channels_last), target
+
+    def train_step(self) -> float:
+        self.net.train()
+        x, target = self.batch()
+        loss = deepstorm_loss(self.net(x), target, self.cfg.training.target_sigma_px, self.cfg.training.l1_weight)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        self.step += 1
+        return loss.item()
+
+    def validate(self) -> dict:
+        """Score the validation set at each threshold; keep the best model and its threshold."""
+        predictor = DensityPredictor(self.cfg, self.net, self.device)
+        chunks = [predictor.density(self.validation.adu[i:i + 32]) for i in range(0, len(self.validation.adu), 32)]
+        scores = []
+        for thr in THRESHOLDS:
+            rows = [predictor.localize(d, i * 32, thr) for i, d in enumerate(chunks)]
+            pred = Localizations(pd.concat(rows, ignore_index=True), self.validation.truth.meta)
+            m = evaluate(self.validation.truth, pred, self.cfg.training.lateral_tol_nm, None)
+            scores.append((m["jaccard"] or 0.0, thr, m))
+        jaccard, thr, m = max(scores, key=lambda s: s[0])
+        record = {"step": self.step, "jaccard": jaccard, "threshold": thr, "rmse_lateral_nm": m["rmse_lateral_nm"],
+                  "recall": m["recall"], "precision": m["precision"]}
+        self.history.append(record)
+        if jaccard > self.best_jaccard:
+            self.best_jaccard = jaccard
+            best = self.cfg.model_copy(deep=True)
+            best.model.threshold = thr
+            save_model(self.out, best, self.net)
+        return record
+
+    def checkpoint(self, elapsed_s: float) -> None:
+        save_checkpoint(self.out, self.net, self.optim, self.rng,
+                        {"step": self.step, "best_jaccard": self.best_jaccard, "history": self.history})
+        write_text_atomic(self.out / HISTORY, json.dumps({"elapsed_s": elapsed_s, "history": self.history}, indent=1))
+
+    def run(self, steps: int | None = None, minutes: float | None = None) -> dict:
+        """Train until ``steps`` (total) or ``minutes`` of wall time; validate and checkpoint on the way."""
+        if steps is not None:
+            total = steps
+        else:
+            total = self.cfg.training.steps if minutes is None else 10**9
+        deadline = time.monotonic() + 60 * minutes if minutes is not None else None
+        every = self.cfg.training.validate_every
+        t0 = time.monotonic()
+        last = {}
+        cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+        with Progress(*cols) as progress:
+            task = progress.add_task("training", total=total if total < 10**9 else None, completed=self.step, info="")
+            while self.step < total and (deadline is None or time.monotonic() < deadline):
+                loss = self.train_step()
+                progress.update(task, completed=self.step, info=f"loss {loss:.3g}")
+                if self.step % every == 0:
+                    last = self.validate()
+                    self.checkpoint(time.monotonic() - t0)
+                    progress.console.print(f"step {self.step}: val Jaccard {last['jaccard']:.3f} "
+                                           f"(threshold {last['threshold']}), RMSE {last['rmse_lateral_nm'] or 0:.1f} nm")
+        if not self.history or self.history[-1]["step"] != self.step:
+            last = self.validate()
+            self.checkpoint(time.monotonic() - t0)
+        return {"steps": self.step, "seconds": time.monotonic() - t0, "best_jaccard": self.best_jaccard, **last}
