@@ -142,11 +142,16 @@ class Trainer:
         predictor = DensityPredictor(self.cfg, self.net, self.device)
         chunks = [predictor.density(self.validation.adu[i:i + 32]) for i in range(0, len(self.validation.adu), 32)]
         scores = []
+        n_true = len(self.validation.truth)
         for thr in THRESHOLDS:
             rows = [predictor.localize(d, i * 32, thr) for i, d in enumerate(chunks)]
             pred = Localizations(pd.concat(rows, ignore_index=True), self.validation.truth.meta)
+            if len(pred) > 4 * max(n_true, 1):  # an untrained net: far too many detections to be worth matching
+                continue
             m = evaluate(self.validation.truth, pred, self.cfg.training.lateral_tol_nm, None)
             scores.append((m["jaccard"] or 0.0, thr, m))
+        if not scores:
+            scores.append((0.0, THRESHOLDS[-1], {"rmse_lateral_nm": None, "recall": None, "precision": None}))
         jaccard, thr, m = max(scores, key=lambda s: s[0])
         record = {"step": self.step, "jaccard": jaccard, "threshold": thr, "rmse_lateral_nm": m["rmse_lateral_nm"],
                   "recall": m["recall"], "precision": m["precision"]}
