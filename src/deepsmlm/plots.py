@@ -86,3 +86,18 @@ def crlb_plot(z_nm: np.ndarray, curves: Mapping[str, Mapping[str, np.ndarray]], 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def comparison_figure(panels: Sequence[tuple[str, np.ndarray, float, str]], path: str | os.PathLike,
+                      percentile: float = 99.5) -> None:
+    """Side-by-side images, each (title, image, pixel_nm, cmap) with its own scale bar; the same field of view."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.5), squeeze=False)
+    for ax, (title, img, pixel_nm, cmap) in zip(axes[0], panels):
+        pos = img[img > 0]
+        vmax = float(np.percentile(pos, percentile)) if len(pos) else 1.0
+        ax.imshow(img, cmap=cmap, vmin=0 if cmap != "gray" else None, vmax=vmax if cmap != "gray" else None)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+        add_scale_bar(ax, pixel_nm, img.shape[1], n_rows=img.shape[0])
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -184,9 +184,7 @@ class GaussianMLE:
         span = torch.arange(p, device=photons.device)
         rows, cols = (top[:, None] + span)[:, :, None], (left[:, None] + span)[:, None, :]
         boxes, v0 = photons[f[:, None, None], rows, cols], v0[rows, cols]
-        ring = torch.ones(p, p, dtype=torch.bool, device=photons.device)
-        ring[1:-1, 1:-1] = False
-        bg0 = boxes[:, ring].mean(-1).clamp_min(1e-3)
+        bg0 = boxes.flatten(1).median(-1).values.clamp_min(1e-3)  # the spot covers few of the box's pixels
         start = torch.stack([(c - left - h).to(photons.dtype), (r - top - h).to(photons.dtype),
                              (boxes - bg0[:, None, None]).sum((-2, -1)).clamp_min(1.0), bg0,
                              torch.full_like(bg0, self.sigma_px)], dim=-1)
