@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import time
@@ -64,9 +65,11 @@ def run(psf_model: str, n_frames: int, seed: int) -> dict:
     em = batch.emitters
     mle = GaussianMLE(cfg)
     mle.localize(batch.adu[:2])  # warm-up
-    t0 = time.perf_counter()
-    pred = mle.localize(batch.adu)
-    seconds = time.perf_counter() - t0
+    seconds = math.inf
+    for _ in range(3):  # best of three: the machine may be shared
+        t0 = time.perf_counter()
+        pred = mle.localize(batch.adu)
+        seconds = min(seconds, time.perf_counter() - t0)
 
     px = cfg.frame.pixel_size_nm
     meta = Metadata(pixel_size_nm=px, image_shape=(cfg.frame.height, cfg.frame.width), n_frames=n_frames)
@@ -118,7 +121,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "gaussian_mle_precision",
         "setup": f"epfl2016_2d camera+optics, z=0, {DENSITY:g}/um2, {PHOTONS:g} photons, {BACKGROUND:g} bg/px, "
-                 f"{args.frames} frames 64x64, match 250 nm; box 7 px, threshold 6, sigma free",
+                 f"{args.frames} frames 64x64, match 250 nm; box 7 px, threshold 6, sigma free, 20 iterations; "
+                 "frames/s best of 3",
         "machine": {"device": "cpu", "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                     "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "runs": runs,

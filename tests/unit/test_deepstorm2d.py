@@ -29,12 +29,17 @@ def tiny_config() -> SimulationConfig:
     })
 
 
-def test_spikes_land_in_the_fine_pixel_holding_the_emitter():
-    xyz = torch.tensor([[130.0, 260.0, 0.0], [5.0, 5.0, 0.0], [-10.0, 5.0, 0.0]])
+def test_spike_mass_is_split_so_the_centroid_is_exact():
+    xyz = torch.tensor([[130.0, 260.0, 0.0], [12.5, 12.5, 0.0], [-30.0, 5.0, 0.0]])
     img = spike_image(xyz, torch.tensor([0, 1, 1]), 2, 4, 4, 100.0, 4)
     assert img.shape == (2, 1, 16, 16)
-    assert img[0, 0, 10, 5] == 1.0  # x = 130 nm -> fine col 5 (25 nm pixels), y = 260 nm -> row 10
-    assert img[1, 0, 0, 0] == 1.0 and float(img.sum()) == 2.0  # the emitter outside the field is dropped
+    a = img[0, 0]
+    rows, cols = torch.meshgrid(torch.arange(16) + 0.5, torch.arange(16) + 0.5, indexing="ij")
+    assert float(a.sum()) == pytest.approx(1.0)
+    assert float((a * cols).sum() * 25.0) == pytest.approx(130.0, abs=1e-3)  # 25 nm fine pixels
+    assert float((a * rows).sum() * 25.0) == pytest.approx(260.0, abs=1e-3)
+    assert img[1, 0, 0, 0] == pytest.approx(1.0)  # at a pixel centre all mass stays in that pixel
+    assert float(img[1].sum()) == pytest.approx(1.0)  # the emitter left of the field is dropped
 
 
 def test_loss_is_zero_for_a_perfect_prediction_and_blur_keeps_mass():

@@ -3,8 +3,9 @@
 Each step draws a batch from the config's physics (PSF, camera, photons, background) with uniformly
 random emitters at a density drawn from the training range, converts ADU to photons with the camera
 model, and minimises the Deep-STORM loss. Every ``validate_every`` steps a fixed seeded validation set
-is localized and scored (Jaccard, RMSE) at several thresholds; the best model by Jaccard is kept
-(with its threshold) and a resumable checkpoint is written.
+is localized and scored (Jaccard, RMSE) at several detection thresholds; the threshold with the best
+SMLM-2016 lateral efficiency is chosen, the model with the best validation Jaccard (at its chosen
+threshold) is kept with that threshold, and a resumable checkpoint is written.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from deepsmlm.training.checkpoint import load_checkpoint, save_checkpoint
 from deepsmlm.training.losses import deepstorm_loss
 from deepsmlm.training.targets import spike_image
 
-THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 HISTORY = "training_log.json"
 
 
@@ -149,12 +150,15 @@ class Trainer:
             if len(pred) > 4 * max(n_true, 1):  # an untrained net: far too many detections to be worth matching
                 continue
             m = evaluate(self.validation.truth, pred, self.cfg.training.lateral_tol_nm, None)
-            scores.append((m["jaccard"] or 0.0, thr, m))
+            scores.append((m["efficiency_lateral"] or -1e9, thr, m))
         if not scores:
-            scores.append((0.0, THRESHOLDS[-1], {"rmse_lateral_nm": None, "recall": None, "precision": None}))
-        jaccard, thr, m = max(scores, key=lambda s: s[0])
+            scores.append((-1e9, THRESHOLDS[-1], {"jaccard": 0.0, "rmse_lateral_nm": None, "recall": None,
+                                                  "precision": None, "efficiency_lateral": None}))
+        # the threshold balances detections against precision: the best SMLM-2016 lateral efficiency
+        _, thr, m = max(scores, key=lambda s: s[0])
+        jaccard = m["jaccard"] or 0.0
         record = {"step": self.step, "jaccard": jaccard, "threshold": thr, "rmse_lateral_nm": m["rmse_lateral_nm"],
-                  "recall": m["recall"], "precision": m["precision"]}
+                  "recall": m["recall"], "precision": m["precision"], "efficiency_lateral": m["efficiency_lateral"]}
         self.history.append(record)
         if jaccard > self.best_jaccard:
             self.best_jaccard = jaccard
