@@ -39,8 +39,8 @@ class DensityPredictor:
 
     @torch.inference_mode()
     def density(self, adu: torch.Tensor) -> torch.Tensor:
-        """(B, 1, u·H, u·W) emitter density."""
-        return self.net(self.to_input(adu).contiguous(memory_format=torch.channels_last))
+        """(B, 1, u·H, u·W) emitter density, clipped at zero."""
+        return self.net(self.to_input(adu).contiguous(memory_format=torch.channels_last)).clamp_min(0)
 
     def localize(self, density: torch.Tensor, first_frame: int = 0, threshold: float | None = None) -> pd.DataFrame:
         """Canonical table rows (frame, x_nm, y_nm, prob) of detections in a batch of density images."""

@@ -2,7 +2,9 @@
 to a super-resolved emitter-density image.
 
 Two variants share the same input/output contract — input (B, 1, H, W) normalised photons, output
-(B, 1, u·H, u·W) non-negative density (≈ 1 per emitter, summed over its spot):
+(B, 1, u·H, u·W) density (≈ 1 per emitter, summed over its spot). The output is linear: training
+penalises negative values through the loss (a final ReLU can die on sparse targets and never recover)
+and inference clips at zero.
 
 - ``paper``: the published network. The frame is upsampled ×u (nearest) first and an encoder of
   three conv+pool stages (32, 64, 128 channels), a 512-channel bottleneck and a mirrored decoder run at
@@ -50,7 +52,7 @@ class DeepStorm2DCPU(nn.Module):
         d2 = self.dec2(torch.cat([_up_to(b, e2), e2], dim=1))
         d1 = self.dec1(torch.cat([_up_to(d2, e1), e1], dim=1))
         fine = F.pixel_shuffle(self.to_fine(d1), self.upsampling)
-        return F.relu(self.head(fine))
+        return self.head(fine)
 
 
 class DeepStorm2DPaper(nn.Module):
@@ -73,7 +75,7 @@ class DeepStorm2DPaper(nn.Module):
         h, w = fine.shape[-2:]
         pad_h, pad_w = (-h) % 8, (-w) % 8
         y = self.decoder(self.encoder(F.pad(fine, (0, pad_w, 0, pad_h))))
-        return F.relu(self.out(y))[..., :h, :w]
+        return self.out(y)[..., :h, :w]
 
 
 def _up_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

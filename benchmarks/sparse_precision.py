@@ -1,4 +1,4 @@
-"""Precision of the `gaussian-mle` baseline against the Cramér–Rao bound on sparse 2D data.
+"""Precision of `gaussian-mle` (and optionally a deep model, ``--model``) against the Cramér–Rao bound on sparse 2D data.
 
 Prints one JSON document. The `epfl2016_2d` preset's camera (EMCCD, 6 ADU/photon) and optics, in
 focus (z = 0), 0.1 emitters/µm², 2,000 photons each, 20 background photons/px, 64×64 px frames;
@@ -11,7 +11,7 @@ frame, at least 350 nm from the frame edge so the 7 px fit box and the bound's p
 at 0.1/µm² about one emitter in seven has a neighbour within 700 nm, which a single-emitter fit
 cannot separate, and the bound ignores such overlaps and the frame edge.
 
-    python benchmarks/gaussian_mle_precision.py [--frames 200] [--seed 0]
+    python benchmarks/sparse_precision.py [--frames 200] [--seed 0] [--model MODEL_DIR]
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ import platform
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 
 from deepsmlm.analysis.matching import match
 from deepsmlm.analysis.metrics import evaluate
 from deepsmlm.config import load_config
 from deepsmlm.inference.gaussian_mle import GaussianMLE
+from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.localizations import Localizations, Metadata
+from deepsmlm.models.registry import load_model
 from deepsmlm.optics.psf import split_positions
 from deepsmlm.physics.crlb import crlb
 from deepsmlm.simulation.simulator import Simulator
@@ -51,8 +54,45 @@ def isolated(xyz_nm: np.ndarray, frame: np.ndarray, field_nm: tuple[float, float
     return (nearest >= ISOLATION_NM) & (edge >= BORDER_NM)
 
 
-def run(psf_model: str, n_frames: int, seed: int) -> dict:
-    """Simulate, localize, match and compare with the CRLB for one PSF model."""
+def localizers(cfg, model: str | None) -> dict:
+    """name -> function (ADU frames) -> canonical DataFrame; gaussian-mle always, a deep model when given."""
+    out = {"gaussian-mle": GaussianMLE(cfg).localize}
+    if model is not None:
+        model_cfg, net = load_model(model)
+        predictor = DensityPredictor(model_cfg, net)
+        out[f"deep:{model}"] = lambda adu: pd.concat(
+            [predictor.localize(predictor.density(adu[i:i + 32]), i) for i in range(0, len(adu), 32)],
+            ignore_index=True)
+    return out
+
+
+def precision(pred: pd.DataFrame, gt: Localizations, meta: Metadata, lateral_var: np.ndarray,
+              alone_gt: np.ndarray) -> dict:
+    """Matching scores, lateral RMSE against the bound, for all matched pairs and for isolated emitters."""
+    locs = Localizations(pred, meta)
+    scores = evaluate(gt, locs, lateral_tol_nm=250.0, axial_tol_nm=None)
+    rmse = scores["rmse_lateral_nm"]
+    lateral_bound = float(np.sqrt(lateral_var.mean()))
+    pairs = match(gt, locs, 250.0, None)
+    alone = alone_gt[pairs.gt_idx]
+    xyz = gt.table[["x_nm", "y_nm"]].to_numpy()
+    err = pred[["x_nm", "y_nm"]].to_numpy()[pairs.pred_idx[alone]] - xyz[pairs.gt_idx[alone]]
+    rmse_alone = float(np.sqrt((err**2).sum(axis=1).mean()))
+    bound_alone = float(np.sqrt(lateral_var[pairs.gt_idx[alone]].mean()))
+    return {
+        "n_gt": scores["n_gt"], "n_pred": scores["n_pred"], "n_tp": scores["n_tp"],
+        "n_fp": scores["n_fp"], "n_fn": scores["n_fn"], "jaccard": scores["jaccard"],
+        "rmse_lateral_nm": rmse, "bias_x_nm": scores["bias_x_nm"], "bias_y_nm": scores["bias_y_nm"],
+        "sqrt_crlb_lateral_nm": lateral_bound,
+        "rmse_over_sqrt_crlb": rmse / lateral_bound if rmse is not None else None,
+        "isolated": {"n_tp": int(alone.sum()), "rmse_lateral_nm": rmse_alone,
+                     "bias_x_nm": float(err[:, 0].mean()), "bias_y_nm": float(err[:, 1].mean()),
+                     "sqrt_crlb_lateral_nm": bound_alone, "rmse_over_sqrt_crlb": rmse_alone / bound_alone},
+    }
+
+
+def run(psf_model: str, n_frames: int, seed: int, model: str | None) -> dict:
+    """Simulate once for one PSF model; localize with each method; compare with the CRLB."""
     cfg = load_config("epfl2016_2d")
     cfg.psf.model = psf_model
     cfg.emitters.density_per_um2 = DENSITY
@@ -63,63 +103,39 @@ def run(psf_model: str, n_frames: int, seed: int) -> dict:
     sim = Simulator(cfg)
     batch = sim.sample(n_frames, torch.Generator().manual_seed(seed))
     em = batch.emitters
-    mle = GaussianMLE(cfg)
-    mle.localize(batch.adu[:2])  # warm-up
-    seconds = math.inf
-    for _ in range(3):  # best of three: the machine may be shared
-        t0 = time.perf_counter()
-        pred = mle.localize(batch.adu)
-        seconds = min(seconds, time.perf_counter() - t0)
-
     px = cfg.frame.pixel_size_nm
     meta = Metadata(pixel_size_nm=px, image_shape=(cfg.frame.height, cfg.frame.width), n_frames=n_frames)
     xyz = em.xyz_nm.double()
     gt = Localizations.from_arrays(em.frame.numpy(), xyz[:, 0].numpy(), xyz[:, 1].numpy(), meta=meta)
-    locs = Localizations(pred, meta)
-    scores = evaluate(gt, locs, lateral_tol_nm=250.0, axial_tol_nm=None)
-
     _, _, offset = split_positions(em.xyz_nm, px)
     theta = torch.cat([offset, em.photons[:, None], torch.full_like(em.photons[:, None], BACKGROUND)], dim=1)
     bound = crlb(sim.psf, theta, sim.camera.variance_photons, params=("x", "y", "photons", "background"))
     bound = bound.double().numpy()
     lateral_var = bound[:, 0] ** 2 + bound[:, 1] ** 2
-    lateral_bound = float(np.sqrt(lateral_var.mean()))
-    rmse = scores["rmse_lateral_nm"]
-
-    pairs = match(gt, locs, 250.0, None)
-    alone = isolated(xyz.numpy(), em.frame.numpy(), (cfg.frame.width * px, cfg.frame.height * px))[pairs.gt_idx]
-    err = pred[["x_nm", "y_nm"]].to_numpy()[pairs.pred_idx[alone]] - xyz[pairs.gt_idx[alone], :2].numpy()
-    rmse_alone = float(np.sqrt((err**2).sum(axis=1).mean()))
-    bound_alone = float(np.sqrt(lateral_var[pairs.gt_idx[alone]].mean()))
-    return {
-        "psf": psf_model,
-        "n_gt": scores["n_gt"], "n_pred": scores["n_pred"], "n_tp": scores["n_tp"],
-        "n_fp": scores["n_fp"], "n_fn": scores["n_fn"],
-        "jaccard": scores["jaccard"],
-        "rmse_lateral_nm": rmse,
-        "bias_x_nm": scores["bias_x_nm"], "bias_y_nm": scores["bias_y_nm"],
-        "mean_sqrt_crlb_x_nm": float(bound[:, 0].mean()),
-        "sqrt_crlb_lateral_nm": lateral_bound,
-        "rmse_over_sqrt_crlb": rmse / lateral_bound if rmse is not None else None,
-        "mean_reported_sigma_x_nm": float(pred["sigma_x_nm"].mean()),
-        "median_psf_sigma_nm": float(pred["psf_sigma_nm"].median()),
-        "median_photons": float(pred["photons"].median()),
-        "median_bg": float(pred["bg"].median()),
-        "isolated": {"n_tp": int(alone.sum()), "rmse_lateral_nm": rmse_alone,
-                     "bias_x_nm": float(err[:, 0].mean()), "bias_y_nm": float(err[:, 1].mean()),
-                     "sqrt_crlb_lateral_nm": bound_alone, "rmse_over_sqrt_crlb": rmse_alone / bound_alone},
-        "frames_per_s": n_frames / seconds,
-    }
+    alone_gt = isolated(xyz.numpy(), em.frame.numpy(), (cfg.frame.width * px, cfg.frame.height * px))
+    methods = {}
+    # the deep model was trained for the pupil PSF; run it on those frames only
+    for name, localize in localizers(cfg, model if psf_model == "pupil" else None).items():
+        with torch.inference_mode():
+            localize(batch.adu[:2])  # warm-up
+            seconds = math.inf
+            for _ in range(3):  # best of three: the machine may be shared
+                t0 = time.perf_counter()
+                pred = localize(batch.adu)
+                seconds = min(seconds, time.perf_counter() - t0)
+        methods[name] = {**precision(pred, gt, meta, lateral_var, alone_gt), "frames_per_s": n_frames / seconds}
+    return {"psf": psf_model, "mean_sqrt_crlb_x_nm": float(bound[:, 0].mean()), "methods": methods}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=None, help="also run a deep model trained for these conditions (pupil PSF)")
     args = ap.parse_args()
-    runs = [run(model, args.frames, args.seed) for model in ("gaussian", "pupil")]
+    runs = [run(psf, args.frames, args.seed, args.model) for psf in ("gaussian", "pupil")]
     print(json.dumps({
-        "benchmark": "gaussian_mle_precision",
+        "benchmark": "sparse_precision",
         "setup": f"epfl2016_2d camera+optics, z=0, {DENSITY:g}/um2, {PHOTONS:g} photons, {BACKGROUND:g} bg/px, "
                  f"{args.frames} frames 64x64, match 250 nm; box 7 px, threshold 6, sigma free, 20 iterations; "
                  "frames/s best of 3",
