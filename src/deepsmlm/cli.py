@@ -138,11 +138,14 @@ def render(
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("demo_output"), "-o", "--out", help="output folder")) -> None:
-    """The main job on shipped defaults (for now: simulate a dense filament movie and draw the Tetrapod PSF)."""
+def demo(
+    out: Path = typer.Option(Path("demo_output"), "-o", "--out", help="output folder"),
+    frames: int = typer.Option(300, "--frames", min=1, help="frames to simulate"),
+) -> None:
+    """The main job: a dense simulated filament movie reconstructed by default-2d and gaussian-mle."""
     from deepsmlm.commands.demo import run_demo
 
-    _guard(run_demo, out)
+    _guard(run_demo, out, frames)
 
 
 def main() -> None:

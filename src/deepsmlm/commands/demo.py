@@ -29,9 +29,9 @@ from deepsmlm.plots import comparison_figure
 PRESET, MODEL, FRAMES, SEED, RENDER_NM = "epfl2013_bundled_tubes", "default-2d", 300, 1, 10.0
 
 
-def run_demo(out: Path) -> None:
+def run_demo(out: Path, frames: int = FRAMES) -> None:
     console = Console(stderr=True)
-    cfg = apply_overrides(load_config(PRESET), frames=FRAMES, seed=SEED, density=None, emitters=None)
+    cfg = apply_overrides(load_config(PRESET), frames=frames, seed=SEED, density=None, emitters=None)
     sim = simulate_to_folder(cfg, out / "simulation")
     console.print(f"simulated {sim['frames']} frames of {cfg.frame.height}×{cfg.frame.width} px with "
                   f"{sim['emitters']} emitters ({cfg.emitters.density_per_um2:g} µm⁻², filaments)")
@@ -57,16 +57,16 @@ def run_demo(out: Path) -> None:
                 save_render(res.superres, out / "superres.png",
                             model_cfg.frame.pixel_size_nm / model_cfg.model.upsampling)
 
-    save_widefield(widefield, out / "widefield.png", cfg.frame.pixel_size_nm, title=f"widefield, {FRAMES} frames")
+    save_widefield(widefield, out / "widefield.png", cfg.frame.pixel_size_nm, title=f"widefield, {frames} frames")
     comparison_figure(
         [("widefield (sum)", widefield, cfg.frame.pixel_size_nm, "gray"),
          (f"gaussian-mle  J={results['gaussian-mle']['jaccard']:.2f}", images["gaussian-mle"], RENDER_NM, "hot"),
          (f"{MODEL}  J={results[MODEL]['jaccard']:.2f}", images[MODEL], RENDER_NM, "hot")],
         out / "comparison.png")
-    truth_summary = {"frames": FRAMES, "emitters": len(truth), "density_per_um2": cfg.emitters.density_per_um2,
+    truth_summary = {"frames": frames, "emitters": len(truth), "density_per_um2": cfg.emitters.density_per_um2,
                      "preset": PRESET, "seed": SEED, "lateral_tol_nm": 250.0, "match": "hungarian"}
     write_text_atomic(out / "metrics.json", json.dumps({"simulation": truth_summary, "methods": results}, indent=2))
-    table = Table(title=f"demo: {FRAMES} dense frames vs ground truth (250 nm, Hungarian)")
+    table = Table(title=f"demo: {frames} dense frames vs ground truth (250 nm, Hungarian)")
     for col in ("method", "Jaccard", "recall", "precision", "RMSE (nm)", "frames/s"):
         table.add_column(col, justify="right")
     for name, m in results.items():
