@@ -61,7 +61,7 @@ def localize_stack(stack: ImageStack, model: str, config: str | None, device: st
     if model == CLASSIC:
         if config is None:
             raise UserInputError("gaussian-mle needs --config CONFIG (camera and pixel size of the data)")
-        cfg, localizer, source = load_config(config), None, f"config {config}"
+        cfg, source = load_config(config), f"config {config}"
         localizer = classic_localizer(cfg, device)
     else:
         cfg, net = load_model(model, device)
