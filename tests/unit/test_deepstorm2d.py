@@ -106,3 +106,13 @@ def test_resume_continues_training_exactly(tmp_path):
         assert torch.equal(a, b), k
     assert [h["step"] for h in again.history] == [2, 4]
     assert math.isfinite(again.history[-1]["jaccard"])
+
+
+def test_summed_image_keeps_only_the_mass_of_detections():
+    from deepsmlm.inference.postprocess import detected_density
+
+    img = blob(30, 30, [(10.5, 10.5)], sigma=0.8)
+    img[0, 0, 25, 25] = 0.05  # an isolated faint bump: a local maximum below the threshold
+    kept = detected_density(img, threshold=0.5, window_px=2)
+    assert float(kept[0, 0, 25, 25]) == 0.0
+    assert torch.allclose(kept[0, 0, 8:13, 8:13], img[0, 0, 8:13, 8:13])

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from deepsmlm.config import SimulationConfig, load_config
 from deepsmlm.errors import UserInputError
+from deepsmlm.inference.postprocess import detected_density
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.inference.stream import Localizer, StackResult, run_stack
 from deepsmlm.io.images import ImageStack, open_stack
@@ -42,9 +43,13 @@ def check_camera(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
 
 
 def deep_localizer(predictor: DensityPredictor) -> Localizer:
+    """Localizations plus the summed density of the accepted detections (the super-resolved image)."""
+    m = predictor.cfg.model
+
     def localize(adu: torch.Tensor, first: int):
         density = predictor.density(adu)
-        return predictor.localize(density, first), density.sum(dim=(0, 1))
+        image = detected_density(density, m.threshold, m.window_px).sum(dim=(0, 1))
+        return predictor.localize(density, first), image
     return localize
 
 
