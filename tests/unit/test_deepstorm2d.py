@@ -109,10 +109,28 @@ def test_resume_continues_training_exactly(tmp_path):
 
 
 def test_summed_image_keeps_only_the_mass_of_detections():
-    from deepsmlm.inference.postprocess import detected_density
+    from deepsmlm.inference.postprocess import detected_density, peak_map, window_sums
 
     img = blob(30, 30, [(10.5, 10.5)], sigma=0.8)
     img[0, 0, 25, 25] = 0.05  # an isolated faint bump: a local maximum below the threshold
-    kept = detected_density(img, threshold=0.5, window_px=2)
+    kept = detected_density(img, peak_map(img, window_sums(img, 2), 0.5, 2), window_px=2)
     assert float(kept[0, 0, 25, 25]) == 0.0
     assert torch.allclose(kept[0, 0, 8:13, 8:13], img[0, 0, 8:13, 8:13])
+
+
+def test_folding_batchnorm_keeps_the_outputs():
+    from deepsmlm.models.registry import fold_batchnorm
+
+    net = DeepStorm2DCPU(4, 8, 4)
+    for m in net.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    net.eval()
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(net(x), folded(x), atol=1e-5)

@@ -15,7 +15,7 @@ from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.inference.stream import Localizer, StackResult, run_stack
 from deepsmlm.io.images import ImageStack, open_stack
 from deepsmlm.localizations import Localizations, Metadata
-from deepsmlm.models.registry import load_model
+from deepsmlm.models.registry import fold_batchnorm, load_model
 from deepsmlm.physics.camera import Camera
 
 CLASSIC = "gaussian-mle"
@@ -44,12 +44,11 @@ def check_camera(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
 
 def deep_localizer(predictor: DensityPredictor) -> Localizer:
     """Localizations plus the summed density of the accepted detections (the super-resolved image)."""
-    m = predictor.cfg.model
-
     def localize(adu: torch.Tensor, first: int):
         density = predictor.density(adu)
-        image = detected_density(density, m.threshold, m.window_px).sum(dim=(0, 1))
-        return predictor.localize(density, first), image
+        peaks = predictor.peaks(density)
+        image = detected_density(density, peaks, predictor.cfg.model.window_px).sum(dim=(0, 1))
+        return predictor.localize(density, first, peaks=peaks), image
     return localize
 
 
@@ -70,7 +69,7 @@ def localize_stack(stack: ImageStack, model: str, config: str | None, device: st
         localizer = classic_localizer(cfg, device)
     else:
         cfg, net = load_model(model, device)
-        localizer, source = deep_localizer(DensityPredictor(cfg, net, device)), f"model {model}"
+        localizer, source = deep_localizer(DensityPredictor(cfg, fold_batchnorm(net), device)), f"model {model}"
     check_pixel_size(stack, cfg, source)
     check_camera(stack, cfg, source)
     with torch.inference_mode():

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from deepsmlm.config import SimulationConfig
-from deepsmlm.inference.postprocess import density_peaks
+from deepsmlm.inference.postprocess import density_peaks, peak_map, window_sums
 from deepsmlm.physics.camera import Camera
 
 
@@ -42,10 +42,17 @@ class DensityPredictor:
         """(B, 1, u·H, u·W) emitter density, clipped at zero."""
         return self.net(self.to_input(adu).contiguous(memory_format=torch.channels_last)).clamp_min(0)
 
-    def localize(self, density: torch.Tensor, first_frame: int = 0, threshold: float | None = None) -> pd.DataFrame:
+    def peaks(self, density: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+        """Boolean map of accepted detections (window maxima whose window mass reaches the threshold)."""
+        m = self.cfg.model
+        thr = m.threshold if threshold is None else threshold
+        return peak_map(density, window_sums(density, m.window_px), thr, m.window_px)
+
+    def localize(self, density: torch.Tensor, first_frame: int = 0, threshold: float | None = None,
+                 peaks: torch.Tensor | None = None) -> pd.DataFrame:
         """Canonical table rows (frame, x_nm, y_nm, prob) of detections in a batch of density images."""
         m = self.cfg.model
-        peaks = density_peaks(density, m.threshold if threshold is None else threshold, m.window_px)
+        peaks = density_peaks(density, m.threshold if threshold is None else threshold, m.window_px, peaks)
         fine = self.pixel_nm / self.upsampling
         return pd.DataFrame({
             "frame": peaks["frame"].cpu().numpy().astype(np.int64) + first_frame,
