@@ -35,7 +35,7 @@ def check_camera(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
     median = float(np.median(first))
     camera = Camera(cfg.camera)
     photons = float(camera.adu_to_photons(torch.tensor(median)))
-    noise = float(np.sqrt(camera.variance_photons(torch.tensor(max(photons, 0.0)))))
+    noise = float(camera.variance_photons(torch.tensor(max(photons, 0.0))).sqrt())
     if photons < -5 * max(noise, 1.0):
         base = "0 (baseline-subtracted)" if cfg.camera.baseline_subtracted else f"{cfg.camera.baseline_adu:g}"
         raise UserInputError(f"{stack.path}: median pixel {median:g} ADU lies far below the baseline {base} ADU "
