@@ -2,9 +2,9 @@
 to a super-resolved emitter-density image.
 
 Two variants share the same input/output contract — input (B, 1, H, W) normalised photons, output
-(B, 1, u·H, u·W) density (≈ 1 per emitter, summed over its spot). The output is linear: training
-penalises negative values through the loss (a final ReLU can die on sparse targets and never recover)
-and inference clips at zero.
+(B, 1, u·H, u·W) density (≈ 1 per emitter, summed over its spot). The output is a leaky ReLU (slope
+0.01 below zero): nearly non-negative, yet it cannot die on sparse targets the way a final ReLU does;
+inference clips at zero.
 
 - ``paper``: the published network. The frame is upsampled ×u (nearest) first and an encoder of
   three conv+pool stages (32, 64, 128 channels), a 512-channel bottleneck and a mirrored decoder run at
@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+NEGATIVE_SLOPE = 0.01
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -52,7 +54,7 @@ class DeepStorm2DCPU(nn.Module):
         d2 = self.dec2(torch.cat([_up_to(b, e2), e2], dim=1))
         d1 = self.dec1(torch.cat([_up_to(d2, e1), e1], dim=1))
         fine = F.pixel_shuffle(self.to_fine(d1), self.upsampling)
-        return self.head(fine)
+        return F.leaky_relu(self.head(fine), NEGATIVE_SLOPE)
 
 
 class DeepStorm2DPaper(nn.Module):
@@ -75,7 +77,7 @@ class DeepStorm2DPaper(nn.Module):
         h, w = fine.shape[-2:]
         pad_h, pad_w = (-h) % 8, (-w) % 8
         y = self.decoder(self.encoder(F.pad(fine, (0, pad_w, 0, pad_h))))
-        return self.out(y)[..., :h, :w]
+        return F.leaky_relu(self.out(y), NEGATIVE_SLOPE)[..., :h, :w]
 
 
 def _up_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
