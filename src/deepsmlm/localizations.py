@@ -95,11 +95,6 @@ class Localizations:
         t["z_nm"] += dz_nm
         return self.with_table(t)
 
-    def xy_px(self) -> tuple[np.ndarray, np.ndarray]:
-        """Positions in camera pixels (x → column, y → row; pixel (0, 0) spans [0, 1))."""
-        px = require_pixel_size(self.meta)
-        return self.table["x_nm"].to_numpy() / px, self.table["y_nm"].to_numpy() / px
-
 
 def require_pixel_size(meta: Metadata) -> float:
     """The pixel size, or a one-line error saying it is needed."""

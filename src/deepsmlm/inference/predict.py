@@ -20,6 +20,11 @@ def input_normalisation(cfg: SimulationConfig) -> tuple[float, float]:
     return m.input_offset_photons, m.input_scale_photons
 
 
+def normalised_input(camera: Camera, adu: torch.Tensor, offset: float, scale: float) -> torch.Tensor:
+    """(B, H, W) ADU → (B, 1, H, W) network input: photons by the camera model, minus offset, over scale."""
+    return ((camera.adu_to_photons(adu) - offset) / scale).unsqueeze(1)
+
+
 class DensityPredictor:
     """A trained density network with its camera model and post-processing, batched and device-agnostic."""
 
@@ -34,8 +39,7 @@ class DensityPredictor:
 
     def to_input(self, adu: torch.Tensor) -> torch.Tensor:
         """(B, H, W) ADU → (B, 1, H, W) normalised photons (camera model, not per-image min–max)."""
-        photons = self.camera.adu_to_photons(adu.to(self.device))
-        return ((photons - self.offset) / self.scale).unsqueeze(1)
+        return normalised_input(self.camera, adu.to(self.device), self.offset, self.scale)
 
     @torch.inference_mode()
     def density(self, adu: torch.Tensor) -> torch.Tensor:

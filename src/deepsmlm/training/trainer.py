@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deepsmlm.analysis.metrics import evaluate
 from deepsmlm.config import EmitterConfig, SimulationConfig
-from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.inference.predict import DensityPredictor, normalised_input
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import build_network, save_model
@@ -124,8 +124,8 @@ class Trainer:
         em = fb.emitters.to(self.device)
         target = spike_image(em.xyz_nm, em.frame, t.batch_size, h, w, self.cfg.frame.pixel_size_nm,
                              self.cfg.model.upsampling)
-        photons = self.sim.camera.adu_to_photons(fb.adu)
-        x = ((photons - self.cfg.model.input_offset_photons) / self.cfg.model.input_scale_photons).unsqueeze(1)
+        x = normalised_input(self.sim.camera, fb.adu, self.cfg.model.input_offset_photons,
+                             self.cfg.model.input_scale_photons)
         return x.contiguous(memory_format=torch.channels_last), target
 
     def train_step(self) -> float:
