@@ -96,14 +96,6 @@ class Localizations:
         return self.with_table(t)
 
 
-def require_pixel_size(meta: Metadata) -> float:
-    """The pixel size, or a one-line error saying it is needed."""
-    if meta.pixel_size_nm is None:
-        src = meta.source or "localizations"
-        raise UserInputError(f"{src}: pixel size unknown; give --pixel-size-nm")
-    return float(meta.pixel_size_nm)
-
-
 def nm_to_px(values_nm, pixel_size_nm: float):
     """nm → camera pixels."""
     return np.asarray(values_nm, dtype=np.float64) / pixel_size_nm
