@@ -217,6 +217,9 @@ class TrainingConfig(_Strict):
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: decay to 5 % of learning_rate over `steps` (or --steps)"
+    )
     density_range_per_um2: tuple[float, float] | None = Field(
         None, description="per-batch emitter density drawn uniformly from this range (default: the config's)"
     )

@@ -12,7 +12,7 @@ from deepsmlm.config import CameraConfig
 from deepsmlm.optics.psf import GaussianPSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
 from deepsmlm.physics.camera import Camera
-from deepsmlm.physics.crlb import PARAMS, crlb, expected_counts, fisher_information
+from deepsmlm.physics.crlb import PARAMS, crlb, expected_counts, fisher_information, frame_crlb
 
 PX, SIGMA = 100.0, 120.0
 
@@ -78,3 +78,20 @@ def test_crlb_scales_as_inverse_sqrt_photons_without_background():
     ratio = b[0, :3] / b[1, :3]
     assert torch.allclose(ratio, torch.full((3,), 2.0), rtol=0.01)
     assert torch.all(torch.isfinite(b)) and PARAMS[2] == "z"
+
+
+def test_frame_bound_of_lone_spots_and_of_spots_cut_by_the_edge_or_overlapping():
+    """One frame: a lone centred spot has the single-emitter bound; a spot on the left frame edge (x on a
+    pixel boundary) keeps half its pixels, so by mirror symmetry I_yy halves and √CRLB_y grows by √2;
+    two spots 150 nm apart along x are bounded worse than alone, most along x."""
+    psf = GaussianPSF(PX, 21, SIGMA)
+    xyz = torch.tensor([[3250.0, 3250.0, 0.0], [0.0, 1050.0, 0.0], [1050.0, 5050.0, 0.0], [1200.0, 5050.0, 0.0]],
+                       dtype=torch.float64)
+    photons = torch.full((4,), 1000.0, dtype=torch.float64)
+    frame = torch.zeros(4, dtype=torch.int64)
+    b = frame_crlb(psf, xyz, photons, frame, 10.0, 1, 64, 64)
+    lone = crlb(psf, theta(x=0.0, y=0.0), params=("x", "y", "photons", "background"))
+    torch.testing.assert_close(b[0, :2], lone[0, :2], rtol=1e-6, atol=0)  # x, y decouple from the background
+    assert float(b[1, 1] / lone[0, 1]) == pytest.approx(math.sqrt(2), rel=1e-4)
+    assert float(b[1, 0]) > math.sqrt(2) * float(lone[0, 0])  # x also loses the left flank's information
+    assert (b[2:, 0] > 3 * lone[0, 0]).all() and (b[2:, 1] > 1.2 * lone[0, 1]).all()  # worst along the pair

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.func import jvp
 
-from deepsmlm.optics.psf import PSF
+from deepsmlm.optics.psf import PSF, place_patches, split_positions
 
 PARAMS = ("x", "y", "z", "photons", "background")
 Variance = Callable[[torch.Tensor], torch.Tensor]
@@ -69,3 +69,41 @@ def crlb_vs_z(psf: PSF, z_nm: torch.Tensor, photons: float, background: float,
     theta[:, 4] = background
     bounds = crlb(psf, theta, variance, params)
     return {p: bounds[:, k] for k, p in enumerate(params)}
+
+
+def frame_crlb(psf: PSF, xyz_nm: torch.Tensor, photons: torch.Tensor, frame: torch.Tensor,
+               background: float | torch.Tensor, n_frames: int, height: int, width: int,
+               variance: Variance = poisson_variance, params: Sequence[str] = ("x", "y", "photons")) -> torch.Tensor:
+    """(E, K) Cramér–Rao bounds of every emitter in H×W frames holding several emitters.
+
+    The Fisher information is that of the whole frame: the chosen parameters of all its emitters plus
+    one uniform background (photons/px; scalar or (F,)), over the frame's pixels only, so overlapping
+    spots and spots cut by the frame edge are bounded as they are imaged. Absolute positions in nm;
+    bounds as standard deviations (nm, photons). Each chosen parameter must be encoded by the PSF.
+    """
+    if not set(params) <= {"x", "y", "z", "photons"}:
+        raise ValueError(f"frame_crlb params must be among x, y, z, photons; got {tuple(params)}")
+    row, col, offset = split_positions(xyz_nm, psf.pixel_nm)
+    theta = torch.cat([offset, photons[:, None]], dim=1)
+    derivs = []
+    for name in params:
+        tangent = torch.zeros_like(theta)
+        tangent[:, ("x", "y", "z", "photons").index(name)] = 1.0
+        derivs.append(jvp(lambda t: psf.patches(t[:, :3], t[:, 3]), (theta,), (tangent,))[1])
+    deriv = torch.stack(derivs, dim=1)  # (E, K, P, P)
+    bg = torch.as_tensor(background, dtype=theta.dtype).expand(n_frames)
+    signal = place_patches(psf.patches(offset, photons), frame, row, col, n_frames, height, width)
+    weight = 1.0 / variance(signal + bg[:, None, None])
+    k = len(params)
+    out = torch.full((len(frame), k), float("nan"), dtype=theta.dtype)
+    for f in torch.unique(frame).tolist():
+        idx = torch.nonzero(frame == f)[:, 0]
+        n = len(idx)
+        slots = torch.arange(n * k)
+        images = place_patches(deriv[idx].flatten(0, 1), slots, row[idx].repeat_interleave(k),
+                               col[idx].repeat_interleave(k), n * k, height, width)
+        jac = torch.cat([images, torch.ones_like(images[:1])])
+        info = torch.einsum("ahw,bhw,hw->ab", jac, jac, weight[f])
+        var = torch.diagonal(torch.linalg.inv(info))[:-1]
+        out[idx] = var.sqrt().view(n, k)
+    return out

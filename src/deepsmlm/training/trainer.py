@@ -11,6 +11,7 @@ threshold) is kept with that threshold, and a resumable checkpoint is written.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,7 @@ class Trainer:
         self.optim = torch.optim.Adam(self.net.parameters(), lr=cfg.training.learning_rate)
         self.rng = torch.Generator().manual_seed(cfg.training.seed)
         self.step = 0
+        self.horizon = cfg.training.steps
         self.best_jaccard = -1.0
         self.history: list[dict] = []
         self.validation = ValidationSet.build(self.sim, cfg)
@@ -128,8 +130,18 @@ class Trainer:
                              self.cfg.model.input_scale_photons)
         return x.contiguous(memory_format=torch.channels_last), target
 
+    def learning_rate(self) -> float:
+        """Learning rate of the next step: constant, or cosine decay to 5 % over ``horizon`` steps."""
+        t = self.cfg.training
+        if t.lr_schedule == "constant":
+            return t.learning_rate
+        progress = min(self.step / max(self.horizon, 1), 1.0)
+        return t.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
     def train_step(self) -> float:
         self.net.train()
+        for group in self.optim.param_groups:
+            group["lr"] = self.learning_rate()
         x, target = self.batch()
         loss = deepstorm_loss(self.net(x), target, self.cfg.training.target_sigma_px, self.cfg.training.l1_weight)
         self.optim.zero_grad(set_to_none=True)
@@ -175,7 +187,7 @@ class Trainer:
     def run(self, steps: int | None = None, minutes: float | None = None) -> dict:
         """Train until ``steps`` (total) or ``minutes`` of wall time; validate and checkpoint on the way."""
         if steps is not None:
-            total = steps
+            total = self.horizon = steps
         else:
             total = self.cfg.training.steps if minutes is None else 10**9
         deadline = time.monotonic() + 60 * minutes if minutes is not None else None
