@@ -97,11 +97,13 @@ def localize(
     device: str = DeviceOpt,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="frames per batch"),
     config: Optional[str] = typer.Option(None, "--config", help="camera/pixel config for gaussian-mle"),
+    baseline_subtracted: bool = typer.Option(False, "--baseline-subtracted",
+                                             help="the frames already had the camera baseline removed"),
 ) -> None:
     """Localize every frame of a stack with a model or the classic Gaussian MLE fitter."""
     from deepsmlm.commands.localize import run_localize
 
-    _guard(run_localize, stack, model, out, fmt, render, device, batch_size, config)
+    _guard(run_localize, stack, model, out, fmt, render, device, batch_size, config, baseline_subtracted)
 
 
 @app.command()

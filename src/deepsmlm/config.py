@@ -200,15 +200,26 @@ class BackgroundConfig(_Strict):
 class ModelConfig(_Strict):
     """Network and post-processing settings saved with the weights (a model folder is self-describing)."""
 
-    kind: Literal["deepstorm2d"] = "deepstorm2d"
+    kind: Literal["deepstorm2d", "deepstorm3d"] = "deepstorm2d"
     architecture: Literal["cpu", "paper"] = "cpu"
     upsampling: int = Field(4, ge=1, le=16, description="super-resolution factor per axis")
     channels: int = Field(24, ge=4)
     head_channels: int = Field(8, ge=1)
+    z_planes: int = Field(1, ge=1, description="axial planes of the output voxel grid over emitters.z_range_nm")
+    dilations: tuple[int, ...] = Field((1, 2, 4, 8, 12), description="deepstorm3d: one residual block per entry")
     input_offset_photons: float | None = Field(None, description="subtracted from photons before the net")
     input_scale_photons: float | None = Field(None, gt=0, description="photons are divided by this")
     threshold: float = Field(0.3, ge=0, description="minimum summed density of a detection (≈ probability)")
     window_px: int = Field(2, ge=1, description="half-width of the centroid window, fine pixels")
+    window_planes: int = Field(1, ge=0, description="half-width of the centroid window along z, planes")
+
+    @model_validator(mode="after")
+    def _planes_match_kind(self) -> "ModelConfig":
+        if self.kind == "deepstorm2d" and self.z_planes != 1:
+            raise ValueError("deepstorm2d predicts one plane: z_planes must be 1")
+        if not self.dilations or min(self.dilations) < 1:
+            raise ValueError("dilations must be a non-empty list of positive integers")
+        return self
 
 
 class TrainingConfig(_Strict):
@@ -224,7 +235,12 @@ class TrainingConfig(_Strict):
         None, description="per-batch emitter density drawn uniformly from this range (default: the config's)"
     )
     target_sigma_px: float = Field(1.0, gt=0, description="Gaussian σ of the loss, fine pixels")
+    target_sigma_planes: float = Field(1.0, gt=0, description="Gaussian σ of the loss along z, planes (3D)")
     l1_weight: float = Field(0.0, ge=0, description="weight of the L1 sparsity term")
+    dice_weight: float = Field(0.0, ge=0, description="weight of the Dice term (DeepSTORM3D)")
+    label_min_photons: float = Field(0.0, ge=0, description="only emitters above this many photons are labelled")
+    field_px: int | None = Field(None, ge=8, description="train on square fields of this size (counts scaled by area)")
+    axial_tol_nm: float | None = Field(None, gt=0, description="axial matching radius for validation (3D)")
     validation_frames: int = Field(64, ge=1)
     validate_every: int = Field(100, ge=1)
     lateral_tol_nm: float = Field(250.0, gt=0, description="matching radius for validation")

@@ -13,7 +13,7 @@ from deepsmlm.inference.postprocess import density_peaks
 from deepsmlm.models.deepstorm2d import DeepStorm2DCPU, DeepStorm2DPaper
 from deepsmlm.models.registry import build_network, load_model, save_model
 from deepsmlm.training.losses import deepstorm_loss, gaussian_blur
-from deepsmlm.training.targets import spike_image
+from deepsmlm.training.targets import spike_volume
 from deepsmlm.training.trainer import Trainer
 
 
@@ -31,7 +31,7 @@ def tiny_config() -> SimulationConfig:
 
 def test_spike_mass_is_split_so_the_centroid_is_exact():
     xyz = torch.tensor([[130.0, 260.0, 0.0], [12.5, 12.5, 0.0], [-30.0, 5.0, 0.0]])
-    img = spike_image(xyz, torch.tensor([0, 1, 1]), 2, 4, 4, 100.0, 4)
+    img = spike_volume(xyz, torch.tensor([0, 1, 1]), 2, 4, 4, 100.0, 4)
     assert img.shape == (2, 1, 16, 16)
     a = img[0, 0]
     rows, cols = torch.meshgrid(torch.arange(16) + 0.5, torch.arange(16) + 0.5, indexing="ij")
@@ -43,7 +43,7 @@ def test_spike_mass_is_split_so_the_centroid_is_exact():
 
 
 def test_loss_is_zero_for_a_perfect_prediction_and_blur_keeps_mass():
-    target = spike_image(torch.tensor([[200.0, 200.0, 0.0]]), torch.tensor([0]), 1, 4, 4, 100.0, 4)
+    target = spike_volume(torch.tensor([[200.0, 200.0, 0.0]]), torch.tensor([0]), 1, 4, 4, 100.0, 4)
     assert float(deepstorm_loss(target.clone(), target)) == 0.0
     assert float(deepstorm_loss(torch.zeros_like(target), target)) > 0
     assert float(gaussian_blur(target, 1.0).sum()) == pytest.approx(1.0, rel=1e-5)

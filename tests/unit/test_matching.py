@@ -208,3 +208,13 @@ def test_shared_ground_truth_against_itself_and_shifted(shared_gt):
     assert shifted["rmse_lateral_nm"] == pytest.approx(30.0, abs=1e-6)
     assert shifted["bias_x_nm"] == pytest.approx(30.0, abs=1e-6)
     assert shifted["bias_y_nm"] == pytest.approx(0.0, abs=1e-9)
+def test_neutral_ground_truth_counts_neither_way():
+    """A prediction on a GT emitter that does not count is no TP and no FP; missing one is no FN."""
+    meta = Metadata(pixel_size_nm=100.0)
+    gt = Localizations.from_arrays([0, 0, 0, 1], [100.0, 1000.0, 2000.0, 500.0], [100.0, 100.0, 100.0, 500.0], meta=meta)
+    pred = Localizations.from_arrays([0, 0, 1, 1], [110.0, 1010.0, 505.0, 3000.0], [100.0, 100.0, 500.0, 3000.0], meta=meta)
+    counted = np.array([True, False, False, True])
+    m = evaluate(gt, pred, 250.0, None, counted=counted)
+    # GT 0 and 3 count: GT 0 matched (TP), GT 3 matched (TP); pred on GT 1 neutral; GT 2 neutral miss; pred 3 FP
+    assert (m["n_tp"], m["n_fp"], m["n_fn"], m["n_gt"], m["n_pred"]) == (2, 1, 0, 2, 3)
+    assert m["jaccard"] == pytest.approx(2 / 3)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deepsmlm.analysis.matching import Matches, match
+from deepsmlm.analysis.matching import Matches, field_extent, inside, match
 from deepsmlm.localizations import Localizations
 
 ALPHA_LATERAL = 1.0  # nm⁻¹
@@ -69,14 +69,30 @@ def metrics_from_matches(gt: Localizations, pred: Localizations, matches: Matche
     }
 
 
+def without_neutral(matches: Matches, counted: np.ndarray, took_part: np.ndarray) -> Matches:
+    """Drop GT rows that do not count (``counted`` False) from the score: a prediction matched to one is
+    neither a true nor a false positive, and missing one is no false negative (DeepSTORM3D's rule for
+    emitters below the label photon threshold). ``took_part``: GT rows inside the scored field."""
+    keep = counted[matches.gt_idx]
+    neutral_gt = int((~counted & took_part).sum())
+    return Matches(matches.gt_idx[keep], matches.pred_idx[keep], matches.n_gt - neutral_gt,
+                   matches.n_pred - int((~keep).sum()), matches.three_d)
+
+
 def evaluate(gt: Localizations, pred: Localizations, lateral_tol_nm: float = 250.0,
              axial_tol_nm: float | None = 500.0, method: str = "hungarian", border_nm: float = 0.0,
-             field_nm: tuple[float, float] | None = None) -> dict[str, Any]:
+             field_nm: tuple[float, float] | None = None, counted: np.ndarray | None = None) -> dict[str, Any]:
     """Match (see :func:`deepsmlm.analysis.matching.match`) and score; also records the settings.
 
-    ``axial_tol_nm`` is reported as None when it did not apply (not both tables 3D).
+    ``axial_tol_nm`` is reported as None when it did not apply (not both tables 3D). ``counted``
+    (bool per GT row, optional): GT rows that count; the others are neutral (see :func:`without_neutral`).
     """
     matches = match(gt, pred, lateral_tol_nm, axial_tol_nm, method, border_nm, field_nm)
+    if counted is not None:
+        took_part = np.ones(len(gt), dtype=bool)
+        if border_nm > 0:
+            took_part = inside(gt, border_nm, field_nm or field_extent(gt, pred))
+        matches = without_neutral(matches, np.asarray(counted, dtype=bool), took_part)
     out = metrics_from_matches(gt, pred, matches)
     out.update(lateral_tol_nm=float(lateral_tol_nm),
                axial_tol_nm=float(axial_tol_nm) if matches.three_d and axial_tol_nm is not None else None,

@@ -15,6 +15,7 @@ from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.inference.stream import Localizer, StackResult, run_stack
 from deepsmlm.io.images import ImageStack, open_stack
 from deepsmlm.localizations import Localizations, Metadata
+from deepsmlm.models.deepstorm3d import receptive_field_px
 from deepsmlm.models.registry import fold_batchnorm, load_model
 from deepsmlm.physics.camera import Camera
 
@@ -47,7 +48,7 @@ def deep_localizer(predictor: DensityPredictor) -> Localizer:
     def localize(adu: torch.Tensor, first: int):
         density = predictor.density(adu)
         peaks = predictor.peaks(density)
-        image = detected_density(density, peaks, predictor.cfg.model.window_px).sum(dim=(0, 1))
+        image = detected_density(density, peaks, predictor.cfg.model.window_px, predictor.window_planes).sum(dim=(0, 1))
         return predictor.localize(density, first, peaks=peaks), image
     return localize
 
@@ -59,17 +60,32 @@ def classic_localizer(cfg: SimulationConfig, device: str) -> Localizer:
     return lambda adu, first: (fitter.localize(adu, first), None)
 
 
+def check_field(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
+    """A 3D model needs frames at least as large as its receptive field (the Tetrapod's lobes)."""
+    if cfg.model.kind != "deepstorm3d":
+        return
+    need = receptive_field_px(cfg.model.dilations)
+    height, width = stack.shape
+    if min(height, width) < need:
+        raise UserInputError(f"{stack.path}: frames of {height}×{width} px are smaller than the {need} px "
+                             f"receptive field of {source}")
+
+
 def localize_stack(stack: ImageStack, model: str, config: str | None, device: str, batch_size: int,
-                   show_progress: bool = True) -> tuple[SimulationConfig, StackResult]:
-    """Run ``model`` (a shipped name, a folder, or gaussian-mle with ``config``) over the whole stack."""
+                   show_progress: bool = True, baseline_subtracted: bool = False) -> tuple[SimulationConfig, StackResult]:
+    """Run ``model`` (a shipped name, a folder, or gaussian-mle with ``config``) over the whole stack;
+    ``baseline_subtracted``: the frames had the camera baseline removed already."""
     if model == CLASSIC:
         if config is None:
             raise UserInputError("gaussian-mle needs --config CONFIG (camera and pixel size of the data)")
         cfg, source = load_config(config), f"config {config}"
+        cfg.camera.baseline_subtracted |= baseline_subtracted
         localizer = classic_localizer(cfg, device)
     else:
         cfg, net = load_model(model, device)
+        cfg.camera.baseline_subtracted |= baseline_subtracted
         localizer, source = deep_localizer(DensityPredictor(cfg, fold_batchnorm(net), device)), f"model {model}"
+    check_field(stack, cfg, source)
     check_pixel_size(stack, cfg, source)
     check_camera(stack, cfg, source)
     with torch.inference_mode():
@@ -78,12 +94,12 @@ def localize_stack(stack: ImageStack, model: str, config: str | None, device: st
 
 
 def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, render: Path | None, device: str,
-                 batch_size: int, config: str | None) -> None:
+                 batch_size: int, config: str | None, baseline_subtracted: bool = False) -> None:
     from deepsmlm.analysis.render import gaussian_image, save_render
     from deepsmlm.io.localization_files import write_localizations
 
     with open_stack(stack_path) as stack:
-        cfg, result = localize_stack(stack, model, config, device, batch_size)
+        cfg, result = localize_stack(stack, model, config, device, batch_size, baseline_subtracted=baseline_subtracted)
         shape = stack.shape
     meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=shape, n_frames=result.n_frames,
                     config=cfg.model_dump(mode="json"), source=str(stack_path))

@@ -18,8 +18,6 @@ def run_train(config: str, out: Path, steps: int | None, minutes: float | None, 
         cfg = load_config(out / "config.yaml")
     else:
         cfg = load_config(config)
-    if cfg.emitters.density_per_um2 is None and cfg.training.density_range_per_um2 is None:
-        raise UserInputError(f"{config}: training needs emitters.density_per_um2 or training.density_range_per_um2")
     trainer = Trainer(cfg, out, device)
     if resume:
         trainer.resume()

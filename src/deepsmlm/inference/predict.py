@@ -36,6 +36,8 @@ class DensityPredictor:
         self.offset, self.scale = input_normalisation(cfg)
         self.upsampling = cfg.model.upsampling
         self.pixel_nm = cfg.frame.pixel_size_nm
+        self.planes = cfg.model.z_planes
+        self.window_planes = cfg.model.window_planes if self.planes > 1 else 0
 
     def to_input(self, adu: torch.Tensor) -> torch.Tensor:
         """(B, H, W) ADU → (B, 1, H, W) normalised photons (camera model, not per-image min–max)."""
@@ -43,24 +45,32 @@ class DensityPredictor:
 
     @torch.inference_mode()
     def density(self, adu: torch.Tensor) -> torch.Tensor:
-        """(B, 1, u·H, u·W) emitter density, clipped at zero."""
+        """(B, D, u·H, u·W) emitter density (D axial planes, 1 in 2D), clipped at zero."""
         return self.net(self.to_input(adu).contiguous(memory_format=torch.channels_last)).clamp_min(0)
 
     def peaks(self, density: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """Boolean map of accepted detections (window maxima whose window mass reaches the threshold)."""
         m = self.cfg.model
         thr = m.threshold if threshold is None else threshold
-        return peak_map(density, window_sums(density, m.window_px), thr, m.window_px)
+        return peak_map(density, window_sums(density, m.window_px, self.window_planes), thr, m.window_px,
+                        self.window_planes)
 
     def localize(self, density: torch.Tensor, first_frame: int = 0, threshold: float | None = None,
                  peaks: torch.Tensor | None = None) -> pd.DataFrame:
-        """Canonical table rows (frame, x_nm, y_nm, prob) of detections in a batch of density images."""
+        """Canonical table rows (frame, x_nm, y_nm[, z_nm], prob) of detections in a batch of density
+        volumes; z (3D models) from the plane centroid over the trained range ``emitters.z_range_nm``."""
         m = self.cfg.model
-        peaks = density_peaks(density, m.threshold if threshold is None else threshold, m.window_px, peaks)
+        peaks = density_peaks(density, m.threshold if threshold is None else threshold, m.window_px, peaks,
+                              self.window_planes)
         fine = self.pixel_nm / self.upsampling
-        return pd.DataFrame({
-            "frame": peaks["frame"].cpu().numpy().astype(np.int64) + first_frame,
-            "x_nm": peaks["col"].cpu().numpy().astype(np.float64) * fine,
-            "y_nm": peaks["row"].cpu().numpy().astype(np.float64) * fine,
-            "prob": peaks["prob"].cpu().numpy().astype(np.float64),
-        })
+
+        def col(t: torch.Tensor) -> np.ndarray:
+            return t.cpu().numpy().astype(np.float64)
+
+        table = {"frame": peaks["frame"].cpu().numpy().astype(np.int64) + first_frame,
+                 "x_nm": col(peaks["col"]) * fine, "y_nm": col(peaks["row"]) * fine}
+        if self.planes > 1:
+            z0, z1 = self.cfg.emitters.z_range_nm
+            table["z_nm"] = z0 + col(peaks["plane"]) * (z1 - z0) / self.planes
+        table["prob"] = col(peaks["prob"])
+        return pd.DataFrame(table)

@@ -19,6 +19,7 @@ from deepsmlm.config import ModelConfig, SimulationConfig, dump_config, load_con
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import atomic_path, write_text_atomic
 from deepsmlm.models.deepstorm2d import DeepStorm2DCPU, DeepStorm2DPaper
+from deepsmlm.models.deepstorm3d import DeepStorm3D
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -27,6 +28,8 @@ PRETRAINED_PACKAGE = "deepsmlm.pretrained"
 
 def build_network(cfg: ModelConfig) -> nn.Module:
     """A freshly initialised network for the model config."""
+    if cfg.kind == "deepstorm3d":
+        return DeepStorm3D(cfg.z_planes, cfg.upsampling, cfg.channels, cfg.dilations, cfg.architecture)
     if cfg.architecture == "paper":
         return DeepStorm2DPaper(cfg.upsampling, cfg.channels)
     return DeepStorm2DCPU(cfg.upsampling, cfg.channels, cfg.head_channels)

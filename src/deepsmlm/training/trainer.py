@@ -31,19 +31,33 @@ from deepsmlm.optics.psf import PSF
 from deepsmlm.simulation.simulator import FrameBatch, Simulator
 from deepsmlm.training.checkpoint import load_checkpoint, save_checkpoint
 from deepsmlm.training.losses import deepstorm_loss
-from deepsmlm.training.targets import spike_image
+from deepsmlm.training.targets import spike_volume
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 HISTORY = "training_log.json"
 
 
 def density_range(cfg: SimulationConfig) -> tuple[float, float]:
-    """Training densities (µm⁻²): the training range, else the config's density."""
+    """Training densities (µm⁻²): the training range, else the config's density, else its emitter count
+    range over the config's frame area."""
     if cfg.training.density_range_per_um2 is not None:
         return cfg.training.density_range_per_um2
-    if cfg.emitters.density_per_um2 is None:
-        raise ValueError("training needs emitters.density_per_um2 or training.density_range_per_um2")
-    return cfg.emitters.density_per_um2, cfg.emitters.density_per_um2
+    if cfg.emitters.density_per_um2 is not None:
+        return cfg.emitters.density_per_um2, cfg.emitters.density_per_um2
+    area_um2 = cfg.frame.height * cfg.frame.width * (cfg.frame.pixel_size_nm / 1000) ** 2
+    lo, hi = cfg.emitters.count
+    return lo / area_um2, hi / area_um2
+
+
+def training_field(cfg: SimulationConfig) -> SimulationConfig:
+    """The config the training frames are simulated with: square fields of ``training.field_px`` when
+    set (the densities stay those of the full frame), else the config's frame."""
+    if cfg.training.field_px is None:
+        return cfg
+    out = cfg.model_copy(deep=True)
+    out.training.density_range_per_um2 = density_range(cfg)
+    out.frame.height = out.frame.width = cfg.training.field_px
+    return out
 
 
 def training_emitters(cfg: SimulationConfig, density: float) -> EmitterConfig:
@@ -53,6 +67,11 @@ def training_emitters(cfg: SimulationConfig, density: float) -> EmitterConfig:
     em.structure.kind = "uniform"
     em.blinking.enabled = False
     return em
+
+
+def labelled(cfg: SimulationConfig, photons: torch.Tensor) -> torch.Tensor:
+    """Emitters bright enough to be labelled (and to count in validation): ``training.label_min_photons``."""
+    return photons >= cfg.training.label_min_photons
 
 
 def default_normalisation(cfg: SimulationConfig, psf: PSF) -> tuple[float, float]:
@@ -69,6 +88,7 @@ class ValidationSet:
 
     adu: torch.Tensor
     truth: Localizations
+    counted: np.ndarray
 
     @classmethod
     def build(cls, sim: Simulator, cfg: SimulationConfig) -> "ValidationSet":
@@ -82,12 +102,23 @@ class ValidationSet:
             batch = sim.sample(int(count), gen, training_emitters(cfg, float(d)))
             xyz = batch.emitters.xyz_nm.numpy().astype(np.float64)
             rows.append(pd.DataFrame({"frame": batch.emitters.frame.numpy() + first,
-                                      "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2]}))
+                                      "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2],
+                                      "counted": labelled(cfg, batch.emitters.photons).numpy()}))
             parts.append(batch.adu)
             first += int(count)
         meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(cfg.frame.height, cfg.frame.width),
                         n_frames=sum(len(p) for p in parts))
-        return cls(torch.cat(parts), Localizations(pd.concat(rows, ignore_index=True), meta))
+        table = pd.concat(rows, ignore_index=True)
+        counted = table.pop("counted").to_numpy(bool)
+        if cfg.model.z_planes == 1:
+            table = table.drop(columns="z_nm")  # a 2D model is scored laterally
+        return cls(torch.cat(parts), Localizations(table, meta), counted)
+
+
+def validation_efficiency(m: dict) -> float:
+    """What the threshold is chosen by: the SMLM-2016 lateral efficiency, averaged with the axial one in 3D."""
+    values = [m["efficiency_lateral"]] + ([m["efficiency_axial"]] if m.get("efficiency_axial") is not None else [])
+    return -1e9 if values[0] is None else float(np.mean(values))
 
 
 class Trainer:
@@ -96,7 +127,7 @@ class Trainer:
     def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu"):
         self.out = out
         self.device = torch.device(device)
-        self.sim = Simulator(cfg, device=self.device)
+        self.sim = Simulator(training_field(cfg), device=self.device)
         if cfg.model.input_offset_photons is None or cfg.model.input_scale_photons is None:
             cfg = cfg.model_copy(deep=True)
             cfg.model.input_offset_photons, cfg.model.input_scale_photons = default_normalisation(cfg, self.sim.psf)
@@ -109,7 +140,7 @@ class Trainer:
         self.horizon = cfg.training.steps
         self.best_jaccard = -1.0
         self.history: list[dict] = []
-        self.validation = ValidationSet.build(self.sim, cfg)
+        self.validation = ValidationSet.build(self.sim, training_field(cfg))
 
     def resume(self) -> None:
         """Continue from ``last.safetensors`` in the output folder."""
@@ -117,15 +148,17 @@ class Trainer:
         self.step, self.best_jaccard, self.history = scalars["step"], scalars["best_jaccard"], scalars["history"]
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One simulated batch: normalised input (B, 1, H, W) and spike target (B, 1, uH, uW)."""
+        """One simulated batch: normalised input (B, 1, H, W) and occupancy target (B, D, uH, uW)."""
         t = self.cfg.training
-        lo, hi = density_range(self.cfg)
+        lo, hi = density_range(training_field(self.cfg))
         density = lo + (hi - lo) * float(torch.rand(1, generator=self.rng))
         fb: FrameBatch = self.sim.sample(t.batch_size, self.rng, training_emitters(self.cfg, density))
         h, w = self.sim.shape
         em = fb.emitters.to(self.device)
-        target = spike_image(em.xyz_nm, em.frame, t.batch_size, h, w, self.cfg.frame.pixel_size_nm,
-                             self.cfg.model.upsampling)
+        m = self.cfg.model
+        keep = labelled(self.cfg, em.photons)
+        target = spike_volume(em.xyz_nm[keep], em.frame[keep], t.batch_size, h, w, self.cfg.frame.pixel_size_nm,
+                              m.upsampling, self.cfg.emitters.z_range_nm, m.z_planes)
         x = normalised_input(self.sim.camera, fb.adu, self.cfg.model.input_offset_photons,
                              self.cfg.model.input_scale_photons)
         return x.contiguous(memory_format=torch.channels_last), target
@@ -143,7 +176,8 @@ class Trainer:
         for group in self.optim.param_groups:
             group["lr"] = self.learning_rate()
         x, target = self.batch()
-        loss = deepstorm_loss(self.net(x), target, self.cfg.training.target_sigma_px, self.cfg.training.l1_weight)
+        t = self.cfg.training
+        loss = deepstorm_loss(self.net(x), target, t.target_sigma_px, t.l1_weight, t.target_sigma_planes, t.dice_weight)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
@@ -153,24 +187,30 @@ class Trainer:
     def validate(self) -> dict:
         """Score the validation set at each threshold; keep the best model and its threshold."""
         predictor = DensityPredictor(self.cfg, self.net, self.device)
-        chunks = [predictor.density(self.validation.adu[i:i + 32]) for i in range(0, len(self.validation.adu), 32)]
+        # one pass at the lowest threshold: a detection passes a higher one when its confidence does
+        # (confidence = window mass, capped at 1; thresholds ≤ 1)
+        everything = pd.concat([predictor.localize(predictor.density(self.validation.adu[i:i + 32]), i, THRESHOLDS[0])
+                                for i in range(0, len(self.validation.adu), 32)], ignore_index=True)
         scores = []
         n_true = len(self.validation.truth)
         for thr in THRESHOLDS:
-            rows = [predictor.localize(d, i * 32, thr) for i, d in enumerate(chunks)]
-            pred = Localizations(pd.concat(rows, ignore_index=True), self.validation.truth.meta)
+            pred = Localizations(everything[everything.prob >= thr].reset_index(drop=True), self.validation.truth.meta)
             if len(pred) > 4 * max(n_true, 1):  # an untrained net: far too many detections to be worth matching
                 continue
-            m = evaluate(self.validation.truth, pred, self.cfg.training.lateral_tol_nm, None)
-            scores.append((m["efficiency_lateral"] or -1e9, thr, m))
+            m = evaluate(self.validation.truth, pred, self.cfg.training.lateral_tol_nm, self.cfg.training.axial_tol_nm,
+                         counted=self.validation.counted)
+            scores.append((validation_efficiency(m), thr, m))
         if not scores:
-            scores.append((-1e9, THRESHOLDS[-1], {"jaccard": 0.0, "rmse_lateral_nm": None, "recall": None,
-                                                  "precision": None, "efficiency_lateral": None}))
-        # the threshold balances detections against precision: the best SMLM-2016 lateral efficiency
+            scores.append((-1e9, THRESHOLDS[-1], {"jaccard": 0.0, "rmse_lateral_nm": None, "rmse_axial_nm": None,
+                                                  "recall": None, "precision": None, "efficiency_lateral": None,
+                                                  "efficiency_axial": None}))
+        # the threshold balances detections against precision: the best SMLM-2016 efficiency
         _, thr, m = max(scores, key=lambda s: s[0])
         jaccard = m["jaccard"] or 0.0
         record = {"step": self.step, "jaccard": jaccard, "threshold": thr, "rmse_lateral_nm": m["rmse_lateral_nm"],
                   "recall": m["recall"], "precision": m["precision"], "efficiency_lateral": m["efficiency_lateral"]}
+        if self.cfg.model.z_planes > 1:
+            record.update(rmse_axial_nm=m["rmse_axial_nm"], efficiency_axial=m["efficiency_axial"])
         self.history.append(record)
         if jaccard > self.best_jaccard:
             self.best_jaccard = jaccard
@@ -205,7 +245,8 @@ class Trainer:
                     last = self.validate()
                     self.checkpoint(time.monotonic() - t0)
                     progress.console.print(f"step {self.step}: val Jaccard {last['jaccard']:.3f} "
-                                           f"(threshold {last['threshold']}), RMSE {last['rmse_lateral_nm'] or 0:.1f} nm")
+                                           f"(threshold {last['threshold']}), RMSE {last['rmse_lateral_nm'] or 0:.1f} nm"
+                                           + (f", axial {last['rmse_axial_nm'] or 0:.1f} nm" if "rmse_axial_nm" in last else ""))
         if not self.history or self.history[-1]["step"] != self.step:
             last = self.validate()
             self.checkpoint(time.monotonic() - t0)
