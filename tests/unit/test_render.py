@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from deepsmlm.analysis.render import (DEFAULT_SIGMA_PX, depth_rgb, dye_rgb, gaussian_image, histogram_image,
+from deepsmlm.analysis.render import (DEFAULT_SIGMA_PX, depth_rgb, dye_rgb, gaussian_image, histogram_image, side_view,
                                       save_render, widefield_sum)
 from deepsmlm.errors import UserInputError
 from deepsmlm.localizations import Localizations, Metadata
@@ -192,3 +192,16 @@ def test_shared_bundled_tubes_ground_truth_renders(tmp_path):
     assert img.sum() == pytest.approx(len(locs), rel=0.01)
     assert (img > 0.01).mean() > 0.05  # filaments, not a few dots
     assert img.max() < 0.01 * img.sum()
+
+
+def test_side_view_puts_z_down_the_image():
+    """A tilted line in x–z: the xz view's histogram has each point at (row ⌊(z − z_min)/p⌋, col ⌊x/p⌋)."""
+    x = np.array([105.0, 305.0, 505.0])
+    z = np.array([-400.0, 0.0, 405.0])
+    locs = Localizations.from_arrays([0, 0, 0], x, [50.0, 60.0, 70.0], z,
+                                     meta=Metadata(pixel_size_nm=100.0, image_shape=(8, 8)))
+    side = side_view(locs, "xz")
+    img = histogram_image(side, 100.0)
+    assert img.shape == (9, 6) and img.sum() == 3
+    assert img[0, 1] == img[4, 3] == img[8, 5] == 1
+    assert side_view(locs, "xy") is locs

@@ -8,6 +8,8 @@ data bounds (from 0). Localizations outside the field, or with non-finite x/y, a
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 from collections.abc import Iterable
@@ -170,6 +172,26 @@ def density(locs: Localizations, pixel_nm: float, method: str = "gaussian", sigm
     if method == "histogram":
         return histogram_image(locs, pixel_nm, extent_nm, weights)
     return gaussian_image(locs, pixel_nm, sigma_nm, extent_nm, weights)
+
+
+VIEWS = ("xy", "xz", "yz")
+
+
+def side_view(locs: Localizations, view: str) -> Localizations:
+    """The localizations as seen along one axis: ``xz`` (or ``yz``) puts x (or y) across and z − min(z)
+    down the image, with their uncertainties; ``xy`` is the usual top view. The side views have no
+    camera field, so the image spans the data. Side views need z."""
+    if view == "xy":
+        return locs
+    t = locs.table.copy()
+    across = "x" if view == "xz" else "y"
+    z = t["z_nm"].to_numpy()
+    t["x_nm"], t["y_nm"] = t[f"{across}_nm"], z - np.nanmin(z)
+    for src, dst in ((f"sigma_{across}_nm", "sigma_x_nm"), ("sigma_z_nm", "sigma_y_nm")):
+        if src in t.columns and dst in t.columns:
+            t[dst] = t[src]
+    meta = dataclasses.replace(locs.meta, image_shape=None)
+    return Localizations(t, meta)
 
 
 def depth_range(locs: Localizations) -> Extent:

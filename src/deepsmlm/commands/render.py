@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from deepsmlm.analysis.render import (density, depth_range, depth_rgb, dye_rgb, field_nm, image_shape,
-                                      save_render)
+from deepsmlm.analysis.render import (VIEWS, density, depth_range, depth_rgb, dye_rgb, field_nm, image_shape,
+                                      save_render, side_view)
 from deepsmlm.errors import UserInputError
 
 COLORS = ("none", "z", "dye")
@@ -15,17 +15,19 @@ MAX_SIDE_PX = 20_000
 
 
 def run_render(locs_path: Path, out: Path, pixel_nm: float, color: str = "none", method: str = "gaussian",
-               sigma_nm: float | None = None, pixel_size_nm: float | None = None) -> None:
+               sigma_nm: float | None = None, pixel_size_nm: float | None = None, view: str = "xy") -> None:
     """Render ``locs_path`` at ``pixel_nm`` (nm per image pixel) into ``out`` (PNG) and ``out`` with .tif.
 
     ``color``: none ('hot' density), z (turbo depth colour with a colour bar) or dye (RGB composite);
     ``method``: gaussian (σ = ``sigma_nm`` or each localization's uncertainty) or histogram;
-    ``pixel_size_nm``: the camera pixel, for files in pixel units.
+    ``pixel_size_nm``: the camera pixel, for files in pixel units; ``view``: xy (top), xz or yz (side).
     """
     from deepsmlm.io.localization_files import read_localizations
 
     if color not in COLORS:
         raise UserInputError(f"--color {color!r}: choose one of {', '.join(COLORS)}")
+    if view not in VIEWS:
+        raise UserInputError(f"--view {view!r}: choose one of {', '.join(VIEWS)}")
     if method not in METHODS:
         raise UserInputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     if sigma_nm is not None and not sigma_nm > 0:
@@ -39,6 +41,10 @@ def run_render(locs_path: Path, out: Path, pixel_nm: float, color: str = "none",
         raise UserInputError(f"{locs_path}: no localizations to render")
     if color == "z" and not locs.has_z:
         raise UserInputError(f"{locs_path}: --color z needs 3D localizations (all z are 0)")
+    if view != "xy":
+        if not locs.has_z:
+            raise UserInputError(f"{locs_path}: --view {view} needs 3D localizations (all z are 0)")
+        locs = side_view(locs, view)
     if color == "dye" and "color" not in locs.table.columns:
         raise UserInputError(f"{locs_path}: --color dye needs a color (dye) column")
     extent = field_nm(locs, pixel_nm)
@@ -55,5 +61,5 @@ def run_render(locs_path: Path, out: Path, pixel_nm: float, color: str = "none",
         save_render(dye_rgb(locs, pixel_nm, method, sigma_nm, extent), out, pixel_nm, per_channel=True)
     else:
         save_render(density(locs, pixel_nm, method, sigma_nm, extent), out, pixel_nm)
-    print(f"rendered {len(locs)} localizations ({method}, color {color}) into {cols}×{rows} px of "
+    print(f"rendered {len(locs)} localizations ({method}, color {color}, view {view}) into {cols}×{rows} px of "
           f"{pixel_nm:g} nm: {out} and {out.with_suffix('.tif')}")

@@ -1,0 +1,145 @@
+"""DeepSTORM3D with the printed Tetrapod on seeded simulated test sets, against emitter density.
+
+At the `tetrapod_paper` conditions (121×121 frames, 110 nm pixels, printed Tetrapod mask, z −1.5 …
++2.5 µm, photons ~ Gamma(3, 3000), extra blur 0.75–1.25 px, 10–60 background photons/px) with exactly
+N emitters per frame for N in 5, 10, …, 35, 100 frames each (seed 1000 + N; training and validation
+use other seeds), ``--model`` (default: the shipped tetrapod-3d) and gaussian-mle (lateral only) are
+scored four ways:
+
+- ``paper``: the DeepSTORM3D rule: ground truth = emitters above 6,000 photons, matched within 100 nm
+  laterally and 100 nm axially; localizations that land on a dimmer emitter count neither way;
+- ``all_100``: every emitter, the same radii;
+- ``challenge``: every emitter, 250 nm laterally and 500 nm axially (SMLM 2016);
+- frames/s of the whole localization (network + post-processing), best of three.
+
+Prints one JSON document; ``--plot`` writes Jaccard and RMSE against density with the paper's own
+network's figures at 5, 15 and 30 emitters (issue 5: measured on CPU on the paper's simulator).
+
+    python benchmarks/deepstorm3d_tetrapod.py [--model tetrapod-3d] [--frames 100] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.config import load_config
+from deepsmlm.inference.gaussian_mle import GaussianMLE
+from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.localizations import Localizations, Metadata
+from deepsmlm.models.registry import fold_batchnorm, load_model
+from deepsmlm.simulation.simulator import Simulator
+
+COUNTS = (5, 10, 15, 20, 25, 30, 35)
+LABEL_PHOTONS = 6000.0
+PAPER = {5: (0.897, 28.8, 34.3), 15: (0.782, 30.4, 36.7), 30: (0.664, 33.9, 39.5)}  # Jaccard, lateral, axial nm
+KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
+
+
+def test_set(cfg, count: int, n_frames: int):
+    """Seeded frames (ADU) with exactly ``count`` emitters each, and their ground truth."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.emitters.count, cfg.emitters.density_per_um2 = (count, count), None
+    batch = Simulator(cfg).sample(n_frames, torch.Generator().manual_seed(1000 + count))
+    em = batch.emitters
+    xyz = em.xyz_nm.double().numpy()
+    meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(cfg.frame.height, cfg.frame.width),
+                    n_frames=n_frames)
+    truth = Localizations.from_arrays(em.frame.numpy(), xyz[:, 0], xyz[:, 1], xyz[:, 2], meta=meta)
+    return batch.adu, truth, em.photons.numpy() > LABEL_PHOTONS
+
+
+def timed(localize, adu: torch.Tensor) -> tuple[pd.DataFrame, float]:
+    """Localizations of all frames and the frames/s, best of three."""
+    localize(adu[:2])  # warm-up
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        table = localize(adu)
+        best = min(best, time.perf_counter() - t0)
+    return table, len(adu) / best
+
+
+def scores(truth: Localizations, table: pd.DataFrame, counted: np.ndarray) -> dict:
+    pred = Localizations(table, truth.meta)
+    runs = {"paper": evaluate(truth, pred, 100.0, 100.0, counted=counted),
+            "all_100": evaluate(truth, pred, 100.0, 100.0),
+            "challenge": evaluate(truth, pred, 250.0, 500.0)}
+    return {name: {k: m[k] for k in KEYS} for name, m in runs.items()}
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = [r["emitters_per_frame"] for r in results]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for method, style in (("model", "o-"), ("gaussian-mle", "s--")):
+        j = [r[method]["paper"]["jaccard"] for r in results]
+        axes[0].plot(counts, j, style, label=f"{results[0][method]['name']} (≥6k photons, 100 nm)")
+    axes[0].plot(counts, [r["model"]["challenge"]["jaccard"] for r in results], "o:",
+                 label="model, all emitters, 250/500 nm")
+    axes[1].plot(counts, [r["model"]["paper"]["rmse_lateral_nm"] for r in results], "o-", label="model")
+    axes[2].plot(counts, [r["model"]["paper"]["rmse_axial_nm"] for r in results], "o-", label="model")
+    for i, ax in enumerate(axes):
+        ax.plot(list(PAPER), [v[i] for v in PAPER.values()], "k*", ms=11, label="DeepSTORM3D paper net (CPU)")
+        ax.set_xlabel("emitters per 121×121 frame")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Jaccard")
+    axes[1].set_ylabel("lateral RMSE (nm)")
+    axes[2].set_ylabel("axial RMSE (nm)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="tetrapod-3d")
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--plot", default=None)
+    args = ap.parse_args()
+    cfg, net = load_model(args.model)
+    predictor = DensityPredictor(cfg, fold_batchnorm(net))
+    sim_cfg = load_config("tetrapod_paper")
+    fitter = GaussianMLE(sim_cfg)
+
+    def deep(adu: torch.Tensor) -> pd.DataFrame:
+        return pd.concat([predictor.localize(predictor.density(adu[i:i + args.batch]), i)
+                          for i in range(0, len(adu), args.batch)], ignore_index=True)
+
+    results = []
+    with torch.inference_mode():
+        for count in COUNTS:
+            adu, truth, counted = test_set(sim_cfg, count, args.frames)
+            row = {"emitters_per_frame": count, "n_emitters": len(truth), "n_above_6000": int(counted.sum())}
+            for key, name, localize in (("model", args.model, deep), ("gaussian-mle", "gaussian-mle", fitter.localize)):
+                table, fps = timed(localize, adu)
+                row[key] = {"name": name, "frames_per_s": fps, **scores(truth, table, counted)}
+            results.append(row)
+    if args.plot:
+        plot(results, args.plot)
+    print(json.dumps({
+        "benchmark": "deepstorm3d_tetrapod",
+        "setup": f"tetrapod_paper, 121x121 frames, {args.frames} frames per density, seeds 1000+N; "
+                 "paper rule: GT above 6000 photons, 100 nm lateral and axial, dimmer emitters neutral",
+        "paper_network_cpu": {str(k): {"jaccard": v[0], "rmse_lateral_nm": v[1], "rmse_axial_nm": v[2]}
+                              for k, v in PAPER.items()},
+        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "results": results,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
