@@ -96,7 +96,7 @@ def localize(
     render: Optional[Path] = typer.Option(None, "--render", help="also write the super-resolved image (PNG + TIFF)"),
     device: str = DeviceOpt,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="frames per batch"),
-    config: Optional[str] = typer.Option(None, "--config", help="camera/pixel config for gaussian-mle"),
+    config: Optional[str] = typer.Option(None, "--config", help="the data's camera/pixel/z config (needed by gaussian-mle)"),
     baseline_subtracted: bool = typer.Option(False, "--baseline-subtracted",
                                              help="the frames already had the camera baseline removed"),
 ) -> None:

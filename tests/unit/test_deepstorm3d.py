@@ -111,3 +111,32 @@ def test_tiny_3d_model_trains_saves_and_localizes_in_3d(tmp_path):
     tifffile.imwrite(ok, np.full((2, 24, 24), 40, np.uint16))
     result = CliRunner().invoke(app, ["localize", str(ok), "--model", str(tmp_path / "m"), "-o", str(tmp_path / "l.csv")])
     assert result.exit_code == 0, result.output
+
+
+def test_experiment_config_outside_the_trained_z_range_or_pixel_size_is_refused(tmp_path):
+    cfg = tiny_3d_config()
+    Trainer(cfg, tmp_path / "m").run(steps=1)
+    stack = tmp_path / "ok.tif"
+    tifffile.imwrite(stack, np.full((2, 24, 24), 40, np.uint16))
+    runner = CliRunner()
+    for change, needle in (({"emitters": {"z_range_nm": [-1500.0, 500.0]}}, "outside the range -1000 … 1000 nm"),
+                           ({"frame": {"pixel_size_nm": 160.0}}, "pixel size 160 nm differs")):
+        exp = cfg.model_dump(mode="json")
+        for key, value in change.items():
+            exp[key].update(value)
+        path = tmp_path / "exp.yaml"
+        path.write_text(__import__("yaml").safe_dump(exp))
+        result = runner.invoke(app, ["localize", str(stack), "--model", str(tmp_path / "m"), "--config", str(path),
+                                     "-o", str(tmp_path / "l.csv")])
+        assert result.exit_code == 2 and needle in result.output, result.output
+        assert not (tmp_path / "l.csv").exists()
+
+
+@pytest.mark.parametrize("content, needle", [(np.zeros((3, 8, 8)), "must be a 2D array"),
+                                             (np.full((8, 8), np.nan), "NaN or infinite")])
+def test_bad_mask_files_fail_in_one_line(tmp_path, content, needle):
+    mask = tmp_path / "mask.npy"
+    np.save(mask, content)
+    result = CliRunner().invoke(app, ["crlb", "tetrapod_paper", "--mask", str(mask)])
+    assert result.exit_code == 2 and needle in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -71,6 +71,24 @@ def check_field(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
                              f"receptive field of {source}")
 
 
+def with_experiment(model_cfg: SimulationConfig, experiment: SimulationConfig, model: str,
+                    config: str) -> SimulationConfig:
+    """The model's config with the experiment's camera (ADU → photons by the data's own camera, so a model
+    survives a change of gain or baseline); its pixel size must match and, for a 3D model, its axial range
+    must lie within the trained one."""
+    if abs(experiment.frame.pixel_size_nm / model_cfg.frame.pixel_size_nm - 1) > 0.01:
+        raise UserInputError(f"{config}: pixel size {experiment.frame.pixel_size_nm:g} nm differs from "
+                             f"{model_cfg.frame.pixel_size_nm:g} nm of model {model}")
+    if model_cfg.model.z_planes > 1:
+        (z0, z1), (t0, t1) = experiment.emitters.z_range_nm, model_cfg.emitters.z_range_nm
+        if z0 < t0 or z1 > t1:
+            raise UserInputError(f"{config}: z range {z0:g} … {z1:g} nm lies outside the range {t0:g} … {t1:g} nm "
+                                 f"model {model} was trained for")
+    out = model_cfg.model_copy(deep=True)
+    out.camera = experiment.camera.model_copy(deep=True)
+    return out
+
+
 def localize_stack(stack: ImageStack, model: str, config: str | None, device: str, batch_size: int,
                    show_progress: bool = True, baseline_subtracted: bool = False) -> tuple[SimulationConfig, StackResult]:
     """Run ``model`` (a shipped name, a folder, or gaussian-mle with ``config``) over the whole stack;
@@ -83,6 +101,8 @@ def localize_stack(stack: ImageStack, model: str, config: str | None, device: st
         localizer = classic_localizer(cfg, device)
     else:
         cfg, net = load_model(model, device)
+        if config is not None:
+            cfg = with_experiment(cfg, load_config(config), model, config)
         cfg.camera.baseline_subtracted |= baseline_subtracted
         localizer, source = deep_localizer(DensityPredictor(cfg, fold_batchnorm(net), device)), f"model {model}"
     check_field(stack, cfg, source)
