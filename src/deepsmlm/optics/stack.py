@@ -46,10 +46,12 @@ class StackPSF(PSF):
         self.register_buffer("increments", spectra[1:] - spectra[:-1])
 
     def patches(self, offset_nm, photons, blur_px=None):
+        p, q = self.patch_px, self.fft_px
+        if len(offset_nm) == 0:  # an empty FFT batch is an error in some FFT back-ends
+            return self.spectra.real.new_zeros(0, p, p)
         zi = ((offset_nm[:, 2] - self.z_min_nm) / self.z_step_nm).clamp(0, len(self.z_nm) - 1)
         i0 = torch.floor(zi).long().clamp(max=len(self.z_nm) - 2)
         spec = torch.addcmul(self.spectra[i0], self.increments[i0], (zi - i0)[:, None, None])
         factor = shift_and_blur_factor(offset_nm[:, 0] / self.pixel_nm, offset_nm[:, 1] / self.pixel_nm,
                                        blur_px, self.fft_px, scale=photons)
-        p, q = self.patch_px, self.fft_px
         return torch.fft.irfft2(spec * factor, s=(q, q))[:, :p, :p]
