@@ -1,8 +1,10 @@
-"""Training a density network on batches simulated on the fly by the shared forward model.
+"""Training a density network (Deep-STORM 2D or DeepSTORM3D) on batches simulated on the fly by the
+shared forward model.
 
 Each step draws a batch from the config's physics (PSF, camera, photons, background) with uniformly
-random emitters at a density drawn from the training range, converts ADU to photons with the camera
-model, and minimises the Deep-STORM loss. Every ``validate_every`` steps a fixed seeded validation set
+random emitters at a density drawn from the training range (on fields of ``training.field_px`` when
+set), converts ADU to photons with the camera model, and minimises the Deep-STORM loss (3D: on the
+voxel grid, with the Dice term). Every ``validate_every`` steps a fixed seeded validation set
 is localized and scored (Jaccard, RMSE) at several detection thresholds; the threshold with the best
 SMLM-2016 lateral efficiency is chosen, the model with the best validation Jaccard (at its chosen
 threshold) is kept with that threshold, and a resumable checkpoint is written.
