@@ -11,7 +11,7 @@ edge or overlapping a neighbour are bounded as they are imaged. Reported as an R
 emitters; ratio = lateral RMSE / bound; for all matched pairs and for isolated emitters (no other
 emitter within 1 µm in the same frame, at least 350 nm from the frame edge).
 
-    python benchmarks/sparse_precision.py [--frames 200] [--seed 0] [--model MODEL_DIR]
+    python benchmarks/sparse_precision.py [--frames 500] [--seed 0] [--model MODEL_DIR]
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def run(psf_model: str, n_frames: int, seed: int, model: str | None, fitter_opti
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--frames", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split-threshold", type=float, default=None,
                     help="gaussian-mle likelihood-ratio threshold for a second spot (default: the fitter's)")
