@@ -33,6 +33,7 @@ MAX_SHIFT_PX = 1.0  # a single-spot fit may move at most this far (per axis) fro
 MAX_SPLIT_PX = 3.0  # each spot of a multi-spot fit at most this far (per axis): inside the default box
 EDGE_MARGIN_PX = 0.5  # spots centred nearer the frame edge are not reported: much of them is off the sensor
 DECREMENT_TOL = 1e-3  # converged when gᵀ I⁻¹ g (NLL units) is below this
+SETTLED_TOL = 1e-6  # a box stops iterating when an accepted step lowers its NLL by less than this
 
 
 def gaussian_kernel(sigma_px: float, radius: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -50,9 +51,10 @@ def smooth(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, kernel.view(1, 1, 1, -1))[:, 0]
 
 
-def _spots(x: torch.Tensor, y: torch.Tensor, n: torch.Tensor, s: torch.Tensor, box_px: int
-           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(M,) spot parameters -> their photons without background (M, P, P) and ∂/∂(x, y, N, σ) (M, 4, P, P)."""
+def _spots(x: torch.Tensor, y: torch.Tensor, n: torch.Tensor, s: torch.Tensor, box_px: int, jacobian: bool = True
+           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(M,) spot parameters -> their photons without background (M, P, P) and, when asked,
+    ∂/∂(x, y, N, σ) (M, 4, P, P)."""
     h = box_px // 2
     edges = torch.arange(-h, h + 2, dtype=x.dtype, device=x.device) - 0.5
 
@@ -68,6 +70,8 @@ def _spots(x: torch.Tensor, y: torch.Tensor, n: torch.Tensor, s: torch.Tensor, b
     ey, dey, sey = axis(y)
     n2 = n[:, None, None]
     shape = ey[:, :, None] * ex[:, None, :]
+    if not jacobian:
+        return n2 * shape, None
     jac = torch.stack([n2 * ey[:, :, None] * dex[:, None, :], n2 * dey[:, :, None] * ex[:, None, :], shape,
                        n2 * (sey[:, :, None] * ex[:, None, :] + ey[:, :, None] * sex[:, None, :])], dim=1)
     return n2 * shape, jac
@@ -78,17 +82,21 @@ def deviance(m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return (m - z + torch.xlogy(z, z / m)).sum((-2, -1))
 
 
-def integrated_gaussian(theta: torch.Tensor, box_px: int) -> tuple[torch.Tensor, torch.Tensor]:
+def integrated_gaussian(theta: torch.Tensor, box_px: int, jacobian: bool = True
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """K spots sharing background and σ in one box.
 
     (E, 3K + 2) parameters (x₁, y₁, N₁, …, x_K, y_K, N_K, bg, σ; for K = 1 the order of PARAMS) ->
-    expected photons (E, P, P) and their Jacobian (E, 3K + 2, P, P).
+    expected photons (E, P, P) and, when asked, their Jacobian (E, 3K + 2, P, P).
     """
     e, k = theta.shape[0], (theta.shape[1] - 2) // 3
     b, s = theta[:, -2], theta[:, -1]
     xyn = theta[:, :3 * k].reshape(e * k, 3)
-    mu, jac = _spots(xyn[:, 0], xyn[:, 1], xyn[:, 2], s.repeat_interleave(k), box_px)
-    mu, jac = mu.view(e, k, box_px, box_px), jac.view(e, k, 4, box_px, box_px)
+    mu, jac = _spots(xyn[:, 0], xyn[:, 1], xyn[:, 2], s.repeat_interleave(k), box_px, jacobian)
+    mu = mu.view(e, k, box_px, box_px)
+    if jac is None:
+        return b[:, None, None] + mu.sum(1), None
+    jac = jac.view(e, k, 4, box_px, box_px)
     full = torch.cat([jac[:, :, :3].reshape(e, 3 * k, box_px, box_px), torch.ones_like(mu[:, :1]),
                       jac[:, :, 3].sum(1, keepdim=True)], dim=1)
     return b[:, None, None] + mu.sum(1), full
@@ -178,25 +186,34 @@ class GaussianMLE:
         lo = theta.new_tensor([-h, -h, 1.0] * spots + [1e-3, SIGMA_BOUNDS_PX[0]])
         hi = theta.new_tensor([h, h, math.inf] * spots + [math.inf, SIGMA_BOUNDS_PX[1]])
 
-        def scaled(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def score(t: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             mu, jac = integrated_gaussian(t, p)
-            return mu / s + gamma, jac[:, :k] / s
+            m = mu / s + gamma
+            j = jac[:, :k].flatten(2) / s  # (E, K, P²): batched matrix products, far faster than einsum here
+            grad = torch.bmm(j, (1 - z / m).flatten(1)[:, :, None])[..., 0]
+            info = torch.bmm(j / m.flatten(1)[:, None, :], j.transpose(1, 2))
+            return grad, info, deviance(m, z)
 
-        def score(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            m, j = scaled(t)
-            return (torch.einsum("ekpq,epq->ek", j, 1 - z / m), torch.einsum("ekpq,elpq,epq->ekl", j, j, 1 / m),
-                    deviance(m, z))
-
+        theta = theta.clone()
         lam = torch.full_like(theta[:, 0], 1e-3)
+        active = torch.arange(len(theta), device=theta.device)  # boxes still moving
         for _ in range(self.iterations * spots):  # more parameters, more steps
-            grad, info, dev = score(theta)
-            damped = info + lam[:, None, None] * torch.diag_embed(torch.diagonal(info, dim1=-2, dim2=-1))
+            if len(active) == 0:
+                break
+            t, za, ga, la = theta[active], z[active], gamma[active], lam[active]
+            grad, info, dev = score(t, za, ga)
+            damped = info + la[:, None, None] * torch.diag_embed(torch.diagonal(info, dim1=-2, dim2=-1))
             step = torch.linalg.solve_ex(damped, -grad)[0]
-            cand = torch.minimum(torch.maximum(theta + F.pad(step, (0, n - k)), lo), hi)
-            better = deviance(scaled(cand)[0], z) < dev
-            theta = torch.where(better[:, None], cand, theta)
-            lam = torch.where(better, lam * 0.1, lam * 10).clamp(1e-7, 1e7)
-        grad, info, dev = score(theta)
+            cand = torch.minimum(torch.maximum(t + F.pad(step, (0, n - k)), lo), hi)
+            new_dev = deviance(integrated_gaussian(cand, p, jacobian=False)[0] / s + ga, za)
+            better = new_dev < dev
+            theta[active] = torch.where(better[:, None], cand, t)
+            lam[active] = torch.where(better, la * 0.1, la * 10).clamp(1e-7, 1e7)
+            # settled: an accepted step that gained almost nothing, or damping at its ceiling
+            settled = (better & (dev - new_dev < SETTLED_TOL)) | (lam[active] >= 1e7)
+            active = active[~settled]
+        grad, info, dev = score(theta, z, gamma)
         # converged: the Newton decrement over the parameters not held at a bound is small
         held = ((theta[:, :k] <= lo[:k]) & (grad > 0)) | ((theta[:, :k] >= hi[:k]) & (grad < 0))
         grad = torch.where(held, 0.0, grad)
@@ -216,7 +233,7 @@ class GaussianMLE:
         to the PSF's."""
         p, h = self.box_px, self.box_px // 2
         k = (theta.shape[1] - 2) // 3
-        mu, _ = integrated_gaussian(theta, p)
+        mu, _ = integrated_gaussian(theta, p, jacobian=False)
         residual = F.avg_pool2d((boxes - mu)[:, None], 3, 1, 1, count_include_pad=False)[:, 0] * 9
         flat = residual.flatten(1).argmax(-1)
         spots = theta[:, :3 * k].reshape(-1, k, 3).clone()
