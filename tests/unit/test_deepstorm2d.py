@@ -109,11 +109,11 @@ def test_resume_continues_training_exactly(tmp_path):
 
 
 def test_summed_image_keeps_only_the_mass_of_detections():
-    from deepsmlm.inference.postprocess import detected_density, peak_map, window_sums
+    from deepsmlm.inference.postprocess import detected_density, peak_map
 
     img = blob(30, 30, [(10.5, 10.5)], sigma=0.8)
     img[0, 0, 25, 25] = 0.05  # an isolated faint bump: a local maximum below the threshold
-    kept = detected_density(img, peak_map(img, window_sums(img, 2), 0.5, 2), window_px=2)
+    kept = detected_density(img, peak_map(img, 0.5, 2), window_px=2)
     assert float(kept[0, 0, 25, 25]) == 0.0
     assert torch.allclose(kept[0, 0, 8:13, 8:13], img[0, 0, 8:13, 8:13])
 

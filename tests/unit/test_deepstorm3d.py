@@ -140,3 +140,13 @@ def test_bad_mask_files_fail_in_one_line(tmp_path, content, needle):
     result = CliRunner().invoke(app, ["crlb", "tetrapod_paper", "--mask", str(mask)])
     assert result.exit_code == 2 and needle in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_candidate_peak_search_equals_pooling_the_whole_volume():
+    """Gathering windows around voxels above threshold / window size finds exactly the pooled peaks."""
+    from deepsmlm.inference.postprocess import _pooled_peaks, peak_map
+
+    g = torch.Generator().manual_seed(4)
+    vol = torch.rand(2, 6, 30, 30, generator=g) * (torch.rand(2, 6, 30, 30, generator=g) < 0.05)
+    for thr, wp, wz in ((0.3, 2, 1), (0.6, 1, 0), (0.05, 2, 2)):
+        torch.testing.assert_close(peak_map(vol, thr, wp, wz), _pooled_peaks(vol, thr, wp, wz))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from deepsmlm.config import SimulationConfig
-from deepsmlm.inference.postprocess import density_peaks, peak_map, window_sums
+from deepsmlm.inference.postprocess import density_peaks, peak_map
 from deepsmlm.physics.camera import Camera
 
 
@@ -52,8 +52,7 @@ class DensityPredictor:
         """Boolean map of accepted detections (window maxima whose window mass reaches the threshold)."""
         m = self.cfg.model
         thr = m.threshold if threshold is None else threshold
-        return peak_map(density, window_sums(density, m.window_px, self.window_planes), thr, m.window_px,
-                        self.window_planes)
+        return peak_map(density, thr, m.window_px, self.window_planes)
 
     def localize(self, density: torch.Tensor, first_frame: int = 0, threshold: float | None = None,
                  peaks: torch.Tensor | None = None) -> pd.DataFrame:
