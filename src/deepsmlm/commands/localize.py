@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from rich.console import Console
 
@@ -43,13 +44,25 @@ def check_camera(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
                              f"of {source}'s camera; the camera or its baseline differs from the model's")
 
 
+MAX_OUTPUT_VOXELS = 1 << 25  # network outputs are processed in sub-batches of at most this many voxels
+
+
 def deep_localizer(predictor: DensityPredictor) -> Localizer:
-    """Localizations plus the summed density of the accepted detections (the super-resolved image)."""
+    """Localizations plus the summed density of the accepted detections (the super-resolved image),
+    in sub-batches small enough for large 3D output grids."""
+    m = predictor.cfg.model
+
     def localize(adu: torch.Tensor, first: int):
-        density = predictor.density(adu)
-        peaks = predictor.peaks(density)
-        image = detected_density(density, peaks, predictor.cfg.model.window_px, predictor.window_planes).sum(dim=(0, 1))
-        return predictor.localize(density, first, peaks=peaks), image
+        u = m.upsampling
+        step = max(1, MAX_OUTPUT_VOXELS // (m.z_planes * adu.shape[-2] * adu.shape[-1] * u * u))
+        tables, image = [], None
+        for i in range(0, len(adu), step):
+            density = predictor.density(adu[i:i + step])
+            peaks = predictor.peaks(density)
+            part = detected_density(density, peaks, m.window_px, predictor.window_planes).sum(dim=(0, 1))
+            image = part if image is None else image + part
+            tables.append(predictor.localize(density, first + i, peaks=peaks))
+        return pd.concat(tables, ignore_index=True), image
     return localize
 
 

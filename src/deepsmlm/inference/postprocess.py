@@ -64,8 +64,15 @@ def peak_map(density: torch.Tensor, threshold: float, window_px: int, window_pla
 def detected_density(density: torch.Tensor, peaks: torch.Tensor, window_px: int,
                      window_planes: int = 0) -> torch.Tensor:
     """The density inside the windows of the accepted ``peaks`` (from :func:`peak_map`), zero elsewhere."""
-    near = F.max_pool3d(peaks[:, None].to(density.dtype), (2 * window_planes + 1, 2 * window_px + 1, 2 * window_px + 1),
-                        stride=1, padding=(window_planes, window_px, window_px))[:, 0] > 0
+    b, p, r, c = torch.nonzero(peaks, as_tuple=True)
+    near = torch.zeros(density.shape[0], density.shape[1] + 2 * window_planes, density.shape[2] + 2 * window_px,
+                       density.shape[3] + 2 * window_px, dtype=torch.bool, device=density.device)
+    lateral = torch.arange(2 * window_px + 1, device=density.device)
+    axial = torch.arange(2 * window_planes + 1, device=density.device)
+    near[b[:, None, None, None], (p[:, None] + axial)[:, :, None, None], (r[:, None] + lateral)[:, None, :, None],
+         (c[:, None] + lateral)[:, None, None, :]] = True
+    near = near[:, window_planes:near.shape[1] - window_planes, window_px:near.shape[2] - window_px,
+                window_px:near.shape[3] - window_px]
     return torch.where(near, density, torch.zeros_like(density))
 
 
