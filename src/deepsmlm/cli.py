@@ -133,11 +133,12 @@ def render(
     sigma_nm: Optional[float] = typer.Option(None, "--sigma-nm", help="fixed Gaussian σ (default: per-localization uncertainty)"),
     pixel_size_nm: Optional[float] = typer.Option(None, "--pixel-size-nm", help="camera pixel size for pixel-unit formats"),
     view: str = typer.Option("xy", "--view", help="xy (top), or xz / yz (side view: z down the image)"),
+    roi: Optional[str] = typer.Option(None, "--roi", help="x0,y0,x1,y1 in nm: render only this rectangle"),
 ) -> None:
     """Render a super-resolved image from localizations."""
     from deepsmlm.commands.render import run_render
 
-    _guard(run_render, locs, out, pixel_nm, color, method, sigma_nm, pixel_size_nm, view)
+    _guard(run_render, locs, out, pixel_nm, color, method, sigma_nm, pixel_size_nm, view, roi)
 
 
 @app.command()

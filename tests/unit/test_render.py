@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from deepsmlm.analysis.render import (DEFAULT_SIGMA_PX, depth_rgb, dye_rgb, gaussian_image, histogram_image, side_view,
-                                      save_render, widefield_sum)
+from deepsmlm.analysis.render import (DEFAULT_SIGMA_PX, depth_rgb, dye_rgb, gaussian_image, histogram_image, region,
+                                      save_render, side_view, widefield_sum)
 from deepsmlm.errors import UserInputError
 from deepsmlm.localizations import Localizations, Metadata
 
@@ -205,3 +205,9 @@ def test_side_view_puts_z_down_the_image():
     assert img.shape == (9, 6) and img.sum() == 3
     assert img[0, 1] == img[4, 3] == img[8, 5] == 1
     assert side_view(locs, "xy") is locs
+
+
+def test_region_keeps_and_shifts_the_rectangle():
+    locs = Localizations.from_arrays([0, 0, 0], [100.0, 550.0, 900.0], [100.0, 250.0, 900.0])
+    part = region(locs, (500.0, 200.0, 800.0, 300.0))
+    assert len(part) == 1 and part.table.x_nm[0] == 50.0 and part.table.y_nm[0] == 50.0

@@ -177,6 +177,19 @@ def density(locs: Localizations, pixel_nm: float, method: str = "gaussian", sigm
 VIEWS = ("xy", "xz", "yz")
 
 
+def region(locs: Localizations, roi_nm: tuple[float, float, float, float]) -> Localizations:
+    """The localizations inside the rectangle x0 ≤ x < x1, y0 ≤ y < y1 (nm), shifted so (x0, y0) is the
+    origin; the field becomes the rectangle."""
+    x0, y0, x1, y1 = roi_nm
+    t = locs.table
+    keep = ((t["x_nm"] >= x0) & (t["x_nm"] < x1) & (t["y_nm"] >= y0) & (t["y_nm"] < y1)).to_numpy()
+    t = t[keep].reset_index(drop=True)
+    t["x_nm"] -= x0
+    t["y_nm"] -= y0
+    meta = dataclasses.replace(locs.meta, image_shape=None)
+    return Localizations(t, meta)
+
+
 def side_view(locs: Localizations, view: str) -> Localizations:
     """The localizations as seen along one axis: ``xz`` (or ``yz``) puts x (or y) across and z − min(z)
     down the image, with their uncertainties; ``xy`` is the usual top view. The side views have no

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from deepsmlm.analysis.render import (VIEWS, density, depth_range, depth_rgb, dye_rgb, field_nm, image_shape,
-                                      save_render, side_view)
+                                      region, save_render, side_view)
 from deepsmlm.errors import UserInputError
 
 COLORS = ("none", "z", "dye")
@@ -14,13 +14,26 @@ METHODS = ("gaussian", "histogram")
 MAX_SIDE_PX = 20_000
 
 
+def parse_roi(text: str) -> tuple[float, float, float, float]:
+    """'x0,y0,x1,y1' (nm) with x0 < x1 and y0 < y1."""
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserInputError(f"--roi {text!r}: give x0,y0,x1,y1 in nm") from None
+    if not (x1 > x0 and y1 > y0):
+        raise UserInputError(f"--roi {text!r}: needs x0 < x1 and y0 < y1")
+    return x0, y0, x1, y1
+
+
 def run_render(locs_path: Path, out: Path, pixel_nm: float, color: str = "none", method: str = "gaussian",
-               sigma_nm: float | None = None, pixel_size_nm: float | None = None, view: str = "xy") -> None:
+               sigma_nm: float | None = None, pixel_size_nm: float | None = None, view: str = "xy",
+               roi: str | None = None) -> None:
     """Render ``locs_path`` at ``pixel_nm`` (nm per image pixel) into ``out`` (PNG) and ``out`` with .tif.
 
     ``color``: none ('hot' density), z (turbo depth colour with a colour bar) or dye (RGB composite);
     ``method``: gaussian (σ = ``sigma_nm`` or each localization's uncertainty) or histogram;
-    ``pixel_size_nm``: the camera pixel, for files in pixel units; ``view``: xy (top), xz or yz (side).
+    ``pixel_size_nm``: the camera pixel, for files in pixel units; ``view``: xy (top), xz or yz (side);
+    ``roi``: "x0,y0,x1,y1" in nm, render only that rectangle.
     """
     from deepsmlm.io.localization_files import read_localizations
 
@@ -39,6 +52,10 @@ def run_render(locs_path: Path, out: Path, pixel_nm: float, color: str = "none",
     locs = read_localizations(locs_path, pixel_size_nm=pixel_size_nm)
     if not len(locs):
         raise UserInputError(f"{locs_path}: no localizations to render")
+    if roi is not None:
+        locs = region(locs, parse_roi(roi))
+        if not len(locs):
+            raise UserInputError(f"{locs_path}: no localizations inside --roi {roi}")
     if color == "z" and not locs.has_z:
         raise UserInputError(f"{locs_path}: --color z needs 3D localizations (all z are 0)")
     if view != "xy":
