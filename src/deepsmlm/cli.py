@@ -72,6 +72,29 @@ def crlb(
     _guard(run_crlb, config, mask, json_out, plot, photons, background, planes)
 
 
+design_app = typer.Typer(no_args_is_help=True, help="Design phase masks: CRLB-optimal (tetrapod).")
+app.add_typer(design_app, name="design")
+
+
+@design_app.command("tetrapod")
+def design_tetrapod(
+    config: str = ConfigArg,
+    out: Path = typer.Option(..., "-o", "--out", help="output folder"),
+    basis: str = typer.Option("zernike", "--basis", help="zernike (coefficients) or pixel (every pupil pixel)"),
+    steps: int = typer.Option(200, "--steps", min=1, help="optimisation steps (Adam)"),
+    max_noll: int = typer.Option(28, "--max-noll", min=4, help="highest Noll index of the Zernike basis"),
+    smoothness: float = typer.Option(0.0, "--smoothness", min=0, help="weight of the pixel-basis smoothness term"),
+    photons: Optional[float] = typer.Option(None, "--photons", min=0, help="signal photons (default: config mean)"),
+    background: Optional[float] = typer.Option(None, "--background", min=0, help="background photons/px"),
+    planes: int = typer.Option(21, "--planes", min=2, help="z planes over the config's axial range"),
+    seed: int = typer.Option(0, "--seed", help="seed of the starting mask"),
+) -> None:
+    """A phase mask minimising the mean 3D CRLB over the config's axial range (how the Tetrapod was designed)."""
+    from deepsmlm.commands.design import run_design_tetrapod
+
+    _guard(run_design_tetrapod, config, out, basis, steps, max_noll, smoothness, photons, background, planes, seed)
+
+
 @app.command()
 def train(
     config: str = ConfigArg,

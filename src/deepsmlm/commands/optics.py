@@ -10,10 +10,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from deepsmlm.config import SimulationConfig, load_config
+from deepsmlm.config import MaskConfig, SimulationConfig, load_config
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import write_text_atomic
-from deepsmlm.optics.factory import build_psf
+from deepsmlm.optics.factory import build_psf, grid_mask_pitch_um, pupil_grid_for
 from deepsmlm.physics.camera import Camera
 from deepsmlm.physics.crlb import crlb_vs_z
 from deepsmlm.plots import crlb_plot, psf_montage
@@ -39,12 +39,15 @@ def run_psf(config: str, out: Path, planes: int) -> None:
 
 
 def with_mask(cfg: SimulationConfig, mask: Path) -> SimulationConfig:
-    """The config with its phase-mask file replaced (same mask geometry)."""
-    if cfg.psf.mask is None:
-        raise UserInputError(f"{cfg.name}: config has no psf.mask section giving the mask pixel pitch for {mask}")
+    """The config with its phase-mask file replaced: same mask geometry as the config's mask, or, for a
+    config without one, a mask on the config's own pupil grid (as ``deepsmlm design`` writes them)."""
     cfg = cfg.model_copy(deep=True)
     cfg.psf.model = "pupil"
-    cfg.psf.mask.file, cfg.psf.mask.key = str(mask), None
+    if cfg.psf.mask is None:
+        pitch = grid_mask_pitch_um(cfg, pupil_grid_for(cfg))
+        cfg.psf.mask = MaskConfig(file=str(mask), pixel_pitch_um=pitch)
+    else:
+        cfg.psf.mask.file, cfg.psf.mask.key = str(mask), None
     return cfg
 
 

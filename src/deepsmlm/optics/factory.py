@@ -40,6 +40,12 @@ def pupil_grid_for(cfg: SimulationConfig) -> PupilGrid:
                      o.n_sample, oversample=s, angle_scale=cfg.psf.pupil_angle_scale)
 
 
+def grid_mask_pitch_um(cfg: SimulationConfig, grid: PupilGrid) -> float:
+    """The mask pixel pitch (µm) whose physical scale M·p/(λ·f) equals one pupil-grid pixel of ``grid``."""
+    o = cfg.optics
+    return grid.freq_step * o.wavelength_nm * o.fourier_focal_length_mm * 1e3 / o.magnification
+
+
 def mask_phase_for(cfg: SimulationConfig, grid: PupilGrid, base_dir: Path | None = None) -> torch.Tensor | None:
     """The configured mask (radians) on the pupil grid, scaled by λ_design/λ, or None."""
     m = cfg.psf.mask

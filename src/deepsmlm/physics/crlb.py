@@ -41,7 +41,7 @@ def fisher_information(psf: PSF, theta: torch.Tensor, variance: Variance = poiss
         mu, d = jvp(lambda t: expected_counts(psf, t), (theta,), (tangent,))
         jac.append(d)
     j = torch.stack(jac, dim=1)  # (E, K, P, P)
-    w = 1.0 / variance(mu.detach() if mu.requires_grad else mu)
+    w = 1.0 / variance(mu)  # the weights depend on the PSF too: keep them in the graph (mask design)
     return torch.einsum("eipq,ejpq,epq->eij", j, j, w)
 
 

@@ -1,0 +1,105 @@
+"""`deepsmlm design tetrapod`: a CRLB-optimal phase mask for a configuration's optics and camera."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.io  # noqa: E402
+import torch  # noqa: E402
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+
+from deepsmlm.commands.optics import axial_range  # noqa: E402
+from deepsmlm.config import load_config  # noqa: E402
+from deepsmlm.errors import UserInputError  # noqa: E402
+from deepsmlm.io.atomic import atomic_path, write_text_atomic  # noqa: E402
+from deepsmlm.optics.design import design_mask, mean_3d_crlb, zernike_modes  # noqa: E402
+from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um, mask_phase_for  # noqa: E402
+from deepsmlm.optics.pupil import PupilPSF  # noqa: E402
+from deepsmlm.physics.camera import Camera  # noqa: E402
+from deepsmlm.plots import crlb_plot, psf_montage, save_figure  # noqa: E402
+
+ASTIGMATISM_RAD = (0.5, 1.0, 1.5, 2.0, 3.0)  # Z6 amplitudes tried for the astigmatic reference
+
+
+def bounds_of(psf: PupilPSF, phase: torch.Tensor, z: torch.Tensor, photons: float, background: float,
+              variance) -> tuple[float, dict[str, np.ndarray]]:
+    """Mean 3D √CRLB (nm) and per-plane √CRLB of x, y, z for a mask phase."""
+    psf.mask_phase = phase
+    with torch.no_grad():
+        mean, per_axis = mean_3d_crlb(psf, z, photons, background, variance)
+    return float(mean), {k: v.numpy().astype(np.float64) for k, v in per_axis.items()}
+
+
+def save_mask(phase: np.ndarray, out: Path, pitch_um: float) -> None:
+    """mask.npy, mask.mat (variable ``mask``, radians, like the shared masks) and mask.png."""
+    with atomic_path(out / "mask.npy") as tmp, open(tmp, "wb") as fh:  # a path would gain a second suffix
+        np.save(fh, phase)
+    with atomic_path(out / "mask.mat") as tmp, open(tmp, "wb") as fh:
+        scipy.io.savemat(fh, {"mask": phase, "pixel_pitch_um": pitch_um})
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    im = ax.imshow(phase, cmap="twilight", vmin=-np.pi, vmax=np.pi)
+    ax.set_title(f"phase mask ({phase.shape[0]}×{phase.shape[1]} px of {pitch_um:.3g} µm)", fontsize=9)
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, label="phase (rad)")
+    save_figure(fig, out / "mask.png")
+
+
+def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll: int, smoothness_weight: float,
+                        photons: float | None, background: float | None, planes: int, seed: int) -> None:
+    cfg = load_config(config)
+    if cfg.psf.model != "pupil":
+        raise UserInputError(f"{config}: mask design needs psf.model: pupil")
+    if basis not in ("zernike", "pixel"):
+        raise UserInputError(f"--basis {basis!r}: choose zernike or pixel")
+    if cfg.camera.scmos_maps is not None:
+        raise UserInputError(f"{cfg.camera.scmos_maps}: the design assumes a uniform camera; drop scmos_maps")
+    n = photons if photons is not None else cfg.emitters.photons.expected()
+    b = background if background is not None else float(np.mean(cfg.background.photons_per_px))
+    z = torch.linspace(*axial_range(cfg), planes)
+    variance = Camera(cfg.camera, (cfg.frame.height, cfg.frame.width)).variance_photons
+    reference = build_pupil_psf(cfg)
+    shared = mask_phase_for(cfg, reference.grid)
+    psf = PupilPSF(reference.grid, cfg.psf.patch_px, cfg.optics.nominal_focal_plane_nm,
+                   zernike_rad=cfg.psf.zernike_rad)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+    with Progress(*cols) as progress:
+        task = progress.add_task(f"designing ({basis})", total=steps, info="")
+        result = design_mask(psf, z, n, b, variance, basis, max_noll, steps, smoothness_weight=smoothness_weight,
+                             seed=seed, progress=lambda s, v: progress.update(task, completed=s,
+                                                                              info=f"mean 3D √CRLB {v:.2f} nm"))
+    phase = result.phase
+    astig = zernike_modes(psf, 6)[6 - 4]
+    candidates = {"no mask": torch.zeros_like(phase)}
+    best_astig = min(ASTIGMATISM_RAD, key=lambda a: bounds_of(psf, a * astig, z, n, b, variance)[0])
+    candidates[f"astigmatism ({best_astig:g} rad Z6)"] = best_astig * astig
+    candidates["designed"] = phase
+    if shared is not None:
+        candidates["config mask"] = shared.to(torch.float32)
+    figures = {name: bounds_of(psf, p, z, n, b, variance) for name, p in candidates.items()}
+    pitch = grid_mask_pitch_um(cfg, psf.grid)
+    save_mask(phase.numpy(), out, pitch)
+    psf.mask_phase = phase
+    with torch.no_grad():
+        stack = psf.z_stack(torch.linspace(*axial_range(cfg), 10)).numpy()
+    psf_montage(stack, np.linspace(*axial_range(cfg), 10).tolist(), cfg.frame.pixel_size_nm, out / "psf.png",
+                title=f"designed mask ({basis}), {cfg.name}")
+    crlb_plot(z.numpy(), {name: f[1] for name, f in figures.items()}, out / "crlb.png",
+              title=f"{n:g} photons, {b:g} background/px, {cfg.camera.type}")
+    report = {"config": cfg.name, "basis": basis, "steps": steps, "max_noll": max_noll,
+              "smoothness_weight": smoothness_weight, "seed": seed, "photons": n, "background_per_px": b,
+              "mask_pixel_pitch_um": pitch, "z_nm": z.tolist(),
+              "masks": {name: {"mean_3d_crlb_nm": f[0], **{f"crlb_{k}_nm": v.tolist() for k, v in f[1].items()},
+                               **{f"mean_crlb_{k}_nm": float(np.mean(v)) for k, v in f[1].items()}}
+                        for name, f in figures.items()},
+              "history": result.history}
+    write_text_atomic(out / "design.json", json.dumps(report, indent=1))
+    summary = ", ".join(f"{name} {f[0]:.2f} nm" for name, f in figures.items())
+    print(f"mean 3D √CRLB: {summary}; wrote mask.npy/.mat/.png, psf.png, crlb.png, design.json in {out}")
