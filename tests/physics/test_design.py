@@ -73,3 +73,21 @@ def test_design_runs_end_to_end_and_beats_no_mask_and_astigmatism(tmp_path):
     check = json.loads((tmp_path / "c.json").read_text())
     for axis in ("x", "y", "z"):
         np.testing.assert_allclose(check[f"crlb_{axis}_nm"], masks["designed"][f"crlb_{axis}_nm"], rtol=0.01)
+
+
+def test_shipped_designed_mask_beats_the_printed_tetrapod():
+    """The tetrapod_designed preset (shipped mask) against tetrapod_paper's printed Tetrapod: mean 3D √CRLB
+    over the 4 µm range at the configs' mean photons and background, same optics and camera."""
+    from deepsmlm.config import load_config
+    from deepsmlm.optics.factory import build_pupil_psf
+    from deepsmlm.physics.camera import Camera
+
+    z = torch.linspace(-1500, 2500, 9)
+    means = {}
+    for name in ("tetrapod_designed", "tetrapod_paper"):
+        cfg = load_config(name)
+        variance = Camera(cfg.camera, (cfg.frame.height, cfg.frame.width)).variance_photons
+        with torch.no_grad():
+            means[name] = float(mean_3d_crlb(build_pupil_psf(cfg), z, 9000.0, 35.0, variance)[0])
+    assert means["tetrapod_designed"] <= 1.1 * means["tetrapod_paper"]
+    assert means["tetrapod_designed"] < 0.85 * means["tetrapod_paper"]  # measured 14.5 vs 19.8 nm at 21 planes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,10 @@ def shared_data_root() -> Path | None:
 
 
 def resolve_data_path(name: str, base: Path | None = None) -> Path:
-    """Turn ``data:rel/path`` into a path under the shared data root; other paths relative to ``base``."""
+    """Turn ``data:rel/path`` into a path under the shared data root, ``pkg:name`` into a mask shipped in
+    the package (``deepsmlm/masks``); other paths relative to ``base``."""
+    if name.startswith("pkg:"):
+        return Path(str(resources.files("deepsmlm.masks") / name[4:]))
     if name.startswith("data:"):
         root = shared_data_root()
         if root is None:
