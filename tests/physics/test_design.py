@@ -50,12 +50,13 @@ def test_mask_gradient_of_the_mean_3d_crlb_matches_finite_differences():
     assert float(phase.grad[0, 0]) == 0.0  # outside the aperture the phase does nothing
 
 
-def test_design_runs_end_to_end_and_beats_no_mask_and_astigmatism(tmp_path):
+@pytest.mark.parametrize("basis", ["zernike", "pixel"])
+def test_design_runs_end_to_end_and_beats_no_mask_and_astigmatism(tmp_path, basis):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     runner = CliRunner()
     result = runner.invoke(app, ["design", "tetrapod", str(cfg), "-o", str(tmp_path / "d"), "--steps", "25",
-                                 "--planes", "5", "--max-noll", "15"])
+                                 "--planes", "5", "--max-noll", "15", "--basis", basis, "--smoothness", "1.0"])
     assert result.exit_code == 0, result.output
     for name in ("mask.npy", "mask.mat", "mask.png", "psf.png", "crlb.png", "design.json"):
         assert (tmp_path / "d" / name).is_file()
