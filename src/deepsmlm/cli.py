@@ -72,7 +72,7 @@ def crlb(
     _guard(run_crlb, config, mask, json_out, plot, photons, background, planes)
 
 
-design_app = typer.Typer(no_args_is_help=True, help="Design phase masks: CRLB-optimal (tetrapod).")
+design_app = typer.Typer(no_args_is_help=True, help="Design phase masks: CRLB-optimal (tetrapod) or learned (learn).")
 app.add_typer(design_app, name="design")
 
 
@@ -93,6 +93,23 @@ def design_tetrapod(
     from deepsmlm.commands.design import run_design_tetrapod
 
     _guard(run_design_tetrapod, config, out, basis, steps, max_noll, smoothness, photons, background, planes, seed)
+
+
+@design_app.command("learn")
+def design_learn(
+    config: str = ConfigArg,
+    out: Path = typer.Option(..., "-o", "--out", help="output folder (a model folder usable by localize)"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="total training steps (default: config)"),
+    minutes: Optional[float] = typer.Option(None, "--minutes", min=0, help="train for this much wall time"),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="start from no mask, not the config's mask"),
+    smoothness: float = typer.Option(0.0, "--smoothness", min=0, help="weight of the mask smoothness term"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder"),
+    device: str = DeviceOpt,
+) -> None:
+    """Learn the phase mask and the 3D localization network together (end-to-end optics design)."""
+    from deepsmlm.commands.design import run_design_learn
+
+    _guard(run_design_learn, config, out, steps, minutes, from_scratch, smoothness, resume, device)
 
 
 @app.command()

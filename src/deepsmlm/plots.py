@@ -101,3 +101,24 @@ def comparison_figure(panels: Sequence[tuple[str, np.ndarray, float, str]], path
         add_scale_bar(ax, pixel_nm, img.shape[1], n_rows=img.shape[0])
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: str = "") -> None:
+    """Validation Jaccard and RMSE (lateral, and axial when present) against the training step."""
+    steps = [h["step"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(steps, [h["jaccard"] for h in history], "o-", ms=3)
+    axes[0].set_ylabel("validation Jaccard")
+    for key, label in (("rmse_lateral_nm", "lateral"), ("rmse_axial_nm", "axial")):
+        values = [h.get(key) for h in history]
+        if any(v is not None for v in values):
+            axes[1].plot(steps, [np.nan if v is None else v for v in values], "o-", ms=3, label=label)
+    axes[1].set_ylabel("validation RMSE (nm)")
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)

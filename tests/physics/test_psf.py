@@ -116,8 +116,9 @@ def test_fast_path_matches_the_full_pupil_model():
     rel = (a - b).norm(dim=(1, 2)) / a.norm(dim=(1, 2))
     assert float(rel.max()) < 0.01
     # a frame without emitters renders as background only (an empty FFT batch is an error in MKL)
-    empty = render(fast, torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, dtype=torch.long), 2, 16, 16)
-    assert empty.shape == (2, 16, 16) and float(empty.abs().sum()) == 0.0
+    for psf in (fast, base):
+        empty = render(psf, torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, dtype=torch.long), 2, 16, 16)
+        assert empty.shape == (2, 16, 16) and float(empty.abs().sum()) == 0.0
 
 
 def test_extra_blur_keeps_photons_and_widens():

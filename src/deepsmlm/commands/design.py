@@ -22,7 +22,7 @@ from deepsmlm.optics.design import design_mask, mean_3d_crlb, zernike_modes  # n
 from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um, mask_phase_for  # noqa: E402
 from deepsmlm.optics.pupil import PupilPSF  # noqa: E402
 from deepsmlm.physics.camera import Camera  # noqa: E402
-from deepsmlm.plots import crlb_plot, psf_montage, save_figure  # noqa: E402
+from deepsmlm.plots import crlb_plot, psf_montage, save_figure, training_curves  # noqa: E402
 
 ASTIGMATISM_RAD = (0.5, 1.0, 1.5, 2.0, 3.0)  # Z6 amplitudes tried for the astigmatic reference
 
@@ -103,3 +103,33 @@ def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll
     write_text_atomic(out / "design.json", json.dumps(report, indent=1))
     summary = ", ".join(f"{name} {f[0]:.2f} nm" for name, f in figures.items())
     print(f"mean 3D √CRLB: {summary}; wrote mask.npy/.mat/.png, psf.png, crlb.png, design.json in {out}")
+
+
+def run_design_learn(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
+                     smoothness_weight: float, resume: bool, device: str) -> None:
+    """Learn the mask and the 3D network together; writes the model folder, the mask and pictures."""
+    from deepsmlm.training.joint import JointTrainer
+
+    if steps is not None and minutes is not None:
+        raise UserInputError("give either --steps or --minutes, not both")
+    cfg = load_config(out / "config.yaml") if resume else load_config(config)
+    if cfg.psf.model != "pupil":
+        raise UserInputError(f"{config}: learning a mask needs psf.model: pupil")
+    if cfg.model.kind != "deepstorm3d":
+        raise UserInputError(f"{config}: learning a mask trains a deepstorm3d model (model.kind)")
+    trainer = JointTrainer(cfg, out, device, start_from_mask=not from_scratch and not resume,
+                           smoothness_weight=smoothness_weight)
+    if resume:
+        trainer.resume()
+    summary = trainer.run(steps=steps, minutes=minutes)
+    phase = np.load(out / "mask.npy")
+    save_mask(phase, out, trainer.mask_pitch_um)
+    psf = trainer.psf
+    with torch.no_grad():
+        psf.mask_phase.copy_(torch.from_numpy(phase))
+        z = np.linspace(*axial_range(cfg), 10)
+        stack = psf.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()
+    psf_montage(stack, z.tolist(), cfg.frame.pixel_size_nm, out / "psf.png", title=f"learned mask, {cfg.name}")
+    training_curves(trainer.history, out / "training_curves.png", title=f"mask and network learned together, {cfg.name}")
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation Jaccard "
+          f"{summary['best_jaccard']:.3f}; model and mask.npy/.mat/.png, psf.png, training_curves.png in {out}")

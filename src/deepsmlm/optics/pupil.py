@@ -90,6 +90,8 @@ class PupilPSF(PSF):
 
     def patches(self, offset_nm, photons, blur_px=None):
         n, s = self.grid.n, self.grid.oversample
+        if len(offset_nm) == 0:  # an empty FFT batch is an error in some FFT back-ends
+            return self.aperture.new_zeros(0, self.patch_px, self.patch_px)
         field = self.pupil_field(offset_nm)
         img = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(field, dim=(-2, -1))), dim=(-2, -1))
         inten = (img.real**2 + img.imag**2) / self.norm

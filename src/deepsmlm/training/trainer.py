@@ -30,6 +30,7 @@ from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import build_network, save_model
 from deepsmlm.optics.psf import PSF
+from deepsmlm.simulation.emitters import Emitters
 from deepsmlm.simulation.simulator import FrameBatch, Simulator
 from deepsmlm.training.checkpoint import load_checkpoint, save_checkpoint
 from deepsmlm.training.losses import deepstorm_loss
@@ -126,23 +127,27 @@ def validation_efficiency(m: dict) -> float:
 class Trainer:
     """Owns the simulator, network, optimizer and the data generator of one training run."""
 
-    def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu"):
+    def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", psf: PSF | None = None):
         self.out = out
         self.device = torch.device(device)
-        self.sim = Simulator(training_field(cfg), device=self.device)
+        self.sim = Simulator(training_field(cfg), psf=psf, device=self.device)
         if cfg.model.input_offset_photons is None or cfg.model.input_scale_photons is None:
             cfg = cfg.model_copy(deep=True)
             cfg.model.input_offset_photons, cfg.model.input_scale_photons = default_normalisation(cfg, self.sim.psf)
         self.cfg = cfg
         torch.manual_seed(cfg.training.seed)
         self.net = build_network(cfg.model).to(self.device).to(memory_format=torch.channels_last)
-        self.optim = torch.optim.Adam(self.net.parameters(), lr=cfg.training.learning_rate)
+        self.optim = torch.optim.Adam(self.parameter_groups(), lr=cfg.training.learning_rate)
         self.rng = torch.Generator().manual_seed(cfg.training.seed)
         self.step = 0
         self.horizon = cfg.training.steps
         self.best_jaccard = -1.0
         self.history: list[dict] = []
         self.validation = ValidationSet.build(self.sim, training_field(cfg))
+
+    def parameter_groups(self) -> list[dict]:
+        """What the optimizer trains: the network."""
+        return [{"params": list(self.net.parameters())}]
 
     def resume(self) -> None:
         """Continue from ``last.safetensors`` in the output folder."""
@@ -154,16 +159,32 @@ class Trainer:
         t = self.cfg.training
         lo, hi = density_range(training_field(self.cfg))
         density = lo + (hi - lo) * float(torch.rand(1, generator=self.rng))
-        fb: FrameBatch = self.sim.sample(t.batch_size, self.rng, training_emitters(self.cfg, density))
+        x, em = self.simulate_input(training_emitters(self.cfg, density))
         h, w = self.sim.shape
-        em = fb.emitters.to(self.device)
+        em = em.to(self.device)
         m = self.cfg.model
         keep = labelled(self.cfg, em.photons)
         target = spike_volume(em.xyz_nm[keep], em.frame[keep], t.batch_size, h, w, self.cfg.frame.pixel_size_nm,
                               m.upsampling, self.cfg.emitters.z_range_nm, m.z_planes)
+        return x.contiguous(memory_format=torch.channels_last), target
+
+    def simulate_input(self, emitters: EmitterConfig) -> tuple[torch.Tensor, Emitters]:
+        """A batch of camera frames through the fixed physics: normalised input (B, 1, H, W) and emitters."""
+        fb: FrameBatch = self.sim.sample(self.cfg.training.batch_size, self.rng, emitters)
         x = normalised_input(self.sim.camera, fb.adu, self.cfg.model.input_offset_photons,
                              self.cfg.model.input_scale_photons)
-        return x.contiguous(memory_format=torch.channels_last), target
+        return x, fb.emitters
+
+    def loss_terms(self, loss: torch.Tensor) -> torch.Tensor:
+        """The training loss; subclasses add terms (a mask's smoothness)."""
+        return loss
+
+    def saved_config(self) -> SimulationConfig:
+        """The config saved with the best model."""
+        return self.cfg.model_copy(deep=True)
+
+    def save_best(self, cfg: SimulationConfig) -> None:
+        save_model(self.out, cfg, self.net)
 
     def learning_rate(self) -> float:
         """Learning rate of the next step: constant, or cosine decay to 5 % over ``horizon`` steps."""
@@ -176,10 +197,11 @@ class Trainer:
     def train_step(self) -> float:
         self.net.train()
         for group in self.optim.param_groups:
-            group["lr"] = self.learning_rate()
+            group["lr"] = self.learning_rate() * group.get("lr_scale", 1.0)
         x, target = self.batch()
         t = self.cfg.training
-        loss = deepstorm_loss(self.net(x), target, t.target_sigma_px, t.l1_weight, t.target_sigma_planes, t.dice_weight)
+        loss = self.loss_terms(deepstorm_loss(self.net(x), target, t.target_sigma_px, t.l1_weight,
+                                              t.target_sigma_planes, t.dice_weight))
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
@@ -216,9 +238,9 @@ class Trainer:
         self.history.append(record)
         if jaccard > self.best_jaccard:
             self.best_jaccard = jaccard
-            best = self.cfg.model_copy(deep=True)
+            best = self.saved_config()
             best.model.threshold = thr
-            save_model(self.out, best, self.net)
+            self.save_best(best)
         return record
 
     def checkpoint(self, elapsed_s: float) -> None:

@@ -1,0 +1,103 @@
+"""End-to-end optics design: the pupil phase mask and the localization network trained together.
+
+The mask is a parameter of the image-formation layer (the differentiable pupil PSF). Each batch of
+random emitters is rendered through it, the camera noise is reparameterised (λ + √var(λ)·ε, so
+gradients reach the mask), and the network's localization loss is minimised over both network weights
+and mask phase; an optional smoothness penalty keeps the phase printable. Validation frames are
+re-rendered with the current mask (same seeded emitters) before each validation. The learned mask is
+saved wrapped to (−π, π] with the model; its config points at it, so the folder reproduces the PSF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepsmlm.config import EmitterConfig, MaskConfig, SimulationConfig
+from deepsmlm.io.atomic import atomic_path
+from deepsmlm.models.registry import save_model
+from deepsmlm.optics.design import smoothness
+from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um
+from deepsmlm.optics.masks import wrap_phase
+from deepsmlm.simulation.background import sample_background
+from deepsmlm.simulation.emitters import Emitters, sample_emitters
+from deepsmlm.training.trainer import Trainer, ValidationSet, training_field
+
+MASK_FILE = "mask.npy"
+LAST_MASK_FILE = "last_mask.npy"
+MASK_LR_SCALE = 10.0  # the mask's learning rate relative to the network's (radians move slowly otherwise)
+
+
+class JointTrainer(Trainer):
+    """A Trainer whose simulator's mask phase is learned with the network."""
+
+    def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", start_from_mask: bool = True,
+                 smoothness_weight: float = 0.0):
+        psf = build_pupil_psf(cfg if start_from_mask else _without_mask(cfg), learnable_mask=True)
+        self.smoothness_weight = smoothness_weight
+        self.psf = psf
+        super().__init__(cfg, out, device, psf=psf)
+        self.mask_pitch_um = grid_mask_pitch_um(cfg, psf.grid)
+
+    def parameter_groups(self) -> list[dict]:
+        return super().parameter_groups() + [{"params": [self.psf.mask_phase], "lr_scale": MASK_LR_SCALE}]
+
+    def simulate_input(self, emitters: EmitterConfig) -> tuple[torch.Tensor, Emitters]:
+        """Frames rendered through the learnable mask with reparameterised camera noise (differentiable)."""
+        field = self.sim.cfg
+        n = self.cfg.training.batch_size
+        em = sample_emitters(emitters, field.frame, n, self.rng)
+        background = sample_background(field.background, field.frame, n, self.rng)
+        blur = self.sim.blur_px(len(em), self.rng)
+        expected = self.sim.expected_photons(em, background, blur)
+        noisy = self.sim.camera.reparameterized(expected, self.rng)
+        m = self.cfg.model
+        return ((noisy - m.input_offset_photons) / m.input_scale_photons).unsqueeze(1), em
+
+    def train_step(self) -> float:
+        loss = super().train_step()
+        with torch.no_grad():
+            self.psf.mask_phase.copy_(wrap_phase(self.psf.mask_phase) * self.psf.aperture)
+        return loss
+
+    def loss_terms(self, loss: torch.Tensor) -> torch.Tensor:
+        if self.smoothness_weight > 0:
+            loss = loss + self.smoothness_weight * smoothness(self.psf.mask_phase, self.psf.aperture)
+        return loss
+
+    def validate(self) -> dict:
+        with torch.no_grad():
+            self.validation = ValidationSet.build(self.sim, training_field(self.cfg))
+        return super().validate()
+
+    def saved_config(self) -> SimulationConfig:
+        """The model config with the learned mask (saved beside it) as its phase mask."""
+        cfg = self.cfg.model_copy(deep=True)
+        cfg.psf.model = "pupil"
+        cfg.psf.mask = MaskConfig(file=MASK_FILE, pixel_pitch_um=self.mask_pitch_um)
+        return cfg
+
+    def save_best(self, cfg: SimulationConfig) -> None:
+        self.save_mask(self.out / MASK_FILE)
+        save_model(self.out, cfg, self.net)
+
+    def checkpoint(self, elapsed_s: float) -> None:
+        self.save_mask(self.out / LAST_MASK_FILE)
+        super().checkpoint(elapsed_s)
+
+    def resume(self) -> None:
+        with torch.no_grad():
+            self.psf.mask_phase.copy_(torch.from_numpy(np.load(self.out / LAST_MASK_FILE)))
+        super().resume()
+
+    def save_mask(self, path: Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, self.psf.mask_phase.detach().cpu().numpy().astype(np.float32))
+
+
+def _without_mask(cfg: SimulationConfig) -> SimulationConfig:
+    out = cfg.model_copy(deep=True)
+    out.psf.mask = None
+    return out
