@@ -1,0 +1,112 @@
+"""The seed's Fig. 4c: two DeepSTORM3D networks of the same architecture and training budget, one for the
+Tetrapod and one for a learned mask, against emitter density on the same seeded test sets.
+
+Each model folder's own config gives its optics (mask), camera and z range; the test frames for a
+density are simulated with the same seed for both, so the emitters (positions, photons) are identical
+and only the PSF differs. Scored like the paper (ground truth above ``--label-photons``, dimmer emitters
+neutral, 100 nm lateral and axial). Also the PSFs' lateral footprint: the radius holding 90 % of a
+centred emitter's energy, averaged over z. Prints one JSON document; ``--plot`` draws Jaccard and
+RMSE against density.
+
+    python benchmarks/learned_vs_tetrapod.py --tetrapod MODEL_DIR --learned MODEL_DIR
+        [--counts 5 10 20 30 40] [--frames 100] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.localizations import Localizations, Metadata
+from deepsmlm.models.registry import fold_batchnorm, load_model, resolve_model_dir
+from deepsmlm.optics.factory import build_psf
+from deepsmlm.simulation.simulator import Simulator
+
+KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
+
+
+def energy_radius_nm(psf, z_nm: np.ndarray, pixel_nm: float, fraction: float = 0.9) -> float:
+    """Mean over z of the radius (nm) around a centred emitter that holds ``fraction`` of its patch energy."""
+    with torch.no_grad():
+        stack = psf.z_stack(torch.tensor(z_nm, dtype=torch.float32)).numpy()
+    p = stack.shape[-1]
+    r = np.hypot(*np.meshgrid(np.arange(p) - p // 2, np.arange(p) - p // 2)).ravel()
+    order = np.argsort(r)
+    radii = []
+    for img in stack:
+        cum = np.cumsum(img.ravel()[order]) / img.sum()
+        radii.append(r[order][np.searchsorted(cum, fraction)] * pixel_nm)
+    return float(np.mean(radii))
+
+
+def scores(name: str, count: int, n_frames: int, label_photons: float) -> dict:
+    cfg, net = load_model(name)
+    cfg.emitters.count, cfg.emitters.density_per_um2 = (count, count), None
+    sim = Simulator(cfg, base_dir=resolve_model_dir(name))
+    batch = sim.sample(n_frames, torch.Generator().manual_seed(2000 + count))
+    em = batch.emitters
+    xyz = em.xyz_nm.double().numpy()
+    meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=sim.shape, n_frames=n_frames)
+    truth = Localizations.from_arrays(em.frame.numpy(), xyz[:, 0], xyz[:, 1], xyz[:, 2], meta=meta)
+    predictor = DensityPredictor(cfg, fold_batchnorm(net))
+    with torch.inference_mode():
+        table = pd.concat([predictor.localize(predictor.density(batch.adu[i:i + 8]), i)
+                           for i in range(0, n_frames, 8)], ignore_index=True)
+    m = evaluate(truth, Localizations(table, meta), 100.0, 100.0, counted=em.photons.numpy() > label_photons)
+    return {k: m[k] for k in KEYS}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tetrapod", required=True)
+    ap.add_argument("--learned", required=True)
+    ap.add_argument("--counts", type=int, nargs="+", default=[5, 10, 20, 30, 40])
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--label-photons", type=float, default=6000.0)
+    ap.add_argument("--plot", default=None)
+    args = ap.parse_args()
+    models = {"tetrapod": args.tetrapod, "learned": args.learned}
+    out = {"benchmark": "learned_vs_tetrapod", "models": models, "frames": args.frames,
+           "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                       "python": platform.python_version()}, "footprint_90_nm": {}, "results": []}
+    for key, name in models.items():
+        cfg, _ = load_model(name)
+        z = np.linspace(*cfg.emitters.z_range_nm, 9)
+        psf = build_psf(cfg, fast=False, base_dir=resolve_model_dir(name))
+        out["footprint_90_nm"][key] = energy_radius_nm(psf, z, cfg.frame.pixel_size_nm)
+    cfg, _ = load_model(args.tetrapod)
+    area_um2 = cfg.frame.height * cfg.frame.width * (cfg.frame.pixel_size_nm / 1000) ** 2
+    for count in args.counts:
+        row = {"emitters_per_frame": count, "density_per_um2": count / area_um2}
+        for key, name in models.items():
+            row[key] = scores(name, count, args.frames, args.label_photons)
+        out["results"].append(row)
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        dens = [r["density_per_um2"] for r in out["results"]]
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+        for key, style in (("tetrapod", "ko-"), ("learned", "o-")):
+            for ax, metric in zip(axes, ("jaccard", "rmse_lateral_nm", "rmse_axial_nm")):
+                ax.plot(dens, [r[key][metric] for r in out["results"]], style, label=key)
+                ax.set_ylabel(metric.replace("_nm", " (nm)").replace("_", " "))
+        for ax in axes:
+            ax.set_xlabel("emitters per µm²")
+            ax.grid(alpha=0.3)
+        axes[0].legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
