@@ -123,3 +123,8 @@ def test_learning_the_mask_with_the_network_end_to_end(tmp_path):
     tifffile.imwrite(stack, np.full((2, 24, 24), 40, np.uint16))
     result = runner.invoke(app, ["localize", str(stack), "--model", str(out), "-o", str(tmp_path / "l.csv")])
     assert result.exit_code == 0, result.output
+    last = np.load(out / "last_mask.npy")
+    result = runner.invoke(app, ["design", "learn", str(path), "-o", str(out), "--steps", "6", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "last.json").read_text())["step"] == 6
+    assert not np.array_equal(np.load(out / "last_mask.npy"), last)  # the resumed run moved the mask on
