@@ -130,6 +130,7 @@ def run_design_learn(config: str, out: Path, steps: int | None, minutes: float |
         z = np.linspace(*axial_range(cfg), 10)
         stack = psf.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()
     psf_montage(stack, z.tolist(), cfg.frame.pixel_size_nm, out / "psf.png", title=f"learned mask, {cfg.name}")
-    training_curves(trainer.history, out / "training_curves.png", title=f"mask and network learned together, {cfg.name}")
+    training_curves(trainer.history, out / "training_curves.png",
+                    title=f"mask and network learned together, {cfg.name}")
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation Jaccard "
           f"{summary['best_jaccard']:.3f}; model and mask.npy/.mat/.png, psf.png, training_curves.png in {out}")

@@ -103,7 +103,8 @@ def with_experiment(model_cfg: SimulationConfig, experiment: SimulationConfig, m
 
 
 def localize_stack(stack: ImageStack, model: str, config: str | None, device: str, batch_size: int,
-                   show_progress: bool = True, baseline_subtracted: bool = False) -> tuple[SimulationConfig, StackResult]:
+                   show_progress: bool = True, baseline_subtracted: bool = False
+                   ) -> tuple[SimulationConfig, StackResult]:
     """Run ``model`` (a shipped name, a folder, or gaussian-mle with ``config``) over the whole stack;
     ``baseline_subtracted``: the frames had the camera baseline removed already."""
     if model == CLASSIC:

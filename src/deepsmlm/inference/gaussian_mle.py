@@ -135,7 +135,8 @@ class GaussianMLE:
     """
 
     def __init__(self, cfg: SimulationConfig, box_px: int = 7, threshold: float = 6.0, fit_sigma: bool = True,
-                 iterations: int = 20, split_threshold: float = 25.0, max_spots: int = 3, device: str | torch.device = "cpu"):
+                 iterations: int = 20, split_threshold: float = 25.0, max_spots: int = 3,
+                 device: str | torch.device = "cpu"):
         if box_px % 2 == 0 or box_px < 3:
             raise ValueError(f"box_px must be odd and >= 3, got {box_px}")
         self.pixel_nm = cfg.frame.pixel_size_nm
@@ -355,7 +356,8 @@ class GaussianMLE:
         span = torch.arange(p, device=xy.device)
         box_ids = ids[f[:, None, None], (top[:, None] + span)[:, :, None], (left[:, None] + span)[:, None, :]]
         grid = (span - h).to(xy.dtype)
-        d2 = (xy[..., 0, None, None] - grid[None, None, None, :]) ** 2 + (xy[..., 1, None, None] - grid[None, None, :, None]) ** 2
+        d2 = ((xy[..., 0, None, None] - grid[None, None, None, :]) ** 2
+              + (xy[..., 1, None, None] - grid[None, None, :, None]) ** 2)
         d2 = torch.where(box_ids[:, None] >= 0, d2, torch.inf).flatten(2)
         nearest = box_ids.flatten(1).gather(1, d2.argmin(-1))
         limit = torch.where(count > 1, MAX_SPLIT_PX, MAX_SHIFT_PX).to(xy.dtype)

@@ -46,8 +46,8 @@ class InputResidualBlock(nn.Module):
 class DeepStorm3D(nn.Module):
     """Dilated residual features at camera resolution, ×u upsampling, D occupancy planes."""
 
-    def __init__(self, z_planes: int, upsampling: int = 2, channels: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8, 12),
-                 architecture: str = "cpu"):
+    def __init__(self, z_planes: int, upsampling: int = 2, channels: int = 32,
+                 dilations: tuple[int, ...] = (1, 2, 4, 8, 12), architecture: str = "cpu"):
         super().__init__()
         c, u = channels, upsampling
         self.upsampling = u

@@ -268,9 +268,10 @@ class Trainer:
                 if self.step % every == 0:
                     last = self.validate()
                     self.checkpoint(time.monotonic() - t0)
+                    axial = f", axial {last['rmse_axial_nm'] or 0:.1f} nm" if "rmse_axial_nm" in last else ""
                     progress.console.print(f"step {self.step}: val Jaccard {last['jaccard']:.3f} "
                                            f"(threshold {last['threshold']}), RMSE {last['rmse_lateral_nm'] or 0:.1f} nm"
-                                           + (f", axial {last['rmse_axial_nm'] or 0:.1f} nm" if "rmse_axial_nm" in last else ""))
+                                           + axial)
         if not self.history or self.history[-1]["step"] != self.step:
             last = self.validate()
             self.checkpoint(time.monotonic() - t0)
