@@ -114,7 +114,8 @@ def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: 
         if any(v is not None for v in values):
             axes[1].plot(steps, [np.nan if v is None else v for v in values], "o-", ms=3, label=label)
     axes[1].set_ylabel("validation RMSE (nm)")
-    axes[1].legend(fontsize=8)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8)
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
