@@ -63,6 +63,9 @@ class MaskConfig(_Strict):
     design_wavelength_nm: float | None = Field(
         None, gt=0, description="wavelength the phase values refer to; default: optics wavelength"
     )
+    dispersion_per_nm: float = Field(
+        0.0, description="relative change of the relief's (n − 1) per nm of wavelength (0: no dispersion)"
+    )
     transpose: bool = False
 
 
@@ -168,6 +171,22 @@ class StructureConfig(_Strict):
     ellipsoid_semi_axes_nm: tuple[float, float, float] = (3000.0, 2000.0, 1500.0)
 
 
+class DyeConfig(_Strict):
+    """One dye of a multicolour sample: its emission (a peak, or a spectrum sampled at a few wavelengths)."""
+
+    wavelength_nm: float = Field(..., gt=0, description="emission peak")
+    fraction: float = Field(1.0, gt=0, description="relative abundance among the dyes")
+    spectrum: list[tuple[float, float]] | None = Field(
+        None, description="(wavelength nm, weight) samples of the emission; default: the peak alone"
+    )
+
+    @model_validator(mode="after")
+    def _positive_spectrum(self) -> "DyeConfig":
+        if self.spectrum is not None and (not self.spectrum or any(w <= 0 or x <= 0 for x, w in self.spectrum)):
+            raise ValueError("spectrum must hold (wavelength_nm, weight) pairs with positive values")
+        return self
+
+
 class EmitterConfig(_Strict):
     """Emitter sampling per frame."""
 
@@ -177,6 +196,7 @@ class EmitterConfig(_Strict):
     photons: PhotonConfig = PhotonConfig()
     blinking: BlinkingConfig = BlinkingConfig()
     structure: StructureConfig = StructureConfig()
+    dyes: list[DyeConfig] | None = Field(None, description="multicolour: each molecule carries one of these dyes")
 
     @model_validator(mode="after")
     def _one_rate(self) -> "EmitterConfig":

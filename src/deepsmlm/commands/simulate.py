@@ -36,7 +36,8 @@ def apply_overrides(cfg: SimulationConfig, frames: int | None, seed: int | None,
 
 
 def ground_truth_table(batch: FrameBatch, pixel_nm: float) -> pd.DataFrame:
-    """Canonical ground-truth rows (0-based frames) of one simulated chunk, with the local background."""
+    """Canonical ground-truth rows (0-based frames) of one simulated chunk, with the local background
+    (and the dye index ``color`` of multicolour samples)."""
     em = batch.emitters
     xyz = em.xyz_nm.cpu().numpy().astype(np.float64)
     frame = em.frame.cpu().numpy()
@@ -44,8 +45,11 @@ def ground_truth_table(batch: FrameBatch, pixel_nm: float) -> pd.DataFrame:
     rows = np.clip((xyz[:, 1] // pixel_nm).astype(int), 0, h - 1)
     cols = np.clip((xyz[:, 0] // pixel_nm).astype(int), 0, w - 1)
     bg = batch.background.cpu().numpy()[frame - batch.first_frame, rows, cols]
-    return pd.DataFrame({"frame": frame, "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2],
-                         "photons": em.photons.cpu().numpy().astype(np.float64), "bg": bg.astype(np.float64)})
+    table = pd.DataFrame({"frame": frame, "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2],
+                          "photons": em.photons.cpu().numpy().astype(np.float64), "bg": bg.astype(np.float64)})
+    if em.color is not None:
+        table["color"] = em.color.cpu().numpy().astype(np.int64)
+    return table
 
 
 def simulate_to_folder(cfg: SimulationConfig, out: Path, device: str = "cpu", chunk: int = 32) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import MaskConfig, SimulationConfig
 from deepsmlm.optics.masks import load_mask_array, mask_frequency_step, resample_mask, resolve_data_path
 from deepsmlm.optics.psf import PSF, GaussianPSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
@@ -57,9 +57,47 @@ def mask_phase_for(cfg: SimulationConfig, grid: PupilGrid, base_dir: Path | None
     step = mask_frequency_step(m.pixel_pitch_um, cfg.optics.magnification, cfg.optics.fourier_focal_length_mm,
                                cfg.optics.wavelength_nm)
     phase = resample_mask(arr, step, grid.n, grid.freq_step)
-    if m.design_wavelength_nm is not None:
-        phase = phase * (m.design_wavelength_nm / cfg.optics.wavelength_nm)
-    return phase
+    return phase * relief_phase_factor(m, cfg.optics.wavelength_nm)
+
+
+def relief_phase_factor(mask: MaskConfig, wavelength_nm: float) -> float:
+    """A fixed relief's phase at λ over its phase at the design wavelength λ_d:
+    (λ_d/λ)·(n(λ) − 1)/(n(λ_d) − 1), with (n − 1) changing by ``dispersion_per_nm`` per nm."""
+    design = mask.design_wavelength_nm or wavelength_nm
+    return design / wavelength_nm * (1 + mask.dispersion_per_nm * (wavelength_nm - design))
+
+
+def at_wavelength(cfg: SimulationConfig, wavelength_nm: float) -> SimulationConfig:
+    """The config imaging at another wavelength: the pupil grows with NA/λ and a mask keeps its relief,
+    so its phase follows :func:`relief_phase_factor` from the original design wavelength."""
+    out = cfg.model_copy(deep=True)
+    if out.psf.mask is not None and out.psf.mask.design_wavelength_nm is None:
+        out.psf.mask.design_wavelength_nm = cfg.optics.wavelength_nm
+    out.optics.wavelength_nm = wavelength_nm
+    return out
+
+
+class SpectralPSF(PSF):
+    """An emission spectrum: the photon-weighted sum of PSFs at a few wavelengths (weights sum to 1)."""
+
+    def __init__(self, psfs: list[PSF], weights: list[float]):
+        super().__init__(psfs[0].pixel_nm, psfs[0].patch_px)
+        self.parts = torch.nn.ModuleList(psfs)
+        total = sum(weights)
+        self.weights = [w / total for w in weights]
+
+    def patches(self, offset_nm, photons, blur_px=None):
+        return sum(w * p.patches(offset_nm, photons, blur_px) for w, p in zip(self.weights, self.parts))
+
+
+def build_dye_psfs(cfg: SimulationConfig, fast: bool = True, base_dir: Path | None = None) -> list[PSF]:
+    """One PSF per dye of ``emitters.dyes`` (its peak, or its sampled spectrum) under the config's optics."""
+    out = []
+    for dye in cfg.emitters.dyes or []:
+        samples = dye.spectrum or [(dye.wavelength_nm, 1.0)]
+        psfs = [build_psf(at_wavelength(cfg, wl), fast, base_dir) for wl, _ in samples]
+        out.append(psfs[0] if len(psfs) == 1 else SpectralPSF(psfs, [w for _, w in samples]))
+    return out
 
 
 def build_pupil_psf(cfg: SimulationConfig, learnable_mask: bool = False, base_dir: Path | None = None) -> PupilPSF:

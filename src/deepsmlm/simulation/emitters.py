@@ -91,19 +91,33 @@ def sample_emitters(
     filaments, or on an ellipsoid surface centred on the field and on the middle of the z range).
     Without blinking each frame holds fresh molecules: ``count`` uniform in [low, high] or
     Poisson(density x field area). With blinking a fixed pool of molecules switches on and off
-    (see ``_blinking_emitters``).
+    (see ``_blinking_emitters``). With ``dyes`` every molecule carries one dye (``color``).
     """
     place = _position_sampler(emitters, frame, generator)
     if emitters.blinking.enabled:
-        return _blinking_emitters(emitters, frame, n_frames, place, generator)
-    counts = _counts_per_frame(emitters, frame, n_frames, generator)
-    total = int(counts.sum())
-    return Emitters(
-        xyz_nm=place(total).float(),
-        photons=sample_photons(emitters.photons, total, generator),
-        frame=torch.repeat_interleave(torch.arange(n_frames), counts),
-        molecule=torch.arange(total),
-    )
+        out = _blinking_emitters(emitters, frame, n_frames, place, generator)
+    else:
+        counts = _counts_per_frame(emitters, frame, n_frames, generator)
+        total = int(counts.sum())
+        out = Emitters(
+            xyz_nm=place(total).float(),
+            photons=sample_photons(emitters.photons, total, generator),
+            frame=torch.repeat_interleave(torch.arange(n_frames), counts),
+            molecule=torch.arange(total),
+        )
+    if emitters.dyes:
+        out.color = dye_labels(emitters, out.molecule, generator)
+    return out
+
+
+def dye_labels(emitters: EmitterConfig, molecule: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(E,) int64 dye index per emitter: one draw per molecule, in proportion to the dyes' fractions."""
+    fractions = torch.tensor([d.fraction for d in emitters.dyes], dtype=torch.float64)
+    n_molecules = int(molecule.max()) + 1 if len(molecule) else 0
+    if n_molecules == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    per_molecule = torch.multinomial(fractions, n_molecules, replacement=True, generator=generator)
+    return per_molecule[molecule]
 
 
 def _field_area_um2(frame: FrameConfig) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from deepsmlm.config import EmitterConfig, SimulationConfig
-from deepsmlm.optics.factory import build_psf
+from deepsmlm.optics.factory import build_dye_psfs, build_psf
 from deepsmlm.optics.psf import PSF, render
 from deepsmlm.physics.camera import Camera
 from deepsmlm.simulation.background import sample_background
@@ -39,6 +39,8 @@ class Simulator:
         self.cfg = cfg
         self.device = torch.device(device)
         self.psf = (psf if psf is not None else build_psf(cfg, fast=True, base_dir=base_dir)).to(self.device)
+        # multicolour: one PSF per dye (its wavelength through the same optics and mask)
+        self.dye_psfs = [p.to(self.device) for p in build_dye_psfs(cfg, fast=True, base_dir=base_dir)]
         self.camera = Camera(cfg.camera, (cfg.frame.height, cfg.frame.width)).to(self.device)
 
     @property
@@ -58,7 +60,14 @@ class Simulator:
         """Noise-free photons per pixel (F, H, W): rendered emitters plus background."""
         h, w = self.shape
         em = emitters.to(self.device)
-        signal = render(self.psf, em.xyz_nm, em.photons, em.frame, background.shape[0], h, w, blur_px)
+        n = background.shape[0]
+        if not self.dye_psfs:
+            return render(self.psf, em.xyz_nm, em.photons, em.frame, n, h, w, blur_px) + background.to(self.device)
+        signal = torch.zeros(n, h, w, device=self.device)
+        for dye, psf in enumerate(self.dye_psfs):
+            sel = em.color == dye
+            blur = None if blur_px is None else blur_px[sel]
+            signal = signal + render(psf, em.xyz_nm[sel], em.photons[sel], em.frame[sel], n, h, w, blur)
         return signal + background.to(self.device)
 
     def sample(self, n_frames: int, generator: torch.Generator, emitters: EmitterConfig | None = None) -> FrameBatch:

@@ -1,0 +1,79 @@
+"""Colour physics: one optics, one mask, a PSF per dye wavelength; dye labels through the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deepsmlm.commands.simulate import ground_truth_table
+from deepsmlm.config import SimulationConfig
+from deepsmlm.optics.factory import at_wavelength, build_dye_psfs, build_psf, mask_phase_for, pupil_grid_for
+from deepsmlm.simulation.simulator import Simulator
+
+
+def config(**psf) -> SimulationConfig:
+    return SimulationConfig.model_validate({
+        "frame": {"height": 32, "width": 32, "pixel_size_nm": 20.0},
+        "optics": {"wavelength_nm": 600.0, "na": 1.0, "n_immersion": 1.518, "n_sample": 1.518},
+        "psf": {"model": "pupil", "patch_px": 81, "pupil_grid": 1023, **psf},
+        "camera": {"type": "ideal"},
+    })
+
+
+def first_zero_nm(cfg: SimulationConfig) -> float:
+    """Radius of the in-focus PSF's first dark ring (parabolic interpolation of the radial minimum)."""
+    img = build_psf(cfg, fast=False).patches(torch.zeros(1, 3), torch.ones(1))[0].double().numpy()
+    row = img[40, 40:]
+    k = next(i for i in range(1, len(row) - 1) if row[i] < row[i - 1] and row[i] <= row[i + 1])
+    a, b, c = row[k - 1], row[k], row[k + 1]
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * cfg.frame.pixel_size_nm
+
+
+def test_psf_of_a_dye_without_mask_scales_with_its_wavelength_like_the_airy_radius():
+    base = config()
+    for wl in (600.0, 650.0, 700.0):
+        assert first_zero_nm(at_wavelength(base, wl)) == pytest.approx(0.61 * wl / 1.0, rel=0.02)
+
+
+def test_a_fixed_relief_has_phase_inversely_proportional_to_the_wavelength(tmp_path):
+    """A mask of constant 1.2 rad at its design wavelength 600 nm reads 1.2·600/λ rad at λ, and with a
+    dispersion of (n − 1) the extra factor 1 + D·(λ − 600)."""
+    mask = tmp_path / "flat.npy"
+    np.save(mask, np.full((301, 301), 1.2))
+    cfg = config(mask={"file": str(mask), "pixel_pitch_um": 8.0})
+    for wl in (600.0, 650.0, 700.0):
+        at = at_wavelength(cfg, wl)
+        phase = mask_phase_for(at, pupil_grid_for(at))
+        centre = phase.shape[0] // 2
+        assert float(phase[centre, centre]) == pytest.approx(1.2 * 600.0 / wl, rel=1e-5)
+    cfg.psf.mask.dispersion_per_nm = -2e-4
+    at = at_wavelength(cfg, 700.0)
+    phase = mask_phase_for(at, pupil_grid_for(at))
+    c = phase.shape[0] // 2
+    assert float(phase[c, c]) == pytest.approx(1.2 * 600.0 / 700.0 * (1 - 2e-4 * 100.0), rel=1e-5)
+
+
+def test_dyes_label_molecules_and_render_with_their_own_psf():
+    cfg = SimulationConfig.model_validate({
+        "frame": {"height": 32, "width": 32, "pixel_size_nm": 100.0},
+        "optics": {"wavelength_nm": 600.0, "na": 1.4, "n_immersion": 1.518, "n_sample": 1.518},
+        "psf": {"model": "pupil", "patch_px": 15},
+        "camera": {"type": "ideal"},
+        "emitters": {"count": [20, 20], "photons": {"distribution": "constant", "low": 1000.0},
+                     "dyes": [{"wavelength_nm": 600.0, "fraction": 3.0},
+                              {"wavelength_nm": 700.0, "spectrum": [[680.0, 1.0], [720.0, 1.0]]}]},
+        "background": {"photons_per_px": [0.0, 0.0]},
+    })
+    sim = Simulator(cfg)
+    assert len(sim.dye_psfs) == 2
+    batch = sim.sample(50, torch.Generator().manual_seed(0))
+    color = batch.emitters.color
+    assert color is not None and set(color.unique().tolist()) == {0, 1}
+    assert float((color == 0).float().mean()) == pytest.approx(0.75, abs=0.05)
+    # the red dye's spot is wider: the same emitter rendered by both dye PSFs
+    spots = [psf.patches(torch.zeros(1, 3), torch.ones(1))[0] for psf in build_dye_psfs(cfg)]
+    r2 = [float((s * ((torch.arange(15) - 7.0) ** 2)[None, :]).sum() / s.sum()) for s in spots]
+    assert r2[1] > 1.1 * r2[0]
+    table = ground_truth_table(batch, 100.0)
+    assert "color" in table and table["color"].tolist() == color.tolist()
