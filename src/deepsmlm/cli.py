@@ -26,6 +26,8 @@ def _guard(fn, *args) -> None:
 
 ConfigArg = typer.Argument(..., help="preset name (e.g. tetrapod_paper) or path to a YAML config")
 DeviceOpt = typer.Option("cpu", "--device", help="torch device: cpu or cuda")
+StepsOpt = typer.Option(None, "--steps", min=1, help="total training steps (default: config)")
+MinutesOpt = typer.Option(None, "--minutes", min=0, help="train for this much wall time")
 
 
 @app.command()
@@ -99,8 +101,8 @@ def design_tetrapod(
 def design_learn(
     config: str = ConfigArg,
     out: Path = typer.Option(..., "-o", "--out", help="output folder (a model folder usable by localize)"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="total training steps (default: config)"),
-    minutes: Optional[float] = typer.Option(None, "--minutes", min=0, help="train for this much wall time"),
+    steps: Optional[int] = StepsOpt,
+    minutes: Optional[float] = MinutesOpt,
     from_scratch: bool = typer.Option(False, "--from-scratch", help="start from no mask, not the config's mask"),
     smoothness: float = typer.Option(0.0, "--smoothness", min=0, help="weight of the mask smoothness term"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder"),
@@ -116,8 +118,8 @@ def design_learn(
 def train(
     config: str = ConfigArg,
     out: Path = typer.Option(..., "-o", "--out", help="model folder"),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="total training steps (default: config)"),
-    minutes: Optional[float] = typer.Option(None, "--minutes", min=0, help="train for this much wall time"),
+    steps: Optional[int] = StepsOpt,
+    minutes: Optional[float] = MinutesOpt,
     resume: bool = typer.Option(False, "--resume", help="continue the run in the model folder exactly"),
     device: str = DeviceOpt,
 ) -> None:

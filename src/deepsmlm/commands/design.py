@@ -110,9 +110,9 @@ def run_design_learn(config: str, out: Path, steps: int | None, minutes: float |
     """Learn the mask and the 3D network together; writes the model folder, the mask and pictures."""
     from deepsmlm.training.joint import JointTrainer
 
-    if steps is not None and minutes is not None:
-        raise UserInputError("give either --steps or --minutes, not both")
-    cfg = load_config(out / "config.yaml") if resume else load_config(config)
+    from deepsmlm.commands.train import training_config
+
+    cfg = training_config(config, out, steps, minutes, resume)
     if cfg.psf.model != "pupil":
         raise UserInputError(f"{config}: learning a mask needs psf.model: pupil")
     if cfg.model.kind != "deepstorm3d":
