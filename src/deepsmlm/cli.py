@@ -74,7 +74,8 @@ def crlb(
     _guard(run_crlb, config, mask, json_out, plot, photons, background, planes)
 
 
-design_app = typer.Typer(no_args_is_help=True, help="Design phase masks: CRLB-optimal (tetrapod) or learned (learn).")
+design_app = typer.Typer(no_args_is_help=True, help="Design phase masks: CRLB-optimal (tetrapod), learned with a "
+                                                    "3D network (learn) or for telling dyes apart (multicolor).")
 app.add_typer(design_app, name="design")
 
 
@@ -97,21 +98,44 @@ def design_tetrapod(
     _guard(run_design_tetrapod, config, out, basis, steps, max_noll, smoothness, photons, background, planes, seed)
 
 
+LearnedModelOut = typer.Option(..., "-o", "--out", help="output folder (a model folder usable by localize)")
+FromScratchOpt = typer.Option(False, "--from-scratch", help="start from no mask, not the config's mask")
+SmoothnessOpt = typer.Option(0.0, "--smoothness", min=0, help="weight of the mask smoothness term")
+ResumeDesignOpt = typer.Option(False, "--resume", help="continue the run in the output folder")
+
+
 @design_app.command("learn")
 def design_learn(
     config: str = ConfigArg,
-    out: Path = typer.Option(..., "-o", "--out", help="output folder (a model folder usable by localize)"),
+    out: Path = LearnedModelOut,
     steps: Optional[int] = StepsOpt,
     minutes: Optional[float] = MinutesOpt,
-    from_scratch: bool = typer.Option(False, "--from-scratch", help="start from no mask, not the config's mask"),
-    smoothness: float = typer.Option(0.0, "--smoothness", min=0, help="weight of the mask smoothness term"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder"),
+    from_scratch: bool = FromScratchOpt,
+    smoothness: float = SmoothnessOpt,
+    resume: bool = ResumeDesignOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Learn the phase mask and the 3D localization network together (end-to-end optics design)."""
     from deepsmlm.commands.design import run_design_learn
 
     _guard(run_design_learn, config, out, steps, minutes, from_scratch, smoothness, resume, device)
+
+
+@design_app.command("multicolor")
+def design_multicolor(
+    config: str = ConfigArg,
+    out: Path = LearnedModelOut,
+    steps: Optional[int] = StepsOpt,
+    minutes: Optional[float] = MinutesOpt,
+    from_scratch: bool = FromScratchOpt,
+    smoothness: float = SmoothnessOpt,
+    resume: bool = ResumeDesignOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Learn one phase mask and a network that localizes emitters and tells 2–4 dyes apart by PSF shape."""
+    from deepsmlm.commands.design import run_design_multicolor
+
+    _guard(run_design_multicolor, config, out, steps, minutes, from_scratch, smoothness, resume, device)
 
 
 @app.command()

@@ -226,6 +226,7 @@ class ModelConfig(_Strict):
     channels: int = Field(24, ge=4)
     head_channels: int = Field(8, ge=1)
     z_planes: int = Field(1, ge=1, description="axial planes of the output voxel grid over emitters.z_range_nm")
+    colors: int = Field(1, ge=1, le=8, description="deepstorm3d: one occupancy volume per dye of emitters.dyes")
     dilations: tuple[int, ...] = Field((1, 2, 4, 8, 12), description="deepstorm3d: one residual block per entry")
     input_offset_photons: float | None = Field(None, description="subtracted from photons before the net")
     input_scale_photons: float | None = Field(None, gt=0, description="photons are divided by this")
@@ -239,6 +240,8 @@ class ModelConfig(_Strict):
             raise ValueError("deepstorm2d predicts one plane: z_planes must be 1")
         if not self.dilations or min(self.dilations) < 1:
             raise ValueError("dilations must be a non-empty list of positive integers")
+        if self.colors > 1 and self.kind != "deepstorm3d":
+            raise ValueError("per-dye outputs (colors > 1) need kind: deepstorm3d (z_planes: 1 for 2D)")
         return self
 
 
@@ -281,6 +284,13 @@ class SimulationConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     frames: int = Field(100, ge=1, description="default number of frames for `simulate`")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_output_per_dye(self) -> "SimulationConfig":
+        dyes = len(self.emitters.dyes or [])
+        if self.model.colors > 1 and self.model.colors != dyes:
+            raise ValueError(f"model.colors is {self.model.colors} but emitters.dyes lists {dyes} dyes")
+        return self
 
 
 PRESET_PACKAGE = "deepsmlm.configs"
@@ -333,7 +343,12 @@ def load_config(name_or_path: str | os.PathLike) -> SimulationConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise UserInputError(f"{source}: invalid YAML{where} ({problem})") from None
-    return config_from_dict(data, source)
+    cfg = config_from_dict(data, source)
+    mask = cfg.psf.mask
+    if path.is_file() and mask is not None and not mask.file.startswith(("pkg:", "data:")):
+        # a mask file named relative to its config (a model folder's mask.npy) is found from anywhere
+        mask.file = str(path.parent.resolve() / Path(mask.file).expanduser())
+    return cfg
 
 
 def dump_config(cfg: SimulationConfig) -> str:

@@ -49,11 +49,12 @@ def crop_to_support(stack: np.ndarray, level: float = 0.02, margin: int = 3) -> 
 
 
 def psf_montage(stack: np.ndarray, z_nm: Sequence[float], pixel_nm: float, path: str | os.PathLike,
-                title: str = "") -> None:
-    """Grid of PSF images (Z, P, P), each labelled with its z and normalised to its own maximum."""
+                title: str = "", row_labels: Sequence[str] = (), cols: int = 5) -> None:
+    """Grid of PSF images (Z, P, P), ``cols`` per row, each labelled with its z (after the label of its
+    row, e.g. a dye, when ``row_labels`` are given) and normalised to its own maximum."""
     stack = crop_to_support(stack)
     n = len(stack)
-    cols = min(n, 5)
+    cols = min(n, cols)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows + 0.3), squeeze=False)
     for ax in axes.flat:
@@ -61,7 +62,8 @@ def psf_montage(stack: np.ndarray, z_nm: Sequence[float], pixel_nm: float, path:
     for k, (img, z) in enumerate(zip(stack, z_nm)):
         ax = axes.flat[k]
         ax.imshow(img / max(float(img.max()), 1e-12), cmap="inferno", vmin=0, vmax=1)
-        ax.set_title(f"z = {z:+.0f} nm", fontsize=8)
+        prefix = f"{row_labels[k // cols]}, " if row_labels else ""
+        ax.set_title(f"{prefix}z = {z:+.0f} nm", fontsize=8)
         if k == 0:
             add_scale_bar(ax, pixel_nm, img.shape[-1])
     if title:

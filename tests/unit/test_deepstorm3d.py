@@ -73,7 +73,7 @@ def test_3d_peaks_give_sub_voxel_centroids():
 
 def test_network_maps_a_frame_to_planes_on_the_fine_grid():
     for arch in ("cpu", "paper"):
-        net = DeepStorm3D(z_planes=7, upsampling=2, channels=4, dilations=(1, 2), architecture=arch).eval()
+        net = DeepStorm3D(planes=7, upsampling=2, channels=4, dilations=(1, 2), architecture=arch).eval()
         assert net(torch.zeros(2, 1, 15, 17)).shape == (2, 7, 30, 34)
     assert receptive_field_px((1, 2, 4, 8, 12)) == 57
 

@@ -66,7 +66,22 @@ def metrics_from_matches(gt: Localizations, pred: Localizations, matches: Matche
         "bias_z_nm": _mean(diff[:, 2]) if three_d else None,
         "efficiency_lateral": efficiency(jaccard, rmse_lateral, ALPHA_LATERAL),
         "efficiency_axial": efficiency(jaccard, rmse_axial, ALPHA_AXIAL),
+        **color_scores(gt, pred, matches),
     }
+
+
+def color_scores(gt: Localizations, pred: Localizations, matches: Matches) -> dict[str, Any]:
+    """Dye classification of the matched pairs when both tables carry ``color``: the fraction right and
+    the confusion matrix (rows: true dye, columns: assigned dye; counts); else nothing."""
+    if "color" not in gt.table.columns or "color" not in pred.table.columns:
+        return {}
+    true = gt.table["color"].to_numpy(np.int64)[matches.gt_idx]
+    assigned = pred.table["color"].to_numpy(np.int64)[matches.pred_idx]
+    n = int(max(gt.table["color"].max(), pred.table["color"].max(), 0)) + 1 if len(gt) and len(pred) else 1
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (true, assigned), 1)
+    return {"color_accuracy": _ratio(int(np.trace(confusion)), int(confusion.sum())),
+            "color_confusion": confusion.tolist()}
 
 
 def without_neutral(matches: Matches, counted: np.ndarray, took_part: np.ndarray) -> Matches:

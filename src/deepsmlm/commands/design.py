@@ -105,12 +105,12 @@ def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll
     print(f"mean 3D √CRLB: {summary}; wrote mask.npy/.mat/.png, psf.png, crlb.png, design.json in {out}")
 
 
-def run_design_learn(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
-                     smoothness_weight: float, resume: bool, device: str) -> None:
-    """Learn the mask and the 3D network together; writes the model folder, the mask and pictures."""
-    from deepsmlm.training.joint import JointTrainer
-
+def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
+                           smoothness_weight: float, resume: bool, device: str, what: str):
+    """Train a JointTrainer on ``config``; writes the model folder, the best mask (.npy/.mat/.png) and the
+    training curves; returns the trainer with its PSF set to the best mask, and the run summary."""
     from deepsmlm.commands.train import training_config
+    from deepsmlm.training.joint import JointTrainer
 
     cfg = training_config(config, out, steps, minutes, resume)
     if cfg.psf.model != "pupil":
@@ -124,13 +124,46 @@ def run_design_learn(config: str, out: Path, steps: int | None, minutes: float |
     summary = trainer.run(steps=steps, minutes=minutes)
     phase = np.load(out / "mask.npy")
     save_mask(phase, out, trainer.mask_pitch_um)
-    psf = trainer.psf
     with torch.no_grad():
-        psf.mask_phase.copy_(torch.from_numpy(phase))
+        trainer.psf.mask_phase.copy_(torch.from_numpy(phase))
+    training_curves(trainer.history, out / "training_curves.png", title=f"{what}, {cfg.name}")
+    return trainer, summary
+
+
+def run_design_learn(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
+                     smoothness_weight: float, resume: bool, device: str) -> None:
+    """Learn the mask and the 3D network together; writes the model folder, the mask and pictures."""
+    trainer, summary = learn_mask_and_network(config, out, steps, minutes, from_scratch, smoothness_weight, resume,
+                                              device, "mask and network learned together")
+    cfg = trainer.cfg
+    with torch.no_grad():
         z = np.linspace(*axial_range(cfg), 10)
-        stack = psf.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()
+        stack = trainer.psf.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()
     psf_montage(stack, z.tolist(), cfg.frame.pixel_size_nm, out / "psf.png", title=f"learned mask, {cfg.name}")
-    training_curves(trainer.history, out / "training_curves.png",
-                    title=f"mask and network learned together, {cfg.name}")
     print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation Jaccard "
           f"{summary['best_jaccard']:.3f}; model and mask.npy/.mat/.png, psf.png, training_curves.png in {out}")
+
+
+def run_design_multicolor(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
+                          smoothness_weight: float, resume: bool, device: str) -> None:
+    """Learn one mask and a dye-classifying network for the config's 2–4 dyes; writes the model folder, the
+    mask, every dye's PSF montage (psf_dyes.png) and the training curves."""
+    cfg = load_config(config)
+    dyes = cfg.emitters.dyes or []
+    if not 2 <= len(dyes) <= 4:
+        raise UserInputError(f"{config}: multicolour design needs 2 to 4 dyes in emitters.dyes, found {len(dyes)}")
+    if cfg.model.colors != len(dyes):
+        raise UserInputError(f"{config}: model.colors must equal the number of dyes ({len(dyes)})")
+    trainer, summary = learn_mask_and_network(config, out, steps, minutes, from_scratch, smoothness_weight, resume,
+                                              device, "mask and dye-classifying network learned together")
+    z = np.linspace(*axial_range(trainer.cfg), 5)
+    with torch.no_grad():
+        stack = np.concatenate([p.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()
+                                for p in trainer.dye_psfs])
+    psf_montage(stack, z.tolist() * len(dyes), cfg.frame.pixel_size_nm, out / "psf_dyes.png",
+                title=f"learned mask, one row per dye, {cfg.name}",
+                row_labels=[f"{d.wavelength_nm:.0f} nm" for d in dyes], cols=len(z))
+    accuracy = trainer.history[-1].get("color_accuracy") if trainer.history else None
+    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation Jaccard "
+          f"{summary['best_jaccard']:.3f} (last colour accuracy {accuracy if accuracy is None else f'{accuracy:.3f}'}); "
+          f"model and mask.npy/.mat/.png, psf_dyes.png, training_curves.png in {out}")

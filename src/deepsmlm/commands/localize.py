@@ -54,12 +54,13 @@ def deep_localizer(predictor: DensityPredictor) -> Localizer:
 
     def localize(adu: torch.Tensor, first: int):
         u = m.upsampling
-        step = max(1, MAX_OUTPUT_VOXELS // (m.z_planes * adu.shape[-2] * adu.shape[-1] * u * u))
+        step = max(1, MAX_OUTPUT_VOXELS // (m.z_planes * m.colors * adu.shape[-2] * adu.shape[-1] * u * u))
         tables, image = [], None
         for i in range(0, len(adu), step):
             density = predictor.density(adu[i:i + step])
             peaks = predictor.peaks(density)
-            part = detected_density(density, peaks, m.window_px, predictor.window_planes).sum(dim=(0, 1))
+            occupancy = predictor.occupancy(density)
+            part = detected_density(occupancy, peaks, m.window_px, predictor.window_planes).sum(dim=(0, 1))
             image = part if image is None else image + part
             tables.append(predictor.localize(density, first + i, peaks=peaks))
         return pd.concat(tables, ignore_index=True), image

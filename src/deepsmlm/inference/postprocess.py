@@ -99,3 +99,11 @@ def density_peaks(density: torch.Tensor, threshold: float, window_px: int, peaks
     dtype = density.dtype
     return {"frame": b, "plane": p.to(dtype) + 0.5 + mz / mass, "row": r.to(dtype) + 0.5 + my / mass,
             "col": c.to(dtype) + 0.5 + mx / mass, "prob": mass.clamp(max=1.0)}
+
+
+def dye_masses(volumes: torch.Tensor, peaks: torch.Tensor, window_px: int, window_planes: int = 0) -> torch.Tensor:
+    """(n, C) window mass of each dye at the detections of ``peaks`` (B, D, h, w), in the order of
+    :func:`density_peaks`; ``volumes`` (B, C, D, h, w) holds one density volume per dye."""
+    idx = torch.nonzero(peaks, as_tuple=True)
+    return torch.stack([_windows(volumes[:, c], idx, window_px, window_planes).sum(dim=(1, 2, 3))
+                        for c in range(volumes.shape[1])], dim=1)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from deepsmlm.config import SimulationConfig
-from deepsmlm.inference.postprocess import density_peaks, peak_map
+from deepsmlm.inference.postprocess import density_peaks, dye_masses, peak_map
 from deepsmlm.physics.camera import Camera
 
 
@@ -37,6 +37,7 @@ class DensityPredictor:
         self.upsampling = cfg.model.upsampling
         self.pixel_nm = cfg.frame.pixel_size_nm
         self.planes = cfg.model.z_planes
+        self.colors = cfg.model.colors
         self.window_planes = cfg.model.window_planes if self.planes > 1 else 0
 
     def to_input(self, adu: torch.Tensor) -> torch.Tensor:
@@ -45,31 +46,47 @@ class DensityPredictor:
 
     @torch.inference_mode()
     def density(self, adu: torch.Tensor) -> torch.Tensor:
-        """(B, D, u·H, u·W) emitter density (D axial planes, 1 in 2D), clipped at zero."""
+        """(B, C·D, u·H, u·W) emitter density (D axial planes, 1 in 2D; C dyes, 1 unless multicolour),
+        clipped at zero."""
         return self.net(self.to_input(adu).contiguous(memory_format=torch.channels_last)).clamp_min(0)
 
+    def occupancy(self, density: torch.Tensor) -> torch.Tensor:
+        """(B, D, u·H, u·W): the density of all dyes together."""
+        return density if self.colors == 1 else density.unflatten(1, (self.colors, self.planes)).sum(1)
+
     def peaks(self, density: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
-        """Boolean map of accepted detections (window maxima whose window mass reaches the threshold)."""
+        """Boolean map (B, D, u·H, u·W) of accepted detections (window maxima of the occupancy whose
+        window mass reaches the threshold)."""
         m = self.cfg.model
         thr = m.threshold if threshold is None else threshold
-        return peak_map(density, thr, m.window_px, self.window_planes)
+        return peak_map(self.occupancy(density), thr, m.window_px, self.window_planes)
 
     def localize(self, density: torch.Tensor, first_frame: int = 0, threshold: float | None = None,
                  peaks: torch.Tensor | None = None) -> pd.DataFrame:
-        """Canonical table rows (frame, x_nm, y_nm[, z_nm], prob) of detections in a batch of density
-        volumes; z (3D models) from the plane centroid over the trained range ``emitters.z_range_nm``."""
+        """Canonical table rows (frame, x_nm, y_nm[, z_nm], prob[, color, color_prob]) of detections in a
+        batch of density volumes; z (3D models) from the plane centroid over the trained range
+        ``emitters.z_range_nm``; a multicolour model's dye is the one holding most of the detection's
+        window mass, ``color_prob`` its share."""
         m = self.cfg.model
-        peaks = density_peaks(density, m.threshold if threshold is None else threshold, m.window_px, peaks,
-                              self.window_planes)
+        if peaks is None:
+            peaks = self.peaks(density, threshold)
+        found = density_peaks(self.occupancy(density), 0.0, m.window_px, peaks, self.window_planes)
         fine = self.pixel_nm / self.upsampling
 
         def col(t: torch.Tensor) -> np.ndarray:
             return t.cpu().numpy().astype(np.float64)
 
-        table = {"frame": peaks["frame"].cpu().numpy().astype(np.int64) + first_frame,
-                 "x_nm": col(peaks["col"]) * fine, "y_nm": col(peaks["row"]) * fine}
+        table = {"frame": found["frame"].cpu().numpy().astype(np.int64) + first_frame,
+                 "x_nm": col(found["col"]) * fine, "y_nm": col(found["row"]) * fine}
         if self.planes > 1:
             z0, z1 = self.cfg.emitters.z_range_nm
-            table["z_nm"] = z0 + col(peaks["plane"]) * (z1 - z0) / self.planes
-        table["prob"] = col(peaks["prob"])
+            table["z_nm"] = z0 + col(found["plane"]) * (z1 - z0) / self.planes
+        table["prob"] = col(found["prob"])
+        if self.colors > 1:
+            masses = dye_masses(density.unflatten(1, (self.colors, self.planes)), peaks, m.window_px,
+                                self.window_planes)
+            share = masses / masses.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            best = share.max(dim=1)
+            table["color"] = best.indices.cpu().numpy().astype(np.int64)
+            table["color_prob"] = col(best.values)
         return pd.DataFrame(table)

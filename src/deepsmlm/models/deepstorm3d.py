@@ -3,7 +3,8 @@
 
 Input (B, 1, H, W) normalised photons; output (B, D, u·H, u·W): D axial planes evenly spanning the
 trained z range, ≈ 1 per emitter summed over its voxels; leaky-ReLU output (slope 0.01), clipped at
-zero at inference, as in 2D.
+zero at inference, as in 2D. A multicolour model predicts one such volume per dye: C·D planes, dye-major
+(planes c·D … c·D + D − 1 hold dye c).
 
 Feature extraction runs at camera resolution, as in the paper: a stem convolution, then one residual
 block per entry of ``dilations`` (3×3 convolution with that dilation, batch norm, leaky ReLU, added to
@@ -46,7 +47,7 @@ class InputResidualBlock(nn.Module):
 class DeepStorm3D(nn.Module):
     """Dilated residual features at camera resolution, ×u upsampling, D occupancy planes."""
 
-    def __init__(self, z_planes: int, upsampling: int = 2, channels: int = 32,
+    def __init__(self, planes: int, upsampling: int = 2, channels: int = 32,
                  dilations: tuple[int, ...] = (1, 2, 4, 8, 12), architecture: str = "cpu"):
         super().__init__()
         c, u = channels, upsampling
@@ -62,11 +63,11 @@ class DeepStorm3D(nn.Module):
             if factor != u:
                 raise ValueError(f"the paper architecture upsamples by powers of 2, not {u}")
             self.lift = nn.Sequential(*stages)
-            self.head = nn.Sequential(conv_bn_act(c, c), conv_bn_act(c, c), nn.Conv2d(c, z_planes, 1))
+            self.head = nn.Sequential(conv_bn_act(c, c), conv_bn_act(c, c), nn.Conv2d(c, planes, 1))
         else:
             self.lift = nn.Sequential(nn.Conv2d(c, c * u * u, 3, padding=1), nn.PixelShuffle(u),
                                       nn.LeakyReLU(0.1, inplace=True))
-            self.head = nn.Conv2d(c, z_planes, 1)
+            self.head = nn.Conv2d(c, planes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.stem(x)

@@ -29,7 +29,7 @@ PRETRAINED_PACKAGE = "deepsmlm.pretrained"
 def build_network(cfg: ModelConfig) -> nn.Module:
     """A freshly initialised network for the model config."""
     if cfg.kind == "deepstorm3d":
-        return DeepStorm3D(cfg.z_planes, cfg.upsampling, cfg.channels, cfg.dilations, cfg.architecture)
+        return DeepStorm3D(cfg.z_planes * cfg.colors, cfg.upsampling, cfg.channels, cfg.dilations, cfg.architecture)
     if cfg.architecture == "paper":
         return DeepStorm2DPaper(cfg.upsampling, cfg.channels)
     return DeepStorm2DCPU(cfg.upsampling, cfg.channels, cfg.head_channels)

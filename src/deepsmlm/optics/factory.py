@@ -57,14 +57,14 @@ def mask_phase_for(cfg: SimulationConfig, grid: PupilGrid, base_dir: Path | None
     step = mask_frequency_step(m.pixel_pitch_um, cfg.optics.magnification, cfg.optics.fourier_focal_length_mm,
                                cfg.optics.wavelength_nm)
     phase = resample_mask(arr, step, grid.n, grid.freq_step)
-    return phase * relief_phase_factor(m, cfg.optics.wavelength_nm)
+    wavelength = cfg.optics.wavelength_nm
+    return phase * relief_phase_factor(m.design_wavelength_nm or wavelength, wavelength, m.dispersion_per_nm)
 
 
-def relief_phase_factor(mask: MaskConfig, wavelength_nm: float) -> float:
+def relief_phase_factor(design_nm: float, wavelength_nm: float, dispersion_per_nm: float = 0.0) -> float:
     """A fixed relief's phase at λ over its phase at the design wavelength λ_d:
     (λ_d/λ)·(n(λ) − 1)/(n(λ_d) − 1), with (n − 1) changing by ``dispersion_per_nm`` per nm."""
-    design = mask.design_wavelength_nm or wavelength_nm
-    return design / wavelength_nm * (1 + mask.dispersion_per_nm * (wavelength_nm - design))
+    return design_nm / wavelength_nm * (1 + dispersion_per_nm * (wavelength_nm - design_nm))
 
 
 def at_wavelength(cfg: SimulationConfig, wavelength_nm: float) -> SimulationConfig:

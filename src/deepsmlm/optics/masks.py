@@ -101,8 +101,9 @@ def mask_frequency_step(pixel_pitch_um: float, magnification: float, focal_lengt
     return magnification * pixel_pitch_um * 1e3 / (wavelength_nm * focal_length_mm * 1e6)
 
 
-def resample_mask(mask: np.ndarray, mask_step: float, grid_n: int, grid_step: float) -> torch.Tensor:
-    """Place a mask (radians, centre at its middle) onto an N×N pupil grid of ``grid_step`` 1/nm per pixel.
+def resample_mask(mask: np.ndarray | torch.Tensor, mask_step: float, grid_n: int, grid_step: float) -> torch.Tensor:
+    """Place a mask (radians, centre at its middle) onto an N×N pupil grid of ``grid_step`` 1/nm per pixel
+    (float64; differentiable in a tensor ``mask``).
 
     The mask's own pixel scale ``mask_step`` (1/nm) is honoured, not stretched to fit. Where the two
     scales agree to within 0.05 px at the mask edge the pixels are copied (centred, cropped or

@@ -81,10 +81,14 @@ class PupilPSF(PSF):
         # Parseval: Σ|FFT P|² = N²·Σ|P|²
         self.norm = float(n * n * grid.aperture.sum())
 
+    def mask(self) -> torch.Tensor:
+        """(N, N) phase mask (radians) on this PSF's pupil grid."""
+        return self.mask_phase
+
     def pupil_field(self, offset_nm: torch.Tensor) -> torch.Tensor:
         """(E, N, N) complex pupil functions for emitters at (dx, dy, z) nm from the patch centre."""
         depth = offset_nm[:, 2] + self.nfp_nm
-        phase = (self.mask_phase + self.fixed_phase)[None] + depth[:, None, None] * self.depth_phase[None]
+        phase = (self.mask() + self.fixed_phase)[None] + depth[:, None, None] * self.depth_phase[None]
         phase = phase + 2 * math.pi * (offset_nm[:, 0, None, None] * self.fx + offset_nm[:, 1, None, None] * self.fy)
         return torch.polar(self.aperture.expand_as(phase), phase)
 

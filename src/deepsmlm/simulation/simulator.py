@@ -35,12 +35,14 @@ class Simulator:
     """Forward model of one configuration (PSF, camera, emitter and background statistics)."""
 
     def __init__(self, cfg: SimulationConfig, psf: PSF | None = None, device: str | torch.device = "cpu",
-                 base_dir: Path | None = None):
+                 base_dir: Path | None = None, dye_psfs: list[PSF] | None = None):
         self.cfg = cfg
         self.device = torch.device(device)
         self.psf = (psf if psf is not None else build_psf(cfg, fast=True, base_dir=base_dir)).to(self.device)
         # multicolour: one PSF per dye (its wavelength through the same optics and mask)
-        self.dye_psfs = [p.to(self.device) for p in build_dye_psfs(cfg, fast=True, base_dir=base_dir)]
+        if dye_psfs is None:
+            dye_psfs = build_dye_psfs(cfg, fast=True, base_dir=base_dir)
+        self.dye_psfs = [p.to(self.device) for p in dye_psfs]
         self.camera = Camera(cfg.camera, (cfg.frame.height, cfg.frame.width)).to(self.device)
 
     @property

@@ -19,6 +19,7 @@ from deepsmlm.config import EmitterConfig, MaskConfig, SimulationConfig
 from deepsmlm.io.atomic import atomic_path
 from deepsmlm.models.registry import save_model
 from deepsmlm.optics.design import smoothness
+from deepsmlm.optics.dye_masks import pinned_grid, shared_mask_dye_psfs
 from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um
 from deepsmlm.optics.masks import wrap_phase
 from deepsmlm.simulation.background import sample_background
@@ -38,7 +39,9 @@ class JointTrainer(Trainer):
         psf = build_pupil_psf(cfg if start_from_mask else _without_mask(cfg), learnable_mask=True)
         self.smoothness_weight = smoothness_weight
         self.psf = psf
-        super().__init__(cfg, out, device, psf=psf)
+        # multicolour: every dye sees the same learnable mask at its own wavelength
+        self.dye_psfs = shared_mask_dye_psfs(cfg, psf) if cfg.emitters.dyes else None
+        super().__init__(cfg, out, device, psf=psf, dye_psfs=self.dye_psfs)
         self.mask_pitch_um = grid_mask_pitch_um(cfg, psf.grid)
 
     def parameter_groups(self) -> list[dict]:
@@ -74,9 +77,10 @@ class JointTrainer(Trainer):
 
     def saved_config(self) -> SimulationConfig:
         """The model config with the learned mask (saved beside it) as its phase mask."""
-        cfg = self.cfg.model_copy(deep=True)
+        cfg = pinned_grid(self.cfg, self.psf)
         cfg.psf.model = "pupil"
-        cfg.psf.mask = MaskConfig(file=MASK_FILE, pixel_pitch_um=self.mask_pitch_um)
+        dispersion = cfg.psf.mask.dispersion_per_nm if cfg.psf.mask is not None else 0.0
+        cfg.psf.mask = MaskConfig(file=MASK_FILE, pixel_pitch_um=self.mask_pitch_um, dispersion_per_nm=dispersion)
         return cfg
 
     def save_best(self, cfg: SimulationConfig) -> None:

@@ -107,6 +107,8 @@ class ValidationSet:
             rows.append(pd.DataFrame({"frame": batch.emitters.frame.numpy() + first,
                                       "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2],
                                       "counted": labelled(cfg, batch.emitters.photons).numpy()}))
+            if cfg.model.colors > 1:
+                rows[-1]["color"] = batch.emitters.color.numpy()
             parts.append(batch.adu)
             first += int(count)
         meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(cfg.frame.height, cfg.frame.width),
@@ -127,10 +129,11 @@ def validation_efficiency(m: dict) -> float:
 class Trainer:
     """Owns the simulator, network, optimizer and the data generator of one training run."""
 
-    def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", psf: PSF | None = None):
+    def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", psf: PSF | None = None,
+                 dye_psfs: list[PSF] | None = None):
         self.out = out
         self.device = torch.device(device)
-        self.sim = Simulator(training_field(cfg), psf=psf, device=self.device)
+        self.sim = Simulator(training_field(cfg), psf=psf, device=self.device, dye_psfs=dye_psfs)
         if cfg.model.input_offset_photons is None or cfg.model.input_scale_photons is None:
             cfg = cfg.model_copy(deep=True)
             cfg.model.input_offset_photons, cfg.model.input_scale_photons = default_normalisation(cfg, self.sim.psf)
@@ -160,13 +163,22 @@ class Trainer:
         lo, hi = density_range(training_field(self.cfg))
         density = lo + (hi - lo) * float(torch.rand(1, generator=self.rng))
         x, em = self.simulate_input(training_emitters(self.cfg, density))
+        return x.contiguous(memory_format=torch.channels_last), self.targets(em.to(self.device), t.batch_size)
+
+    def targets(self, em: Emitters, n_frames: int) -> torch.Tensor:
+        """(F, C·D, u·H, u·W) occupancy of the labelled emitters: one volume per dye (C = 1 unless
+        multicolour), each emitter a unit mass in its own dye's volume."""
         h, w = self.sim.shape
-        em = em.to(self.device)
         m = self.cfg.model
         keep = labelled(self.cfg, em.photons)
-        target = spike_volume(em.xyz_nm[keep], em.frame[keep], t.batch_size, h, w, self.cfg.frame.pixel_size_nm,
-                              m.upsampling, self.cfg.emitters.z_range_nm, m.z_planes)
-        return x.contiguous(memory_format=torch.channels_last), target
+
+        def occupancy(sel: torch.Tensor) -> torch.Tensor:
+            return spike_volume(em.xyz_nm[sel], em.frame[sel], n_frames, h, w, self.cfg.frame.pixel_size_nm,
+                                m.upsampling, self.cfg.emitters.z_range_nm, m.z_planes)
+
+        if m.colors == 1:
+            return occupancy(keep)
+        return torch.cat([occupancy(keep & (em.color == dye)) for dye in range(m.colors)], dim=1)
 
     def simulate_input(self, emitters: EmitterConfig) -> tuple[torch.Tensor, Emitters]:
         """A batch of camera frames through the fixed physics: normalised input (B, 1, H, W) and emitters."""
@@ -199,8 +211,11 @@ class Trainer:
         for group in self.optim.param_groups:
             group["lr"] = self.learning_rate() * group.get("lr_scale", 1.0)
         x, target = self.batch()
-        t = self.cfg.training
-        loss = self.loss_terms(deepstorm_loss(self.net(x), target, t.target_sigma_px, t.l1_weight,
+        t, m = self.cfg.training, self.cfg.model
+        pred = self.net(x)
+        if m.colors > 1:  # (B, C·D, h, w) → (B·C, D, h, w): each dye's volume is blurred and scored alone
+            pred, target = (v.unflatten(1, (m.colors, m.z_planes)).flatten(0, 1) for v in (pred, target))
+        loss = self.loss_terms(deepstorm_loss(pred, target, t.target_sigma_px, t.l1_weight,
                                               t.target_sigma_planes, t.dice_weight))
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -235,6 +250,8 @@ class Trainer:
                   "recall": m["recall"], "precision": m["precision"], "efficiency_lateral": m["efficiency_lateral"]}
         if self.cfg.model.z_planes > 1:
             record.update(rmse_axial_nm=m["rmse_axial_nm"], efficiency_axial=m["efficiency_axial"])
+        if self.cfg.model.colors > 1:
+            record.update(color_accuracy=m.get("color_accuracy"))
         self.history.append(record)
         if jaccard > self.best_jaccard:
             self.best_jaccard = jaccard

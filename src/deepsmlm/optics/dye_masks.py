@@ -1,0 +1,59 @@
+"""One learnable phase mask seen by several dyes: the multicolour PSFs of end-to-end design.
+
+A mask pixel sits at a fixed place ρ in the Fourier plane, which at wavelength λ is the spatial
+frequency ρ/(λ·f): the mask learned on the design grid (at ``optics.wavelength_nm`` = λ_d, one mask
+pixel per grid pixel) is, for a dye at λ, a mask whose pixels are λ_d/λ times the design grid's
+frequency step, placed on that dye's pupil grid by the same resampling a saved mask file gets, and its
+phase scales as a fixed relief's (λ_d/λ, with the mask's dispersion). Every step stays differentiable,
+so all dyes' images train the one mask, and the saved mask reproduces exactly the PSFs trained with.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deepsmlm.config import SimulationConfig
+from deepsmlm.optics.factory import SpectralPSF, at_wavelength, pupil_grid_for, relief_phase_factor
+from deepsmlm.optics.masks import resample_mask
+from deepsmlm.optics.psf import PSF
+from deepsmlm.optics.pupil import PupilGrid, PupilPSF
+
+
+class SharedMaskPupilPSF(PupilPSF):
+    """A dye's pupil PSF through the (learnable) mask of ``source``, which lives on the design grid."""
+
+    def __init__(self, grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float, source: PupilPSF,
+                 mask_step: float, phase_factor: float, zernike_rad: dict[int, float] | None = None):
+        super().__init__(grid, patch_px, nominal_focal_plane_nm, zernike_rad=zernike_rad)
+        self.source = source
+        self.mask_step = float(mask_step)  # the source mask's pixel at this wavelength, 1/nm
+        self.phase_factor = float(phase_factor)
+
+    def mask(self) -> torch.Tensor:
+        phase = resample_mask(self.source.mask_phase, self.mask_step, self.grid.n, self.grid.freq_step)
+        return phase.to(self.aperture.dtype) * self.phase_factor
+
+
+def pinned_grid(cfg: SimulationConfig, source: PupilPSF) -> SimulationConfig:
+    """``cfg`` with the pupil grid size fixed to the design grid's (what a model saved with a learned
+    mask records, so simulation and inference build the very grids training used)."""
+    out = cfg.model_copy(deep=True)
+    out.psf.pupil_grid = source.grid.n
+    return out
+
+
+def shared_mask_dye_psfs(cfg: SimulationConfig, source: PupilPSF) -> list[PSF]:
+    """One differentiable PSF per dye of ``emitters.dyes`` (peak or sampled spectrum), all through the
+    mask of ``source`` (a PupilPSF on the design grid, usually with a learnable mask)."""
+    design_nm = cfg.optics.wavelength_nm
+    dispersion = cfg.psf.mask.dispersion_per_nm if cfg.psf.mask is not None else 0.0
+    pinned = pinned_grid(cfg, source)
+    out: list[PSF] = []
+    for dye in cfg.emitters.dyes or []:
+        samples = dye.spectrum or [(dye.wavelength_nm, 1.0)]
+        parts = [SharedMaskPupilPSF(pupil_grid_for(at_wavelength(pinned, wl)), cfg.psf.patch_px,
+                                    cfg.optics.nominal_focal_plane_nm, source, source.grid.freq_step * design_nm / wl,
+                                    relief_phase_factor(design_nm, wl, dispersion), cfg.psf.zernike_rad)
+                 for wl, _ in samples]
+        out.append(parts[0] if len(parts) == 1 else SpectralPSF(parts, [w for _, w in samples]))
+    return out
