@@ -102,6 +102,8 @@ LearnedModelOut = typer.Option(..., "-o", "--out", help="output folder (a model 
 FromScratchOpt = typer.Option(False, "--from-scratch", help="start from no mask, not the config's mask")
 SmoothnessOpt = typer.Option(0.0, "--smoothness", min=0, help="weight of the mask smoothness term")
 ResumeDesignOpt = typer.Option(False, "--resume", help="continue the run in the output folder")
+LearnBasisOpt = typer.Option("pixel", "--basis", help="learn every pupil pixel (pixel) or Zernike coefficients")
+LearnMaxNollOpt = typer.Option(28, "--max-noll", min=4, help="zernike basis: highest Noll index learned")
 
 
 @design_app.command("learn")
@@ -114,11 +116,13 @@ def design_learn(
     smoothness: float = SmoothnessOpt,
     resume: bool = ResumeDesignOpt,
     device: str = DeviceOpt,
+    basis: str = LearnBasisOpt,
+    max_noll: int = LearnMaxNollOpt,
 ) -> None:
     """Learn the phase mask and the 3D localization network together (end-to-end optics design)."""
     from deepsmlm.commands.design import run_design_learn
 
-    _guard(run_design_learn, config, out, steps, minutes, from_scratch, smoothness, resume, device)
+    _guard(run_design_learn, config, out, steps, minutes, from_scratch, smoothness, resume, device, basis, max_noll)
 
 
 @design_app.command("multicolor")
@@ -131,11 +135,14 @@ def design_multicolor(
     smoothness: float = SmoothnessOpt,
     resume: bool = ResumeDesignOpt,
     device: str = DeviceOpt,
+    basis: str = LearnBasisOpt,
+    max_noll: int = LearnMaxNollOpt,
 ) -> None:
     """Learn one phase mask and a network that localizes emitters and tells 2–4 dyes apart by PSF shape."""
     from deepsmlm.commands.design import run_design_multicolor
 
-    _guard(run_design_multicolor, config, out, steps, minutes, from_scratch, smoothness, resume, device)
+    _guard(run_design_multicolor, config, out, steps, minutes, from_scratch, smoothness, resume, device, basis,
+           max_noll)
 
 
 @app.command()

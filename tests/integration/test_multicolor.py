@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -98,8 +99,17 @@ def test_design_multicolor_end_to_end(tmp_path):
     path.write_text(yaml.safe_dump(TINY_2DYE))
     runner = CliRunner()
     out = tmp_path / "learned"
-    result = runner.invoke(app, ["design", "multicolor", str(path), "-o", str(out), "--steps", "4"])
+    result = runner.invoke(app, ["design", "multicolor", str(path), "-o", str(out), "--steps", "4",
+                                 "--basis", "zernike", "--max-noll", "15"])
     assert result.exit_code == 0, result.output
+    mask = np.load(out / "mask.npy")
+    assert 0 < np.abs(mask).max() <= np.pi + 1e-6  # Zernike modes from small random coefficients, wrapped
+    coefficients = np.load(out / "last_zernike.npy")
+    assert coefficients.shape == (12,)
+    result = runner.invoke(app, ["design", "multicolor", str(path), "-o", str(out), "--steps", "6",
+                                 "--basis", "zernike", "--max-noll", "15", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert not np.array_equal(np.load(out / "last_zernike.npy"), coefficients)  # resumed and moved on
     for name in ("mask.npy", "mask.mat", "mask.png", "psf_dyes.png", "training_curves.png", "model.safetensors"):
         assert (out / name).is_file(), name
     saved = yaml.safe_load((out / "config.yaml").read_text())

@@ -106,7 +106,7 @@ def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll
 
 
 def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
-                           smoothness_weight: float, resume: bool, device: str, what: str):
+                           smoothness_weight: float, resume: bool, device: str, basis: str, max_noll: int, what: str):
     """Train a JointTrainer on ``config``; writes the model folder, the best mask (.npy/.mat/.png) and the
     training curves; returns the trainer with its PSF set to the best mask, and the run summary."""
     from deepsmlm.commands.train import training_config
@@ -117,8 +117,10 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
         raise UserInputError(f"{config}: learning a mask needs psf.model: pupil")
     if cfg.model.kind != "deepstorm3d":
         raise UserInputError(f"{config}: learning a mask trains a deepstorm3d model (model.kind)")
+    if basis not in ("pixel", "zernike"):
+        raise UserInputError(f"--basis {basis!r}: choose pixel or zernike")
     trainer = JointTrainer(cfg, out, device, start_from_mask=not from_scratch and not resume,
-                           smoothness_weight=smoothness_weight)
+                           smoothness_weight=smoothness_weight, basis=basis, max_noll=max_noll)
     if resume:
         trainer.resume()
     summary = trainer.run(steps=steps, minutes=minutes)
@@ -131,10 +133,11 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
 
 
 def run_design_learn(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
-                     smoothness_weight: float, resume: bool, device: str) -> None:
+                     smoothness_weight: float, resume: bool, device: str, basis: str = "pixel",
+                     max_noll: int = 28) -> None:
     """Learn the mask and the 3D network together; writes the model folder, the mask and pictures."""
     trainer, summary = learn_mask_and_network(config, out, steps, minutes, from_scratch, smoothness_weight, resume,
-                                              device, "mask and network learned together")
+                                              device, basis, max_noll, "mask and network learned together")
     cfg = trainer.cfg
     with torch.no_grad():
         z = np.linspace(*axial_range(cfg), 10)
@@ -145,7 +148,8 @@ def run_design_learn(config: str, out: Path, steps: int | None, minutes: float |
 
 
 def run_design_multicolor(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
-                          smoothness_weight: float, resume: bool, device: str) -> None:
+                          smoothness_weight: float, resume: bool, device: str, basis: str = "pixel",
+                          max_noll: int = 28) -> None:
     """Learn one mask and a dye-classifying network for the config's 2–4 dyes; writes the model folder, the
     mask, every dye's PSF montage (psf_dyes.png) and the training curves."""
     cfg = load_config(config)
@@ -155,7 +159,8 @@ def run_design_multicolor(config: str, out: Path, steps: int | None, minutes: fl
     if cfg.model.colors != len(dyes):
         raise UserInputError(f"{config}: model.colors must equal the number of dyes ({len(dyes)})")
     trainer, summary = learn_mask_and_network(config, out, steps, minutes, from_scratch, smoothness_weight, resume,
-                                              device, "mask and dye-classifying network learned together")
+                                              device, basis, max_noll,
+                                              "mask and dye-classifying network learned together")
     z = np.linspace(*axial_range(trainer.cfg), 5)
     with torch.no_grad():
         stack = np.concatenate([p.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()

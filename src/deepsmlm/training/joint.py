@@ -1,6 +1,8 @@
 """End-to-end optics design: the pupil phase mask and the localization network trained together.
 
-The mask is a parameter of the image-formation layer (the differentiable pupil PSF). Each batch of
+The mask is a parameter of the image-formation layer (the differentiable pupil PSF): every pupil pixel's
+phase, or the coefficients of Zernike modes Noll 4 … K added to the start mask (fewer, smoother
+degrees of freedom whose gradients average over the whole pupil: far faster on a CPU budget). Each batch of
 random emitters is rendered through it, the camera noise is reparameterised (λ + √var(λ)·ε, so
 gradients reach the mask), and the network's localization loss is minimised over both network weights
 and mask phase; an optional smoothness penalty keeps the phase printable. Validation frames are
@@ -18,7 +20,7 @@ import torch
 from deepsmlm.config import EmitterConfig, MaskConfig, SimulationConfig
 from deepsmlm.io.atomic import atomic_path
 from deepsmlm.models.registry import save_model
-from deepsmlm.optics.design import smoothness
+from deepsmlm.optics.design import START_NOISE_RAD, smoothness, zernike_modes
 from deepsmlm.optics.dye_masks import pinned_grid, shared_mask_dye_psfs
 from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um
 from deepsmlm.optics.masks import wrap_phase
@@ -28,6 +30,7 @@ from deepsmlm.training.trainer import Trainer, ValidationSet, training_field
 
 MASK_FILE = "mask.npy"
 LAST_MASK_FILE = "last_mask.npy"
+LAST_COEFFICIENTS_FILE = "last_zernike.npy"
 MASK_LR_SCALE = 10.0  # the mask's learning rate relative to the network's (radians move slowly otherwise)
 
 
@@ -35,20 +38,44 @@ class JointTrainer(Trainer):
     """A Trainer whose simulator's mask phase is learned with the network."""
 
     def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", start_from_mask: bool = True,
-                 smoothness_weight: float = 0.0):
-        psf = build_pupil_psf(cfg if start_from_mask else _without_mask(cfg), learnable_mask=True)
+                 smoothness_weight: float = 0.0, basis: str = "pixel", max_noll: int = 28):
+        if basis not in ("pixel", "zernike"):
+            raise ValueError(f"basis must be pixel or zernike, got {basis!r}")
+        self.basis = basis
+        psf = build_pupil_psf(cfg if start_from_mask else _without_mask(cfg), learnable_mask=basis == "pixel")
         self.smoothness_weight = smoothness_weight
         self.psf = psf
         # multicolour: every dye sees the same learnable mask at its own wavelength
         self.dye_psfs = shared_mask_dye_psfs(cfg, psf) if cfg.emitters.dyes else None
+        if basis == "zernike":  # mask = start mask + Σ c_k Z_k (Noll 4 … max_noll), c from small noise
+            self.base_phase = psf.mask_phase.clone()
+            self.modes = zernike_modes(psf, max_noll)
+            gen = torch.Generator().manual_seed(cfg.training.seed)
+            self.coefficients = torch.nn.Parameter(START_NOISE_RAD * torch.randn(len(self.modes), generator=gen))
         super().__init__(cfg, out, device, psf=psf, dye_psfs=self.dye_psfs)
+        if basis == "zernike":
+            self.base_phase, self.modes = self.base_phase.to(self.device), self.modes.to(self.device)
+            with torch.no_grad():
+                self.coefficients.data = self.coefficients.data.to(self.device)
         self.mask_pitch_um = grid_mask_pitch_um(cfg, psf.grid)
+        self.refresh_mask()
+
+    def mask_parameter(self) -> torch.nn.Parameter:
+        """What the optimizer moves: the pixel phases, or the Zernike coefficients."""
+        return self.psf.mask_phase if self.basis == "pixel" else self.coefficients
 
     def parameter_groups(self) -> list[dict]:
-        return super().parameter_groups() + [{"params": [self.psf.mask_phase], "lr_scale": MASK_LR_SCALE}]
+        return super().parameter_groups() + [{"params": [self.mask_parameter()], "lr_scale": MASK_LR_SCALE}]
+
+    def refresh_mask(self) -> None:
+        """Zernike basis: recompute the PSF's phase from the coefficients (in the autograd graph unless
+        gradients are off)."""
+        if self.basis == "zernike":
+            self.psf.mask_phase = self.base_phase + torch.einsum("k,kij->ij", self.coefficients, self.modes)
 
     def simulate_input(self, emitters: EmitterConfig) -> tuple[torch.Tensor, Emitters]:
         """Frames rendered through the learnable mask with reparameterised camera noise (differentiable)."""
+        self.refresh_mask()
         field = self.sim.cfg
         n = self.cfg.training.batch_size
         em = sample_emitters(emitters, field.frame, n, self.rng)
@@ -61,8 +88,9 @@ class JointTrainer(Trainer):
 
     def train_step(self) -> float:
         loss = super().train_step()
-        with torch.no_grad():
-            self.psf.mask_phase.copy_(wrap_phase(self.psf.mask_phase) * self.psf.aperture)
+        if self.basis == "pixel":
+            with torch.no_grad():
+                self.psf.mask_phase.copy_(wrap_phase(self.psf.mask_phase) * self.psf.aperture)
         return loss
 
     def loss_terms(self, loss: torch.Tensor) -> torch.Tensor:
@@ -72,6 +100,7 @@ class JointTrainer(Trainer):
 
     def validate(self) -> dict:
         with torch.no_grad():
+            self.refresh_mask()
             self.validation = ValidationSet.build(self.sim, training_field(self.cfg))
         return super().validate()
 
@@ -89,16 +118,28 @@ class JointTrainer(Trainer):
 
     def checkpoint(self, elapsed_s: float) -> None:
         self.save_mask(self.out / LAST_MASK_FILE)
+        if self.basis == "zernike":
+            save_array(self.out / LAST_COEFFICIENTS_FILE, self.coefficients.detach().cpu().numpy())
         super().checkpoint(elapsed_s)
 
     def resume(self) -> None:
         with torch.no_grad():
-            self.psf.mask_phase.copy_(torch.from_numpy(np.load(self.out / LAST_MASK_FILE)))
+            if self.basis == "pixel":
+                self.psf.mask_phase.copy_(torch.from_numpy(np.load(self.out / LAST_MASK_FILE)))
+            else:
+                self.coefficients.copy_(torch.from_numpy(np.load(self.out / LAST_COEFFICIENTS_FILE)))
         super().resume()
+        self.refresh_mask()
 
     def save_mask(self, path: Path) -> None:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, self.psf.mask_phase.detach().cpu().numpy().astype(np.float32))
+        """The current mask, wrapped to (−π, π] inside the aperture (float32 .npy)."""
+        phase = wrap_phase(self.psf.mask_phase.detach()) * self.psf.aperture
+        save_array(path, phase.cpu().numpy())
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array.astype(np.float32))
 
 
 def _without_mask(cfg: SimulationConfig) -> SimulationConfig:
