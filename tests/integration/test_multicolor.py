@@ -133,3 +133,17 @@ def test_design_multicolor_refuses_a_single_colour_config(tmp_path):
     result = CliRunner().invoke(app, ["design", "multicolor", str(path), "-o", str(tmp_path / "o")])
     assert result.exit_code != 0
     assert "needs 2 to 4 dyes" in result.output and "Traceback" not in result.output
+
+
+def test_the_loss_prefers_the_right_dye_and_blurs_within_each_dye():
+    from deepsmlm.training.losses import deepstorm_loss
+
+    target = torch.zeros(1, 2, 16, 16)
+    target[0, 1, 8, 8] = 1.0
+    swapped = target.flip(1)
+    loss = lambda p: float(deepstorm_loss(p, target, 1.0, 0.0, 1.0, 1.0, dyes=2))  # noqa: E731
+    assert loss(target) == pytest.approx(0.0, abs=1e-6)
+    assert loss(swapped) > loss(0.5 * target + 0.5 * swapped) > loss(target)
+    # a volume of 2 dyes × 1 plane is not blurred across the dyes (it would be as 2 planes of one dye)
+    mse = lambda dyes: float(deepstorm_loss(swapped, target, 1.0, 0.0, 1.0, 0.0, dyes=dyes))  # noqa: E731
+    assert mse(2) > mse(1)

@@ -45,15 +45,17 @@ def dice_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> to
 
 
 def deepstorm_loss(pred: torch.Tensor, target: torch.Tensor, sigma_px: float = 1.0, l1_weight: float = 0.0,
-                   sigma_planes: float = 0.0, dice_weight: float = 0.0) -> torch.Tensor:
+                   sigma_planes: float = 0.0, dice_weight: float = 0.0, dyes: int = 1) -> torch.Tensor:
     """MSE(G ⊛ prediction, G ⊛ target) + λ₁·mean|prediction| + λ_D·Dice(prediction, target).
 
-    (B, D, h, w) outputs; G is a Gaussian of σ fine pixels laterally and, for D > 1 and
-    ``sigma_planes`` > 0, of that many planes axially. Deep-STORM: D = 1 with the L1 term; DeepSTORM3D:
-    D planes, σ = 1 voxel, with the Dice term.
+    (B, C·D, h, w) outputs: C dye volumes (1 unless multicolour) of D planes; G is a Gaussian of σ fine
+    pixels laterally and, for D > 1 and ``sigma_planes`` > 0, of that many planes axially, within each
+    dye's volume. The Dice term takes each sample's dyes together, so mass put in the wrong dye's
+    volume is penalised by the overlap found in the right one. Deep-STORM: D = 1 with the L1 term;
+    DeepSTORM3D: D planes, σ = 1 voxel, with the Dice term.
     """
     def smooth(x: torch.Tensor) -> torch.Tensor:
-        x = gaussian_blur(x, sigma_px)
+        x = gaussian_blur(x.unflatten(1, (dyes, -1)).flatten(0, 1), sigma_px)
         return axial_blur(x, sigma_planes) if sigma_planes > 0 and x.shape[1] > 1 else x
 
     loss = F.mse_loss(smooth(pred), smooth(target))

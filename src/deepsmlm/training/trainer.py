@@ -212,11 +212,8 @@ class Trainer:
             group["lr"] = self.learning_rate() * group.get("lr_scale", 1.0)
         x, target = self.batch()
         t, m = self.cfg.training, self.cfg.model
-        pred = self.net(x)
-        if m.colors > 1:  # (B, C·D, h, w) → (B·C, D, h, w): each dye's volume is blurred and scored alone
-            pred, target = (v.unflatten(1, (m.colors, m.z_planes)).flatten(0, 1) for v in (pred, target))
-        loss = self.loss_terms(deepstorm_loss(pred, target, t.target_sigma_px, t.l1_weight,
-                                              t.target_sigma_planes, t.dice_weight))
+        loss = self.loss_terms(deepstorm_loss(self.net(x), target, t.target_sigma_px, t.l1_weight,
+                                              t.target_sigma_planes, t.dice_weight, m.colors))
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
