@@ -124,6 +124,9 @@ def test_design_multicolor_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     header = (tmp_path / "l.csv").read_text().splitlines()[0]
     assert "color" in header and "color_prob" in header
+    result = runner.invoke(app, ["evaluate", "--gt", str(movie / "ground_truth.csv"), "--pred", str(tmp_path / "l.csv")])
+    assert result.exit_code == 0, result.output
+    assert "dye correct" in result.output and "true dye 1" in result.output
 
 
 def test_design_multicolor_refuses_a_single_colour_config(tmp_path):

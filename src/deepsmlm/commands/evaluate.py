@@ -33,6 +33,11 @@ def metrics_table(result: dict) -> Table:
     for key, label, fmt in ROWS:
         value = result[key]
         table.add_row(label, "—" if value is None else fmt.format(value))
+    if "color_accuracy" in result:  # both tables carry dyes
+        accuracy = result["color_accuracy"]
+        table.add_row("dye correct (%)", "—" if accuracy is None else f"{100 * accuracy:.2f}")
+        for dye, row in enumerate(result["color_confusion"]):
+            table.add_row(f"true dye {dye} → assigned", " ".join(str(n) for n in row))
     return table
 
 
