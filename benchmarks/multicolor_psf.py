@@ -6,10 +6,13 @@ per ``--field``-px frame anywhere in it, equal dye fractions, a fixed signal (``
 uniform background of ``--background`` photons/px; the test frames for a photon level use the same
 seed for every model, so emitters and dyes are identical and only the PSF differs. Scored by Hungarian
 matching within 250 nm; colour accuracy and the confusion matrix (rows: true dye, columns: assigned)
-over the matched emitters. Prints one JSON document; ``--plot`` draws accuracy against photons.
+over the matched emitters. Prints one JSON document; ``--plot`` draws accuracy against photons;
+``--separation-plot`` draws accuracy at the first ``--photons`` level against each model's dye
+separation (its config's smallest gap between dye wavelengths), one line per label prefix (the label
+before "-": ``--model standard-25nm=DIR --model learned-25nm=DIR …``).
 
     python benchmarks/multicolor_psf.py --model standard=DIR --model tetrapod=DIR --model learned=DIR
-        [--photons 500 1000 2000 5000 10000] [--frames 400] [--plot out.png]
+        [--photons 500 1000 2000 5000 10000] [--frames 400] [--plot out.png] [--separation-plot sep.png]
 """
 
 from __future__ import annotations
@@ -61,9 +64,12 @@ def main() -> None:
     ap.add_argument("--field", type=int, default=40)
     ap.add_argument("--frames", type=int, default=400)
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--separation-plot", default=None)
     args = ap.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
-    out = {"benchmark": "multicolor_psf", "models": models, "frames_per_level": args.frames,
+    separation = {key: dye_separation_nm(name) for key, name in models.items()}
+    out = {"benchmark": "multicolor_psf", "models": models, "dye_separation_nm": separation,
+           "frames_per_level": args.frames,
            "background_photons_per_px": args.background, "field_px": args.field,
            "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
                        "python": platform.python_version()}, "results": []}
@@ -85,7 +91,38 @@ def main() -> None:
         ax.legend()
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
+    if args.separation_plot:
+        separation_plot(out, args.separation_plot)
     print(json.dumps(out, indent=2))
+
+
+def dye_separation_nm(name: str) -> float:
+    """Smallest gap (nm) between the dyes' emission peaks of a model's config."""
+    cfg, _ = load_model(name)
+    peaks = sorted(d.wavelength_nm for d in cfg.emitters.dyes)
+    return float(min(b - a for a, b in zip(peaks, peaks[1:])))
+
+
+def separation_plot(out: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = out["results"][0]
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for key in out["models"]:
+        lines.setdefault(key.split("-")[0], []).append((out["dye_separation_nm"][key],
+                                                         100 * (first[key]["color_accuracy"] or 0)))
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for kind, points in lines.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=kind)
+    ax.set_xlabel("dye separation (nm)")
+    ax.set_ylabel(f"dye classified correctly (%), {first['photons']:g} photons")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
