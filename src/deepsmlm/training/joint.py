@@ -48,15 +48,13 @@ class JointTrainer(Trainer):
         # multicolour: every dye sees the same learnable mask at its own wavelength
         self.dye_psfs = shared_mask_dye_psfs(cfg, psf) if cfg.emitters.dyes else None
         if basis == "zernike":  # mask = start mask + Σ c_k Z_k (Noll 4 … max_noll), c from small noise
-            self.base_phase = psf.mask_phase.clone()
-            self.modes = zernike_modes(psf, max_noll)
+            dev = torch.device(device)
+            self.base_phase = psf.mask_phase.clone().to(dev)
+            self.modes = zernike_modes(psf, max_noll).to(dev)
             gen = torch.Generator().manual_seed(cfg.training.seed)
-            self.coefficients = torch.nn.Parameter(START_NOISE_RAD * torch.randn(len(self.modes), generator=gen))
+            start = START_NOISE_RAD * torch.randn(len(self.modes), generator=gen)
+            self.coefficients = torch.nn.Parameter(start.to(dev))
         super().__init__(cfg, out, device, psf=psf, dye_psfs=self.dye_psfs)
-        if basis == "zernike":
-            self.base_phase, self.modes = self.base_phase.to(self.device), self.modes.to(self.device)
-            with torch.no_grad():
-                self.coefficients.data = self.coefficients.data.to(self.device)
         self.mask_pitch_um = grid_mask_pitch_um(cfg, psf.grid)
         self.refresh_mask()
 
