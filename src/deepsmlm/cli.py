@@ -106,43 +106,35 @@ LearnBasisOpt = typer.Option("pixel", "--basis", help="learn every pupil pixel (
 LearnMaxNollOpt = typer.Option(28, "--max-noll", min=4, help="zernike basis: highest Noll index learned")
 
 
-@design_app.command("learn")
-def design_learn(
-    config: str = ConfigArg,
-    out: Path = LearnedModelOut,
-    steps: Optional[int] = StepsOpt,
-    minutes: Optional[float] = MinutesOpt,
-    from_scratch: bool = FromScratchOpt,
-    smoothness: float = SmoothnessOpt,
-    resume: bool = ResumeDesignOpt,
-    device: str = DeviceOpt,
-    basis: str = LearnBasisOpt,
-    max_noll: int = LearnMaxNollOpt,
-) -> None:
-    """Learn the phase mask and the 3D localization network together (end-to-end optics design)."""
-    from deepsmlm.commands.design import run_design_learn
+def _joint_design_command(runner: str, doc: str):
+    """A `design` command that learns a mask with its network through ``commands.design.<runner>``."""
 
-    _guard(run_design_learn, config, out, steps, minutes, from_scratch, smoothness, resume, device, basis, max_noll)
+    def command(
+        config: str = ConfigArg,
+        out: Path = LearnedModelOut,
+        steps: Optional[int] = StepsOpt,
+        minutes: Optional[float] = MinutesOpt,
+        from_scratch: bool = FromScratchOpt,
+        smoothness: float = SmoothnessOpt,
+        resume: bool = ResumeDesignOpt,
+        device: str = DeviceOpt,
+        basis: str = LearnBasisOpt,
+        max_noll: int = LearnMaxNollOpt,
+    ) -> None:
+        from deepsmlm.commands import design
+
+        _guard(getattr(design, runner), config, out, steps, minutes, from_scratch, smoothness, resume, device, basis,
+               max_noll)
+
+    command.__doc__ = doc
+    return command
 
 
-@design_app.command("multicolor")
-def design_multicolor(
-    config: str = ConfigArg,
-    out: Path = LearnedModelOut,
-    steps: Optional[int] = StepsOpt,
-    minutes: Optional[float] = MinutesOpt,
-    from_scratch: bool = FromScratchOpt,
-    smoothness: float = SmoothnessOpt,
-    resume: bool = ResumeDesignOpt,
-    device: str = DeviceOpt,
-    basis: str = LearnBasisOpt,
-    max_noll: int = LearnMaxNollOpt,
-) -> None:
-    """Learn one phase mask and a network that localizes emitters and tells 2–4 dyes apart by PSF shape."""
-    from deepsmlm.commands.design import run_design_multicolor
-
-    _guard(run_design_multicolor, config, out, steps, minutes, from_scratch, smoothness, resume, device, basis,
-           max_noll)
+design_app.command("learn")(_joint_design_command(
+    "run_design_learn", "Learn the phase mask and the 3D localization network together (end-to-end optics design)."))
+design_app.command("multicolor")(_joint_design_command(
+    "run_design_multicolor",
+    "Learn one phase mask and a network that localizes emitters and tells 2–4 dyes apart by PSF shape."))
 
 
 @app.command()
