@@ -28,12 +28,16 @@ from deepsmlm.analysis.metrics import evaluate
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import fold_batchnorm, load_model
+from deepsmlm.simulation.background import sample_background
+from deepsmlm.simulation.emitters import Emitters, sample_emitters
 from deepsmlm.simulation.simulator import Simulator
 
 KEYS = ("jaccard", "rmse_lateral_nm", "n_tp", "n_fp", "n_fn", "color_accuracy", "color_confusion")
 
 
-def scores(name: str, photons: float, background: float, field: int, n_frames: int) -> dict:
+def test_config(name: str, photons: float, background: float, field: int):
+    """A model's config and network, set to single emitters of ``photons`` on a flat ``background``,
+    every dye equally often, in ``field``-px frames."""
     cfg, net = load_model(name)
     cfg.frame.height = cfg.frame.width = field
     cfg.emitters.count, cfg.emitters.density_per_um2 = (1, 1), None
@@ -42,6 +46,11 @@ def scores(name: str, photons: float, background: float, field: int, n_frames: i
     cfg.background.nonuniform_amplitude = 0.0
     for dye in cfg.emitters.dyes:
         dye.fraction = 1.0
+    return cfg, net
+
+
+def scores(name: str, photons: float, background: float, field: int, n_frames: int) -> dict:
+    cfg, net = test_config(name, photons, background, field)
     batch = Simulator(cfg).sample(n_frames, torch.Generator().manual_seed(3000 + int(photons)))
     em = batch.emitters
     xyz = em.xyz_nm.double().numpy()
@@ -56,6 +65,32 @@ def scores(name: str, photons: float, background: float, field: int, n_frames: i
     return {k: m.get(k) for k in KEYS}
 
 
+def ideal_color_accuracy(name: str, photons: float, background: float, field: int, n_frames: int) -> float:
+    """Accuracy of the oracle that knows each emitter's position, photons, blur and the background and
+    picks the dye whose expected image makes the frame most likely (Poisson shot noise, Gaussian read
+    noise as a shifted Poisson): an upper bound on what any classifier can reach on these frames, which
+    are the very frames ``scores`` uses (same seed, same draws)."""
+    cfg, _ = test_config(name, photons, background, field)
+    if cfg.camera.type != "ccd":
+        raise ValueError("the ideal observer models a CCD camera")
+    sim = Simulator(cfg)
+    gen = torch.Generator().manual_seed(3000 + int(photons))
+    em = sample_emitters(cfg.emitters, cfg.frame, n_frames, gen)
+    bg = sample_background(cfg.background, cfg.frame, n_frames, gen)
+    blur = sim.blur_px(len(em), gen)
+    with torch.no_grad():
+        adu = sim.camera(sim.expected_photons(em, bg, blur), generator=gen)
+        cam = cfg.camera
+        counts = ((adu - cam.baseline_adu) * cam.e_per_adu + cam.read_noise_e ** 2).clamp(min=0)
+        log_lik = []
+        for dye in range(len(cfg.emitters.dyes)):
+            other = Emitters(em.xyz_nm, em.photons, em.frame, em.molecule, torch.full_like(em.color, dye))
+            rate = cam.qe * sim.expected_photons(other, bg, blur) + cam.read_noise_e ** 2
+            log_lik.append((counts * rate.log() - rate).sum((1, 2)))
+    guess = torch.stack(log_lik).argmax(0)[em.frame]
+    return float((guess == em.color).double().mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append", required=True, help="label=model folder or shipped name")
@@ -65,6 +100,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=400)
     ap.add_argument("--plot", default=None)
     ap.add_argument("--separation-plot", default=None)
+    ap.add_argument("--ideal", action="store_true",
+                    help="also the oracle's accuracy (truth known but the dye): the bound for each PSF")
     args = ap.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
     separation = {key: dye_separation_nm(name) for key, name in models.items()}
@@ -74,8 +111,13 @@ def main() -> None:
            "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
                        "python": platform.python_version()}, "results": []}
     for photons in args.photons:
-        out["results"].append({"photons": photons, **{key: scores(name, photons, args.background, args.field,
-                                                                   args.frames) for key, name in models.items()}})
+        row = {"photons": photons}
+        for key, name in models.items():
+            row[key] = scores(name, photons, args.background, args.field, args.frames)
+            if args.ideal:
+                row[key]["ideal_color_accuracy"] = ideal_color_accuracy(name, photons, args.background,
+                                                                        args.field, args.frames)
+        out["results"].append(row)
     if args.plot:
         import matplotlib
         matplotlib.use("Agg")
