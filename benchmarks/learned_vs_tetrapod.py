@@ -22,7 +22,6 @@ import json
 import platform
 
 import numpy as np
-import pandas as pd
 import torch
 
 from deepsmlm.analysis.metrics import evaluate
@@ -59,8 +58,7 @@ def scores(name: str, count: int, n_frames: int, label_photons: float) -> dict:
     truth = Localizations.from_arrays(em.frame.numpy(), xyz[:, 0], xyz[:, 1], xyz[:, 2], meta=meta)
     predictor = DensityPredictor(cfg, fold_batchnorm(net))
     with torch.inference_mode():
-        table = pd.concat([predictor.localize(predictor.density(batch.adu[i:i + 8]), i)
-                           for i in range(0, n_frames, 8)], ignore_index=True)
+        table = predictor.localize_frames(batch.adu)
     m = evaluate(truth, Localizations(table, meta), 100.0, 100.0, counted=em.photons.numpy() > label_photons)
     return {k: m[k] for k in KEYS}
 

@@ -59,8 +59,7 @@ def scores(name: str, photons: float, background: float, field: int, n_frames: i
                                         "color": em.color.numpy()}), meta)
     predictor = DensityPredictor(cfg, fold_batchnorm(net))
     with torch.inference_mode():
-        table = pd.concat([predictor.localize(predictor.density(batch.adu[i:i + 64]), i)
-                           for i in range(0, n_frames, 64)], ignore_index=True)
+        table = predictor.localize_frames(batch.adu)
     m = evaluate(truth, Localizations(table, meta), 250.0, None)
     return {k: m.get(k) for k in KEYS}
 

@@ -59,9 +59,7 @@ def localizers(cfg, model: str | None, fitter_options: dict) -> dict:
     if model is not None:
         model_cfg, net = load_model(model)
         predictor = DensityPredictor(model_cfg, net)
-        out[f"deep:{model}"] = lambda adu: pd.concat(
-            [predictor.localize(predictor.density(adu[i:i + 32]), i) for i in range(0, len(adu), 32)],
-            ignore_index=True)
+        out[f"deep:{model}"] = predictor.localize_frames
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import torch
@@ -150,3 +151,22 @@ def test_candidate_peak_search_equals_pooling_the_whole_volume():
     vol = torch.rand(2, 6, 30, 30, generator=g) * (torch.rand(2, 6, 30, 30, generator=g) < 0.05)
     for thr, wp, wz in ((0.3, 2, 1), (0.6, 1, 0), (0.05, 2, 2)):
         torch.testing.assert_close(peak_map(vol, thr, wp, wz), _pooled_peaks(vol, thr, wp, wz))
+
+
+def test_stack_localization_runs_in_memory_bounded_passes_with_the_same_result(monkeypatch):
+    import deepsmlm.inference.predict as predict
+
+    cfg = tiny_3d_config()
+    cfg.model.input_offset_photons, cfg.model.input_scale_photons = 10.0, 100.0
+    torch.manual_seed(0)
+    predictor = DensityPredictor(cfg, build_network(cfg.model))
+    adu = 30.0 + 200.0 * torch.rand(5, 24, 24)
+    whole = predictor.localize_frames(adu, first_frame=7, threshold=0.0)
+    per_frame = 10 * (2 * 24) ** 2  # planes × upsampled pixels of one frame
+    monkeypatch.setattr(predict, "MAX_OUTPUT_VOXELS", 2 * per_frame + 1)
+    assert predictor.frames_per_pass(24, 24) == 2
+    monkeypatch.setattr(predict, "MAX_OUTPUT_VOXELS", per_frame // 3)
+    assert predictor.frames_per_pass(24, 24) == 1  # never fewer than one frame
+    passes = predictor.localize_frames(adu, first_frame=7, threshold=0.0)
+    assert len(whole) > 0 and sorted(set(whole.frame)) == list(range(7, 12))
+    pd.testing.assert_frame_equal(passes, whole, check_exact=False, atol=1e-3)

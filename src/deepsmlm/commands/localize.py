@@ -44,17 +44,13 @@ def check_camera(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
                              f"of {source}'s camera; the camera or its baseline differs from the model's")
 
 
-MAX_OUTPUT_VOXELS = 1 << 25  # network outputs are processed in sub-batches of at most this many voxels
-
-
 def deep_localizer(predictor: DensityPredictor) -> Localizer:
     """Localizations plus the summed density of the accepted detections (the super-resolved image),
     in sub-batches small enough for large 3D output grids."""
     m = predictor.cfg.model
 
     def localize(adu: torch.Tensor, first: int):
-        u = m.upsampling
-        step = max(1, MAX_OUTPUT_VOXELS // (m.z_planes * m.colors * adu.shape[-2] * adu.shape[-1] * u * u))
+        step = predictor.frames_per_pass(*adu.shape[-2:])
         tables, image = [], None
         for i in range(0, len(adu), step):
             density = predictor.density(adu[i:i + step])

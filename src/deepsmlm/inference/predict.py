@@ -12,6 +12,10 @@ from deepsmlm.inference.postprocess import density_peaks, dye_masses, peak_map
 from deepsmlm.physics.camera import Camera
 
 
+MAX_OUTPUT_VOXELS = 1 << 25  # network outputs are made in passes of at most this many voxels (128 MB)
+MAX_FRAMES_PER_PASS = 32
+
+
 def input_normalisation(cfg: SimulationConfig) -> tuple[float, float]:
     """(offset, scale) in photons: the model config's values (set when training started)."""
     m = cfg.model
@@ -49,6 +53,19 @@ class DensityPredictor:
         """(B, C·D, u·H, u·W) emitter density (D axial planes, 1 in 2D; C dyes, 1 unless multicolour),
         clipped at zero."""
         return self.net(self.to_input(adu).contiguous(memory_format=torch.channels_last)).clamp_min(0)
+
+    def frames_per_pass(self, height: int, width: int) -> int:
+        """Frames of ``height`` × ``width`` px per network pass: their output volumes hold at most
+        MAX_OUTPUT_VOXELS voxels together (at least one frame, at most MAX_FRAMES_PER_PASS)."""
+        per_frame = self.colors * self.planes * height * width * self.upsampling ** 2
+        return max(1, min(MAX_FRAMES_PER_PASS, MAX_OUTPUT_VOXELS // per_frame))
+
+    def localize_frames(self, adu: torch.Tensor, first_frame: int = 0,
+                        threshold: float | None = None) -> pd.DataFrame:
+        """Localizations (as ``localize``) in a stack of frames (F, H, W) ADU, in memory-bounded passes."""
+        step = self.frames_per_pass(*adu.shape[-2:])
+        return pd.concat([self.localize(self.density(adu[i:i + step]), first_frame + i, threshold)
+                          for i in range(0, len(adu), step)], ignore_index=True)
 
     def occupancy(self, density: torch.Tensor) -> torch.Tensor:
         """(B, D, u·H, u·W): the density of all dyes together."""

@@ -225,8 +225,7 @@ class Trainer:
         predictor = DensityPredictor(self.cfg, self.net, self.device)
         # one pass at the lowest threshold: a detection passes a higher one when its confidence does
         # (confidence = window mass, capped at 1; thresholds ≤ 1)
-        everything = pd.concat([predictor.localize(predictor.density(self.validation.adu[i:i + 32]), i, THRESHOLDS[0])
-                                for i in range(0, len(self.validation.adu), 32)], ignore_index=True)
+        everything = predictor.localize_frames(self.validation.adu, threshold=THRESHOLDS[0])
         scores = []
         n_true = len(self.validation.truth)
         for thr in THRESHOLDS:
