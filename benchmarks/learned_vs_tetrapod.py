@@ -29,22 +29,10 @@ from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import fold_batchnorm, load_model, resolve_model_dir
 from deepsmlm.optics.factory import build_psf
+from deepsmlm.optics.footprint import energy_radius_nm
 from deepsmlm.simulation.simulator import Simulator
 
 KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
-
-
-def energy_radius_nm(stack: np.ndarray, pixel_nm: float, fraction: float = 0.9) -> float:
-    """Mean over the (Z, P, P) stack of a centred emitter's PSFs of the radius (nm) that holds ``fraction``
-    of each patch's energy."""
-    p = stack.shape[-1]
-    r = np.hypot(*np.meshgrid(np.arange(p) - p // 2, np.arange(p) - p // 2)).ravel()
-    order = np.argsort(r)
-    radii = []
-    for img in stack:
-        cum = np.cumsum(img.ravel()[order]) / img.sum()
-        radii.append(r[order][np.searchsorted(cum, fraction)] * pixel_nm)
-    return float(np.mean(radii))
 
 
 def scores(name: str, count: int, n_frames: int, label_photons: float) -> dict:
@@ -86,8 +74,8 @@ def main() -> None:
         with torch.no_grad():
             stacks.append(psf.z_stack(torch.tensor(z, dtype=torch.float32)).numpy())
         for fraction in (50, 90):
-            out[f"footprint_{fraction}_nm"][key] = energy_radius_nm(stacks[-1], cfg.frame.pixel_size_nm,
-                                                                    fraction / 100)
+            radii = energy_radius_nm(stacks[-1], cfg.frame.pixel_size_nm, fraction / 100)
+            out[f"footprint_{fraction}_nm"][key] = float(radii.mean())
     if args.psf_plot:
         from deepsmlm.plots import psf_montage
 
