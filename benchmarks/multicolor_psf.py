@@ -28,9 +28,8 @@ from deepsmlm.analysis.metrics import evaluate
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import fold_batchnorm, load_model
-from deepsmlm.simulation.background import sample_background
-from deepsmlm.simulation.emitters import Emitters, sample_emitters
-from deepsmlm.simulation.simulator import Simulator
+from deepsmlm.simulation.emitters import Emitters
+from deepsmlm.simulation.simulator import FrameBatch, Simulator
 
 KEYS = ("jaccard", "rmse_lateral_nm", "n_tp", "n_fp", "n_fn", "color_accuracy", "color_confusion")
 
@@ -49,12 +48,16 @@ def test_config(name: str, photons: float, background: float, field: int):
     return cfg, net
 
 
-def scores(name: str, photons: float, background: float, field: int, n_frames: int) -> dict:
-    cfg, net = test_config(name, photons, background, field)
-    batch = Simulator(cfg).sample(n_frames, torch.Generator().manual_seed(3000 + int(photons)))
+def test_frames(cfg, photons: float, n_frames: int) -> FrameBatch:
+    """The seeded test frames of a photon level: the same emitters and dyes for every model."""
+    return Simulator(cfg).sample(n_frames, torch.Generator().manual_seed(3000 + int(photons)))
+
+
+def scores(cfg, net, batch: FrameBatch) -> dict:
     em = batch.emitters
     xyz = em.xyz_nm.double().numpy()
-    meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(field, field), n_frames=n_frames)
+    meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=batch.adu.shape[-2:],
+                    n_frames=len(batch.adu))
     truth = Localizations(pd.DataFrame({"frame": em.frame.numpy(), "x_nm": xyz[:, 0], "y_nm": xyz[:, 1],
                                         "color": em.color.numpy()}), meta)
     predictor = DensityPredictor(cfg, fold_batchnorm(net))
@@ -64,27 +67,19 @@ def scores(name: str, photons: float, background: float, field: int, n_frames: i
     return {k: m.get(k) for k in KEYS}
 
 
-def ideal_color_accuracy(name: str, photons: float, background: float, field: int, n_frames: int) -> float:
+def ideal_color_accuracy(cfg, batch: FrameBatch) -> float:
     """Accuracy of the oracle that knows each emitter's position, photons, blur and the background and
     picks the dye whose expected image makes the frame most likely (Poisson shot noise, Gaussian read
-    noise as a shifted Poisson): an upper bound on what any classifier can reach on these frames, which
-    are the very frames ``scores`` uses (same seed, same draws)."""
-    cfg, _ = test_config(name, photons, background, field)
+    noise as a shifted Poisson): an upper bound on what any classifier can reach on these frames."""
     if cfg.camera.type != "ccd":
         raise ValueError("the ideal observer models a CCD camera")
-    sim = Simulator(cfg)
-    gen = torch.Generator().manual_seed(3000 + int(photons))
-    em = sample_emitters(cfg.emitters, cfg.frame, n_frames, gen)
-    bg = sample_background(cfg.background, cfg.frame, n_frames, gen)
-    blur = sim.blur_px(len(em), gen)
+    sim, cam, em = Simulator(cfg), cfg.camera, batch.emitters
     with torch.no_grad():
-        adu = sim.camera(sim.expected_photons(em, bg, blur), generator=gen)
-        cam = cfg.camera
-        counts = ((adu - cam.baseline_adu) * cam.e_per_adu + cam.read_noise_e ** 2).clamp(min=0)
+        counts = ((batch.adu - cam.baseline_adu) * cam.e_per_adu + cam.read_noise_e ** 2).clamp(min=0)
         log_lik = []
         for dye in range(len(cfg.emitters.dyes)):
             other = Emitters(em.xyz_nm, em.photons, em.frame, em.molecule, torch.full_like(em.color, dye))
-            rate = cam.qe * sim.expected_photons(other, bg, blur) + cam.read_noise_e ** 2
+            rate = cam.qe * sim.expected_photons(other, batch.background, batch.blur_px) + cam.read_noise_e ** 2
             log_lik.append((counts * rate.log() - rate).sum((1, 2)))
     guess = torch.stack(log_lik).argmax(0)[em.frame]
     return float((guess == em.color).double().mean())
@@ -112,10 +107,11 @@ def main() -> None:
     for photons in args.photons:
         row = {"photons": photons}
         for key, name in models.items():
-            row[key] = scores(name, photons, args.background, args.field, args.frames)
+            cfg, net = test_config(name, photons, args.background, args.field)
+            batch = test_frames(cfg, photons, args.frames)
+            row[key] = scores(cfg, net, batch)
             if args.ideal:
-                row[key]["ideal_color_accuracy"] = ideal_color_accuracy(name, photons, args.background,
-                                                                        args.field, args.frames)
+                row[key]["ideal_color_accuracy"] = ideal_color_accuracy(cfg, batch)
         out["results"].append(row)
     if args.plot:
         import matplotlib

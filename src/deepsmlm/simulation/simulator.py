@@ -23,12 +23,14 @@ from deepsmlm.simulation.emitters import Emitters, sample_emitters
 
 @dataclass
 class FrameBatch:
-    """Simulated frames with their truth: ADU (F, H, W), emitters, and the background photons (F, H, W)."""
+    """Simulated frames with their truth: ADU (F, H, W), emitters, the background photons (F, H, W) and
+    each emitter's model-mismatch blur (camera px; None without blur)."""
 
     adu: torch.Tensor
     emitters: Emitters
     background: torch.Tensor
     first_frame: int = 0
+    blur_px: torch.Tensor | None = None
 
 
 class Simulator:
@@ -92,11 +94,12 @@ class Simulator:
             sel = (emitters.frame >= start) & (emitters.frame < stop)
             part = emitters.select(sel)
             local = Emitters(part.xyz_nm, part.photons, part.frame - start, part.molecule, part.color)
+            part_blur = None if blur is None else blur[sel.to(blur.device)]
             with torch.no_grad():
-                photons = self.expected_photons(local, background[start:stop],
-                                                None if blur is None else blur[sel.to(blur.device)])
+                photons = self.expected_photons(local, background[start:stop], part_blur)
                 adu = self.camera(photons, generator=dev_gen)
-            yield FrameBatch(adu=adu, emitters=part, background=background[start:stop], first_frame=start)
+            yield FrameBatch(adu=adu, emitters=part, background=background[start:stop], first_frame=start,
+                             blur_px=part_blur)
 
 
 def _device_generator(gen: torch.Generator, device: torch.device) -> torch.Generator:
