@@ -104,6 +104,9 @@ SmoothnessOpt = typer.Option(0.0, "--smoothness", min=0, help="weight of the mas
 ResumeDesignOpt = typer.Option(False, "--resume", help="continue the run in the output folder")
 LearnBasisOpt = typer.Option("pixel", "--basis", help="learn every pupil pixel (pixel) or Zernike coefficients")
 LearnMaxNollOpt = typer.Option(28, "--max-noll", min=4, help="zernike basis: highest Noll index learned")
+CrlbCapOpt = typer.Option(None, "--crlb-cap", min=0.1,
+                          help="information floor: penalise depths whose 3D CRLB (nm, mean photons and "
+                               "background) exceeds this")
 
 
 def _joint_design_command(runner: str, doc: str):
@@ -120,11 +123,12 @@ def _joint_design_command(runner: str, doc: str):
         device: str = DeviceOpt,
         basis: str = LearnBasisOpt,
         max_noll: int = LearnMaxNollOpt,
+        crlb_cap: Optional[float] = CrlbCapOpt,
     ) -> None:
         from deepsmlm.commands import design
 
         _guard(getattr(design, runner), config, out, steps, minutes, from_scratch, smoothness, resume, device, basis,
-               max_noll)
+               max_noll, crlb_cap)
 
     command.__doc__ = doc
     return command

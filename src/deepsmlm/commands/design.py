@@ -106,7 +106,8 @@ def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll
 
 
 def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
-                           smoothness_weight: float, resume: bool, device: str, basis: str, max_noll: int, what: str):
+                           smoothness_weight: float, resume: bool, device: str, basis: str, max_noll: int, what: str,
+                           crlb_cap_nm: float | None = None):
     """Train a JointTrainer on ``config``; writes the model folder, the best mask (.npy/.mat/.png) and the
     training curves; returns the trainer with its PSF set to the best mask, and the run summary."""
     from deepsmlm.commands.train import training_config
@@ -120,7 +121,8 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
     if basis not in ("pixel", "zernike"):
         raise UserInputError(f"--basis {basis!r}: choose pixel or zernike")
     trainer = JointTrainer(cfg, out, device, start_from_mask=not from_scratch and not resume,
-                           smoothness_weight=smoothness_weight, basis=basis, max_noll=max_noll)
+                           smoothness_weight=smoothness_weight, basis=basis, max_noll=max_noll,
+                           crlb_cap_nm=crlb_cap_nm)
     if resume:
         trainer.resume()
     summary = trainer.run(steps=steps, minutes=minutes)
@@ -134,10 +136,11 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
 
 def run_design_learn(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
                      smoothness_weight: float, resume: bool, device: str, basis: str = "pixel",
-                     max_noll: int = 28) -> None:
+                     max_noll: int = 28, crlb_cap_nm: float | None = None) -> None:
     """Learn the mask and the 3D network together; writes the model folder, the mask and pictures."""
     trainer, summary = learn_mask_and_network(config, out, steps, minutes, from_scratch, smoothness_weight, resume,
-                                              device, basis, max_noll, "mask and network learned together")
+                                              device, basis, max_noll, "mask and network learned together",
+                                              crlb_cap_nm)
     cfg = trainer.cfg
     with torch.no_grad():
         z = np.linspace(*axial_range(cfg), 10)
@@ -149,7 +152,7 @@ def run_design_learn(config: str, out: Path, steps: int | None, minutes: float |
 
 def run_design_multicolor(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
                           smoothness_weight: float, resume: bool, device: str, basis: str = "pixel",
-                          max_noll: int = 28) -> None:
+                          max_noll: int = 28, crlb_cap_nm: float | None = None) -> None:
     """Learn one mask and a dye-classifying network for the config's 2–4 dyes; writes the model folder, the
     mask, every dye's PSF montage (psf_dyes.png) and the training curves."""
     cfg = load_config(config)
@@ -160,7 +163,7 @@ def run_design_multicolor(config: str, out: Path, steps: int | None, minutes: fl
         raise UserInputError(f"{config}: model.colors must equal the number of dyes ({len(dyes)})")
     trainer, summary = learn_mask_and_network(config, out, steps, minutes, from_scratch, smoothness_weight, resume,
                                               device, basis, max_noll,
-                                              "mask and dye-classifying network learned together")
+                                              "mask and dye-classifying network learned together", crlb_cap_nm)
     z = np.linspace(*axial_range(trainer.cfg), 5)
     with torch.no_grad():
         stack = np.concatenate([p.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()

@@ -42,13 +42,31 @@ def smoothness(phase: torch.Tensor, aperture: torch.Tensor) -> torch.Tensor:
     return sum(terms) / 2
 
 
+def crlb_3d(psf: PupilPSF, z_nm: torch.Tensor, photons: float, background: float,
+            variance: Variance) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-plane 3D bound √(CRLB_x + CRLB_y + CRLB_z) (nm, (Z,)) and the per-plane √CRLB of x, y, z."""
+    bounds = crlb_vs_z(psf, z_nm, photons, background, variance)
+    per_axis = {k: bounds[k] for k in ("x", "y", "z")}
+    return torch.sqrt(per_axis["x"] ** 2 + per_axis["y"] ** 2 + per_axis["z"] ** 2), per_axis
+
+
 def mean_3d_crlb(psf: PupilPSF, z_nm: torch.Tensor, photons: float, background: float,
                  variance: Variance) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """mean over z of √(CRLB_x + CRLB_y + CRLB_z) (nm), and the per-plane √CRLB of x, y, z."""
-    bounds = crlb_vs_z(psf, z_nm, photons, background, variance)
-    per_axis = {k: bounds[k] for k in ("x", "y", "z")}
-    total = torch.sqrt(per_axis["x"] ** 2 + per_axis["y"] ** 2 + per_axis["z"] ** 2)
+    total, per_axis = crlb_3d(psf, z_nm, photons, background, variance)
     return total.mean(), per_axis
+
+
+def crlb_cap_penalty(psf: PupilPSF, z_nm: torch.Tensor, photons: float, background: float, variance: Variance,
+                     cap_nm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean over z of max(0, ln(b_z / cap))² for the 3D bound b_z (nm) of a centred emitter, and b_z.
+
+    Zero while every plane's bound is within the cap; grows with the log of the excess, so a plane whose
+    PSF carries almost no information (b_z ≫ cap) pulls hard without swamping the loss by its size.
+    """
+    total, _ = crlb_3d(psf, z_nm, photons, background, variance)
+    total = torch.nan_to_num(total, nan=1e6, posinf=1e6)
+    return torch.relu(torch.log(total / cap_nm)).pow(2).mean(), total
 
 
 @dataclass

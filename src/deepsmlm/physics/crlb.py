@@ -63,7 +63,7 @@ def crlb(psf: PSF, theta: torch.Tensor, variance: Variance = poisson_variance,
 def crlb_vs_z(psf: PSF, z_nm: torch.Tensor, photons: float, background: float,
               variance: Variance = poisson_variance, params: Sequence[str] = PARAMS) -> dict[str, torch.Tensor]:
     """CRLB of a centred emitter at each z: {parameter: (Z,) std}, positions in nm."""
-    theta = torch.zeros(len(z_nm), 5, dtype=torch.float32)
+    theta = torch.zeros(len(z_nm), 5, dtype=torch.float32, device=z_nm.device)
     theta[:, 2] = z_nm
     theta[:, 3] = photons
     theta[:, 4] = background

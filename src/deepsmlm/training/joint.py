@@ -8,6 +8,12 @@ gradients reach the mask), and the network's localization loss is minimised over
 and mask phase; an optional smoothness penalty keeps the phase printable. Validation frames are
 re-rendered with the current mask (same seeded emitters) before each validation. The learned mask is
 saved wrapped to (−π, π] with the model; its config points at it, so the folder reproduces the PSF.
+
+An optional information floor (``crlb_cap_nm``) adds the mask-only penalty of
+``optics.design.crlb_cap_penalty`` at a few stratified random depths per step (a centred emitter of the
+config's mean photons on its mean background): the network's loss alone lets the mask give up on part of
+the axial range where dense emitters are hard, since a network that predicts nothing there sends the mask
+no gradient to keep those depths informative.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import torch
 from deepsmlm.config import EmitterConfig, MaskConfig, SimulationConfig
 from deepsmlm.io.atomic import atomic_path
 from deepsmlm.models.registry import save_model
-from deepsmlm.optics.design import START_NOISE_RAD, smoothness, zernike_modes
+from deepsmlm.optics.design import START_NOISE_RAD, crlb_cap_penalty, smoothness, zernike_modes
 from deepsmlm.optics.dye_masks import pinned_grid, shared_mask_dye_psfs
 from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um
 from deepsmlm.optics.masks import wrap_phase
@@ -32,18 +38,22 @@ MASK_FILE = "mask.npy"
 LAST_MASK_FILE = "last_mask.npy"
 LAST_COEFFICIENTS_FILE = "last_zernike.npy"
 MASK_LR_SCALE = 10.0  # the mask's learning rate relative to the network's (radians move slowly otherwise)
+CRLB_PLANES_PER_STEP = 3  # depths the information floor is checked at per step (one per third of the range)
+CRLB_REPORT_PLANES = 9  # depths of the worst-plane bound recorded at each validation
 
 
 class JointTrainer(Trainer):
     """A Trainer whose simulator's mask phase is learned with the network."""
 
     def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", start_from_mask: bool = True,
-                 smoothness_weight: float = 0.0, basis: str = "pixel", max_noll: int = 28):
+                 smoothness_weight: float = 0.0, basis: str = "pixel", max_noll: int = 28,
+                 crlb_cap_nm: float | None = None):
         if basis not in ("pixel", "zernike"):
             raise ValueError(f"basis must be pixel or zernike, got {basis!r}")
         self.basis = basis
         psf = build_pupil_psf(cfg if start_from_mask else _without_mask(cfg), learnable_mask=basis == "pixel")
         self.smoothness_weight = smoothness_weight
+        self.crlb_cap_nm = crlb_cap_nm
         self.psf = psf
         # multicolour: every dye sees the same learnable mask at its own wavelength
         self.dye_psfs = shared_mask_dye_psfs(cfg, psf) if cfg.emitters.dyes else None
@@ -56,6 +66,7 @@ class JointTrainer(Trainer):
             self.coefficients = torch.nn.Parameter(start.to(dev))
         super().__init__(cfg, out, device, psf=psf, dye_psfs=self.dye_psfs)
         self.mask_pitch_um = grid_mask_pitch_um(cfg, psf.grid)
+        self.variance = self.sim.camera.variance_photons
         self.refresh_mask()
 
     def mask_parameter(self) -> torch.nn.Parameter:
@@ -94,13 +105,28 @@ class JointTrainer(Trainer):
     def loss_terms(self, loss: torch.Tensor) -> torch.Tensor:
         if self.smoothness_weight > 0:
             loss = loss + self.smoothness_weight * smoothness(self.psf.mask_phase, self.psf.aperture)
+        if self.crlb_cap_nm is not None:
+            z0, z1 = self.cfg.emitters.z_range_nm
+            k = CRLB_PLANES_PER_STEP
+            u = (torch.arange(k) + torch.rand(k, generator=self.rng)) / k
+            loss = loss + self.crlb_excess(z0 + (z1 - z0) * u)[0]
         return loss
+
+    def crlb_excess(self, z_nm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The information-floor penalty at depths ``z_nm`` and their 3D bounds (nm)."""
+        cfg = self.cfg
+        return crlb_cap_penalty(self.psf, z_nm.to(self.device), cfg.emitters.photons.expected(),
+                                float(np.mean(cfg.background.photons_per_px)), self.variance, self.crlb_cap_nm)
 
     def validate(self) -> dict:
         with torch.no_grad():
             self.refresh_mask()
             self.validation = ValidationSet.build(self.sim, training_field(self.cfg))
-        return super().validate()
+        record = super().validate()
+        if self.crlb_cap_nm is not None:  # the worst depth's bound, to see the floor hold
+            z = torch.linspace(*self.cfg.emitters.z_range_nm, CRLB_REPORT_PLANES)
+            record["worst_crlb_3d_nm"] = float(self.crlb_excess(z)[1].detach().max())
+        return record
 
     def saved_config(self) -> SimulationConfig:
         """The model config with the learned mask (saved beside it) as its phase mask."""
