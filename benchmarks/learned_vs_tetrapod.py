@@ -6,8 +6,9 @@ density are simulated with the same seed for both, so the emitters (positions, p
 and only the PSF differs. Scored like the paper (ground truth above ``--label-photons``, dimmer emitters
 neutral, 100 nm lateral and axial). Also the PSFs' lateral footprint: the radius holding 90 % of a
 centred emitter's energy, averaged over z, and the 50 % radius (the 90 % one is set by the faint halo
-that high-NA light spreads over the whole patch). Prints one JSON document; ``--plot`` draws Jaccard
-and RMSE against density.
+that high-NA light spreads over the whole patch), and the recall of counted emitters in each quarter
+of the axial range (a mask that gives up part of the range shows there). Prints one JSON document;
+``--plot`` draws Jaccard and RMSE against density.
 
     python benchmarks/learned_vs_tetrapod.py --tetrapod MODEL_DIR --learned MODEL_DIR
         [--counts 10 20 36 54 72 88] [--frames 100] [--plot out.png] [--psf-plot psfs.png]
@@ -24,7 +25,7 @@ import platform
 import numpy as np
 import torch
 
-from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.analysis.metrics import evaluate, recall_by_depth
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import fold_batchnorm, load_model, resolve_model_dir
@@ -33,6 +34,7 @@ from deepsmlm.optics.footprint import energy_radius_nm
 from deepsmlm.simulation.simulator import Simulator
 
 KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
+DEPTH_BANDS = 4  # equal parts of the z range for the recall by depth
 
 
 def scores(name: str, count: int, n_frames: int, label_photons: float) -> dict:
@@ -47,8 +49,11 @@ def scores(name: str, count: int, n_frames: int, label_photons: float) -> dict:
     predictor = DensityPredictor(cfg, fold_batchnorm(net))
     with torch.inference_mode():
         table = predictor.localize_frames(batch.adu)
-    m = evaluate(truth, Localizations(table, meta), 100.0, 100.0, counted=em.photons.numpy() > label_photons)
-    return {k: m[k] for k in KEYS}
+    pred = Localizations(table, meta)
+    counted = em.photons.numpy() > label_photons
+    m = evaluate(truth, pred, 100.0, 100.0, counted=counted)
+    by_depth = recall_by_depth(truth, pred, cfg.emitters.z_range_nm, DEPTH_BANDS, 100.0, 100.0, counted)
+    return {**{k: m[k] for k in KEYS}, "recall_by_depth_nm": by_depth}
 
 
 def main() -> None:

@@ -106,9 +106,18 @@ def comparison_figure(panels: Sequence[tuple[str, np.ndarray, float, str]], path
 
 
 def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: str = "") -> None:
-    """Validation Jaccard and RMSE (lateral, and axial when present) against the training step."""
+    """Validation Jaccard and RMSE (lateral, and axial when present) against the training step, and the
+    recall in each depth band when the history has it (3D)."""
     steps = [h["step"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    by_depth = [h.get("recall_by_depth") for h in history]
+    fig, axes = plt.subplots(1, 3 if any(by_depth) else 2, figsize=(13.5 if any(by_depth) else 9, 3.2))
+    if any(by_depth):
+        bands = next(b for b in by_depth if b)
+        for band in bands:
+            values = [(b or {}).get(band) for b in by_depth]
+            axes[2].plot(steps, [np.nan if v is None else v for v in values], "o-", ms=3, label=f"z {band} nm")
+        axes[2].set_ylabel("validation recall by depth")
+        axes[2].legend(fontsize=7)
     axes[0].plot(steps, [h["jaccard"] for h in history], "o-", ms=3)
     axes[0].set_ylabel("validation Jaccard")
     for key, label in (("rmse_lateral_nm", "lateral"), ("rmse_axial_nm", "axial")):

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from deepsmlm.cli import app
-from deepsmlm.optics.design import mean_3d_crlb
+from deepsmlm.optics.design import crlb_3d, crlb_cap_penalty, mean_3d_crlb
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
 from deepsmlm.physics.crlb import poisson_variance
 from tests.integration.test_cli import _tetrapod_mask_present
@@ -49,6 +49,34 @@ def test_mask_gradient_of_the_mean_3d_crlb_matches_finite_differences():
             fd = (objective(mask + step) - objective(mask - step)) / 2e-2
         assert float(phase.grad[r, c]) == pytest.approx(float(fd), rel=0.03, abs=1e-4)
     assert float(phase.grad[0, 0]) == 0.0  # outside the aperture the phase does nothing
+
+
+def test_information_floor_is_zero_within_the_cap_and_pulls_the_worst_depth_down():
+    """crlb_cap_penalty: nothing while every depth's 3D bound is under the cap; above it, descending the
+    penalty lowers the worst depth's bound (a flat pupil knows little about z near focus)."""
+    grid = PupilGrid(64, 110.0, 670.0, 1.45, 1.518, 1.33)
+    psf = PupilPSF(grid, 21, 1500.0)
+    z = torch.linspace(-800, 800, 5)
+    phase = torch.nn.Parameter(0.05 * torch.randn(64, 64, generator=torch.Generator().manual_seed(1)))
+    psf.mask_phase = phase * grid.aperture.float()
+    bounds, _ = crlb_3d(psf, z, 3000.0, 20.0, poisson_variance)
+    worst = float(bounds.detach().max())
+    loose, _ = crlb_cap_penalty(psf, z, 3000.0, 20.0, poisson_variance, 1.01 * worst)
+    assert float(loose.detach()) == 0.0
+    cap = 0.5 * float(bounds.detach().min())
+    tight, _ = crlb_cap_penalty(psf, z, 3000.0, 20.0, poisson_variance, cap)
+    assert float(tight.detach()) == pytest.approx(float(torch.log(bounds.detach() / cap).pow(2).mean()), rel=1e-5)
+    optim = torch.optim.Adam([phase], lr=0.05)
+    for _ in range(15):
+        psf.mask_phase = phase * grid.aperture.float()
+        penalty, _ = crlb_cap_penalty(psf, z, 3000.0, 20.0, poisson_variance, cap)
+        optim.zero_grad()
+        penalty.backward()
+        optim.step()
+    psf.mask_phase = phase.detach() * grid.aperture.float()
+    with torch.no_grad():
+        after, _ = crlb_3d(psf, z, 3000.0, 20.0, poisson_variance)
+    assert float(after.max()) < 0.8 * worst
 
 
 @pytest.mark.parametrize("basis", ["zernike", "pixel"])
@@ -142,8 +170,12 @@ def test_learning_the_mask_with_the_network_end_to_end(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     runner = CliRunner()
     out = tmp_path / "learned"
-    result = runner.invoke(app, ["design", "learn", str(path), "-o", str(out), "--steps", "4", "--smoothness", "0.1"])
+    result = runner.invoke(app, ["design", "learn", str(path), "-o", str(out), "--steps", "4", "--smoothness", "0.1",
+                                 "--crlb-cap", "15"])
     assert result.exit_code == 0, result.output
+    history = json.loads((out / "training_log.json").read_text())["history"]
+    assert all(np.isfinite(h["worst_crlb_3d_nm"]) and h["worst_crlb_3d_nm"] > 0 for h in history)
+    assert all(list(h["recall_by_depth"]) == ["-1000..-500", "-500..0", "0..500", "500..1000"] for h in history)
     for name in ("mask.npy", "mask.mat", "mask.png", "psf.png", "training_curves.png", "model.safetensors",
                  "config.yaml"):
         assert (out / name).is_file(), name

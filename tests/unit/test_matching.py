@@ -218,3 +218,20 @@ def test_neutral_ground_truth_counts_neither_way():
     # GT 0 and 3 count: GT 0 matched (TP), GT 3 matched (TP); pred on GT 1 neutral; GT 2 neutral miss; pred 3 FP
     assert (m["n_tp"], m["n_fp"], m["n_fn"], m["n_gt"], m["n_pred"]) == (2, 1, 0, 2, 3)
     assert m["jaccard"] == pytest.approx(2 / 3)
+
+
+def test_recall_by_depth_counts_each_band_of_the_axial_range():
+    """Six emitters over −1…+1 µm in 2 bands: the bottom band's three all found, the top band's one of
+    three (one missed, one found 300 nm too deep); a dim emitter excluded by ``counted`` leaves its band."""
+    from deepsmlm.analysis.metrics import recall_by_depth
+
+    z = [-900.0, -500.0, -100.0, 100.0, 500.0, 900.0]
+    gt = locs([(x, y, zz) for (x, y), zz in zip(GRID, z)])
+    found = [(x + 20, y, zz + 30) for (x, y), zz in list(zip(GRID, z))[:4]] + [(GRID[5][0], GRID[5][1], 600.0)]
+    pred = locs(found)
+    r = recall_by_depth(gt, pred, (-1000.0, 1000.0), 2, 100.0, 100.0)
+    assert r == {"-1000..0": 1.0, "0..1000": pytest.approx(1 / 3)}
+    counted = np.array([True, True, True, True, False, True])
+    r = recall_by_depth(gt, pred, (-1000.0, 1000.0), 2, 100.0, 100.0, counted)
+    assert r["0..1000"] == pytest.approx(1 / 2)
+    assert recall_by_depth(gt, pred, (-1000.0, 1000.0), 4, 100.0, 100.0, counted)["500..1000"] == 0.0

@@ -113,3 +113,19 @@ def evaluate(gt: Localizations, pred: Localizations, lateral_tol_nm: float = 250
                axial_tol_nm=float(axial_tol_nm) if matches.three_d and axial_tol_nm is not None else None,
                match=method, border_nm=float(border_nm))
     return out
+
+
+def recall_by_depth(gt: Localizations, pred: Localizations, z_range_nm: tuple[float, float], bands: int,
+                    lateral_tol_nm: float, axial_tol_nm: float, counted: np.ndarray | None = None
+                    ) -> dict[str, float | None]:
+    """Recall of the (counted) ground truth in ``bands`` equal parts of ``z_range_nm``, keyed "lo..hi" (nm),
+    bottom first; None for a part without ground truth. One matching as in :func:`evaluate`."""
+    matches = match(gt, pred, lateral_tol_nm, axial_tol_nm)
+    found = np.zeros(len(gt), dtype=bool)
+    found[matches.gt_idx] = True
+    counted = np.ones(len(gt), dtype=bool) if counted is None else np.asarray(counted, dtype=bool)
+    edges = np.linspace(*z_range_nm, bands + 1)
+    band = np.clip(np.searchsorted(edges, gt.table["z_nm"].to_numpy(), side="right") - 1, 0, bands - 1)
+    return {f"{edges[k]:.0f}..{edges[k + 1]:.0f}": _ratio(int((found & counted & (band == k)).sum()),
+                                                        int((counted & (band == k)).sum()))
+            for k in range(bands)}

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.analysis.metrics import evaluate, recall_by_depth
 from deepsmlm.config import EmitterConfig, SimulationConfig
 from deepsmlm.inference.predict import DensityPredictor, normalised_input
 from deepsmlm.io.atomic import write_text_atomic
@@ -37,6 +37,7 @@ from deepsmlm.training.losses import deepstorm_loss
 from deepsmlm.training.targets import spike_volume
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+DEPTH_BANDS = 4  # 3D validation also reports the recall in each quarter of the z range
 HISTORY = "training_log.json"
 
 
@@ -228,8 +229,12 @@ class Trainer:
         everything = predictor.localize_frames(self.validation.adu, threshold=THRESHOLDS[0])
         scores = []
         n_true = len(self.validation.truth)
+
+        def pred_at(thr: float) -> Localizations:
+            return Localizations(everything[everything.prob >= thr].reset_index(drop=True), self.validation.truth.meta)
+
         for thr in THRESHOLDS:
-            pred = Localizations(everything[everything.prob >= thr].reset_index(drop=True), self.validation.truth.meta)
+            pred = pred_at(thr)
             if len(pred) > 4 * max(n_true, 1):  # an untrained net: far too many detections to be worth matching
                 continue
             m = evaluate(self.validation.truth, pred, self.cfg.training.lateral_tol_nm, self.cfg.training.axial_tol_nm,
@@ -245,7 +250,11 @@ class Trainer:
         record = {"step": self.step, "jaccard": jaccard, "threshold": thr, "rmse_lateral_nm": m["rmse_lateral_nm"],
                   "recall": m["recall"], "precision": m["precision"], "efficiency_lateral": m["efficiency_lateral"]}
         if self.cfg.model.z_planes > 1:
-            record.update(rmse_axial_nm=m["rmse_axial_nm"], efficiency_axial=m["efficiency_axial"])
+            record.update(rmse_axial_nm=m["rmse_axial_nm"], efficiency_axial=m["efficiency_axial"],
+                          recall_by_depth=recall_by_depth(
+                              self.validation.truth, pred_at(thr), self.cfg.emitters.z_range_nm, DEPTH_BANDS,
+                              self.cfg.training.lateral_tol_nm, self.cfg.training.axial_tol_nm,
+                              self.validation.counted))
         if self.cfg.model.colors > 1:
             record.update(color_accuracy=m.get("color_accuracy"))
         self.history.append(record)
