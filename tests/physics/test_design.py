@@ -187,6 +187,11 @@ def test_learning_the_mask_with_the_network_end_to_end(tmp_path):
     tifffile.imwrite(stack, np.full((2, 24, 24), 40, np.uint16))
     result = runner.invoke(app, ["localize", str(stack), "--model", str(out), "-o", str(tmp_path / "l.csv")])
     assert result.exit_code == 0, result.output
+    cfg["model"] = dict(cfg["model"], z_planes=1)
+    flat = tmp_path / "tiny2d.yaml"
+    flat.write_text(yaml.safe_dump(cfg))
+    result = runner.invoke(app, ["design", "learn", str(flat), "-o", str(tmp_path / "f"), "--crlb-cap", "20"])
+    assert result.exit_code != 0 and "needs a 3D model" in result.output
     last = np.load(out / "last_mask.npy")
     result = runner.invoke(app, ["design", "learn", str(path), "-o", str(out), "--steps", "6", "--resume"])
     assert result.exit_code == 0, result.output

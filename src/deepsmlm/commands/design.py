@@ -120,6 +120,8 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
         raise UserInputError(f"{config}: learning a mask trains a deepstorm3d model (model.kind)")
     if basis not in ("pixel", "zernike"):
         raise UserInputError(f"--basis {basis!r}: choose pixel or zernike")
+    if crlb_cap_nm is not None and cfg.model.z_planes == 1:
+        raise UserInputError(f"{config}: --crlb-cap bounds the 3D CRLB; it needs a 3D model (model.z_planes > 1)")
     trainer = JointTrainer(cfg, out, device, start_from_mask=not from_scratch and not resume,
                            smoothness_weight=smoothness_weight, basis=basis, max_noll=max_noll,
                            crlb_cap_nm=crlb_cap_nm)
