@@ -34,7 +34,6 @@ from deepsmlm.optics.footprint import energy_radius_nm
 from deepsmlm.simulation.simulator import Simulator
 
 KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
-DEPTH_BANDS = 4  # equal parts of the z range for the recall by depth
 
 
 def scores(name: str, count: int, n_frames: int, label_photons: float) -> dict:
@@ -52,7 +51,7 @@ def scores(name: str, count: int, n_frames: int, label_photons: float) -> dict:
     pred = Localizations(table, meta)
     counted = em.photons.numpy() > label_photons
     m = evaluate(truth, pred, 100.0, 100.0, counted=counted)
-    by_depth = recall_by_depth(truth, pred, cfg.emitters.z_range_nm, DEPTH_BANDS, 100.0, 100.0, counted)
+    by_depth = recall_by_depth(truth, pred, cfg.emitters.z_range_nm, 100.0, 100.0, counted)
     return {**{k: m[k] for k in KEYS}, "recall_by_depth_nm": by_depth}
 
 

@@ -229,9 +229,9 @@ def test_recall_by_depth_counts_each_band_of_the_axial_range():
     gt = locs([(x, y, zz) for (x, y), zz in zip(GRID, z)])
     found = [(x + 20, y, zz + 30) for (x, y), zz in list(zip(GRID, z))[:4]] + [(GRID[5][0], GRID[5][1], 600.0)]
     pred = locs(found)
-    r = recall_by_depth(gt, pred, (-1000.0, 1000.0), 2, 100.0, 100.0)
+    r = recall_by_depth(gt, pred, (-1000.0, 1000.0), 100.0, 100.0, bands=2)
     assert r == {"-1000..0": 1.0, "0..1000": pytest.approx(1 / 3)}
     counted = np.array([True, True, True, True, False, True])
-    r = recall_by_depth(gt, pred, (-1000.0, 1000.0), 2, 100.0, 100.0, counted)
+    r = recall_by_depth(gt, pred, (-1000.0, 1000.0), 100.0, 100.0, counted, bands=2)
     assert r["0..1000"] == pytest.approx(1 / 2)
-    assert recall_by_depth(gt, pred, (-1000.0, 1000.0), 4, 100.0, 100.0, counted)["500..1000"] == 0.0
+    assert recall_by_depth(gt, pred, (-1000.0, 1000.0), 100.0, 100.0, counted)["500..1000"] == 0.0

@@ -115,8 +115,11 @@ def evaluate(gt: Localizations, pred: Localizations, lateral_tol_nm: float = 250
     return out
 
 
-def recall_by_depth(gt: Localizations, pred: Localizations, z_range_nm: tuple[float, float], bands: int,
-                    lateral_tol_nm: float, axial_tol_nm: float, counted: np.ndarray | None = None
+DEPTH_BANDS = 4  # recall by depth: quarters of the z range unless told otherwise
+
+
+def recall_by_depth(gt: Localizations, pred: Localizations, z_range_nm: tuple[float, float], lateral_tol_nm: float,
+                    axial_tol_nm: float, counted: np.ndarray | None = None, bands: int = DEPTH_BANDS
                     ) -> dict[str, float | None]:
     """Recall of the (counted) ground truth in ``bands`` equal parts of ``z_range_nm``, keyed "lo..hi" (nm),
     bottom first; None for a part without ground truth. One matching as in :func:`evaluate`."""

@@ -37,7 +37,6 @@ from deepsmlm.training.losses import deepstorm_loss
 from deepsmlm.training.targets import spike_volume
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-DEPTH_BANDS = 4  # 3D validation also reports the recall in each quarter of the z range
 HISTORY = "training_log.json"
 
 
@@ -252,7 +251,7 @@ class Trainer:
         if self.cfg.model.z_planes > 1:
             record.update(rmse_axial_nm=m["rmse_axial_nm"], efficiency_axial=m["efficiency_axial"],
                           recall_by_depth=recall_by_depth(
-                              self.validation.truth, pred_at(thr), self.cfg.emitters.z_range_nm, DEPTH_BANDS,
+                              self.validation.truth, pred_at(thr), self.cfg.emitters.z_range_nm,
                               self.cfg.training.lateral_tol_nm, self.cfg.training.axial_tol_nm,
                               self.validation.counted))
         if self.cfg.model.colors > 1:
