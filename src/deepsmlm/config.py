@@ -193,6 +193,9 @@ class EmitterConfig(_Strict):
     density_per_um2: float | None = Field(None, ge=0)
     count: tuple[int, int] | None = Field(None, description="uniform range of emitters per frame, inclusive")
     z_range_nm: tuple[float, float] = (0.0, 0.0)
+    margin_px: float = Field(
+        0.0, ge=0, description="uniform placement keeps emitters this many camera pixels from the frame edge"
+    )
     photons: PhotonConfig = PhotonConfig()
     blinking: BlinkingConfig = BlinkingConfig()
     structure: StructureConfig = StructureConfig()
@@ -263,6 +266,9 @@ class TrainingConfig(_Strict):
     dice_weight: float = Field(0.0, ge=0, description="weight of the Dice term (DeepSTORM3D)")
     label_min_photons: float = Field(0.0, ge=0, description="only emitters above this many photons are labelled")
     field_px: int | None = Field(None, ge=8, description="train on square fields of this size (counts scaled by area)")
+    bfloat16: bool = Field(
+        False, description="run the network in bfloat16 autocast while training (≈1.3-1.7× faster on CPUs with AVX512-BF16)"
+    )
     axial_tol_nm: float | None = Field(None, gt=0, description="axial matching radius for validation (3D)")
     validation_frames: int = Field(64, ge=1)
     validate_every: int = Field(100, ge=1)
@@ -284,6 +290,13 @@ class SimulationConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     frames: int = Field(100, ge=1, description="default number of frames for `simulate`")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _margin_inside_frame(self) -> "SimulationConfig":
+        if 2 * self.emitters.margin_px >= min(self.frame.height, self.frame.width):
+            raise ValueError(f"emitters.margin_px {self.emitters.margin_px} leaves no room in a "
+                             f"{self.frame.height}x{self.frame.width} px frame")
+        return self
 
     @model_validator(mode="after")
     def _one_output_per_dye(self) -> "SimulationConfig":

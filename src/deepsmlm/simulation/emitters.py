@@ -87,7 +87,7 @@ def sample_emitters(
 ) -> Emitters:
     """Emitters for frames 0 .. n_frames - 1, rows sorted by frame.
 
-    Positions follow ``emitters.structure`` (uniform in the field and ``z_range_nm``, on
+    Positions follow ``emitters.structure`` (uniform in ``z_range_nm`` and the field less ``margin_px``, on
     filaments, or on an ellipsoid surface centred on the field and on the middle of the z range).
     Without blinking each frame holds fresh molecules: ``count`` uniform in [low, high] or
     Poisson(density x field area). With blinking a fixed pool of molecules switches on and off
@@ -156,8 +156,9 @@ def _position_sampler(
     if structure.kind == "ellipsoid":
         center = (width / 2, height / 2, z_center)
         return lambda n: sample_on_ellipsoid(structure.ellipsoid_semi_axes_nm, center, n, generator)
-    offset = torch.tensor([0.0, 0.0, z_low], dtype=torch.float64)
-    extent = torch.tensor([width, height, z_high - z_low], dtype=torch.float64)
+    margin = emitters.margin_px * frame.pixel_size_nm
+    offset = torch.tensor([margin, margin, z_low], dtype=torch.float64)
+    extent = torch.tensor([width - 2 * margin, height - 2 * margin, z_high - z_low], dtype=torch.float64)
     return lambda n: offset + extent * torch.rand(n, 3, generator=generator, dtype=torch.float64)
 
 

@@ -42,12 +42,13 @@ HISTORY = "training_log.json"
 
 def density_range(cfg: SimulationConfig) -> tuple[float, float]:
     """Training densities (µm⁻²): the training range, else the config's density, else its emitter count
-    range over the config's frame area."""
+    range over the area emitters are placed in (the frame less ``emitters.margin_px``)."""
     if cfg.training.density_range_per_um2 is not None:
         return cfg.training.density_range_per_um2
     if cfg.emitters.density_per_um2 is not None:
         return cfg.emitters.density_per_um2, cfg.emitters.density_per_um2
-    area_um2 = cfg.frame.height * cfg.frame.width * (cfg.frame.pixel_size_nm / 1000) ** 2
+    inner = 2 * cfg.emitters.margin_px
+    area_um2 = (cfg.frame.height - inner) * (cfg.frame.width - inner) * (cfg.frame.pixel_size_nm / 1000) ** 2
     lo, hi = cfg.emitters.count
     return lo / area_um2, hi / area_um2
 
@@ -64,9 +65,10 @@ def training_field(cfg: SimulationConfig) -> SimulationConfig:
 
 
 def training_emitters(cfg: SimulationConfig, density: float) -> EmitterConfig:
-    """Uniformly random, independent emitters at ``density`` with the config's photons and z range."""
+    """Uniformly random, independent emitters at ``density`` with the config's photons and z range, up to
+    the field's edge (training fields are crops of a frame, so a frame margin does not apply)."""
     em = cfg.emitters.model_copy(deep=True)
-    em.density_per_um2, em.count = density, None
+    em.density_per_um2, em.count, em.margin_px = density, None, 0.0
     em.structure.kind = "uniform"
     em.blinking.enabled = False
     return em
@@ -212,7 +214,9 @@ class Trainer:
             group["lr"] = self.learning_rate() * group.get("lr_scale", 1.0)
         x, target = self.batch()
         t, m = self.cfg.training, self.cfg.model
-        loss = self.loss_terms(deepstorm_loss(self.net(x), target, t.target_sigma_px, t.l1_weight,
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bfloat16):
+            pred = self.net(x)
+        loss = self.loss_terms(deepstorm_loss(pred.float(), target, t.target_sigma_px, t.l1_weight,
                                               t.target_sigma_planes, t.dice_weight, m.colors))
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
