@@ -141,7 +141,10 @@ class Trainer:
             cfg.model.input_offset_photons, cfg.model.input_scale_photons = default_normalisation(cfg, self.sim.psf)
         self.cfg = cfg
         torch.manual_seed(cfg.training.seed)
-        self.net = build_network(cfg.model).to(self.device).to(memory_format=torch.channels_last)
+        # channels-last speeds float32 convolutions on CPU, but its bfloat16 backward of dilated
+        # convolutions crashes (torch 2.13 CPU): bfloat16 runs keep the default layout
+        self.layout = torch.contiguous_format if cfg.training.bfloat16 else torch.channels_last
+        self.net = build_network(cfg.model).to(self.device).to(memory_format=self.layout)
         self.optim = torch.optim.Adam(self.parameter_groups(), lr=cfg.training.learning_rate)
         self.rng = torch.Generator().manual_seed(cfg.training.seed)
         self.step = 0
@@ -165,7 +168,7 @@ class Trainer:
         lo, hi = density_range(training_field(self.cfg))
         density = lo + (hi - lo) * float(torch.rand(1, generator=self.rng))
         x, em = self.simulate_input(training_emitters(self.cfg, density))
-        return x.contiguous(memory_format=torch.channels_last), self.targets(em.to(self.device), t.batch_size)
+        return x.contiguous(memory_format=self.layout), self.targets(em.to(self.device), t.batch_size)
 
     def targets(self, em: Emitters, n_frames: int) -> torch.Tensor:
         """(F, C·D, u·H, u·W) occupancy of the labelled emitters: one volume per dye (C = 1 unless
