@@ -10,14 +10,15 @@ import torch
 from typer.testing import CliRunner
 
 from deepsmlm.cli import app
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import SimulationConfig, config_from_dict
+from deepsmlm.errors import UserInputError
 from deepsmlm.inference.postprocess import density_peaks
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.models.deepstorm3d import DeepStorm3D, receptive_field_px
 from deepsmlm.models.registry import build_network
 from deepsmlm.training.losses import deepstorm_loss
 from deepsmlm.training.targets import spike_volume
-from deepsmlm.training.trainer import Trainer, density_range, training_field
+from deepsmlm.training.trainer import Trainer, density_range, training_emitters, training_field
 
 Z_RANGE = (-1000.0, 1000.0)  # 10 planes of 200 nm
 
@@ -87,6 +88,30 @@ def test_count_range_becomes_a_density_and_training_fields_keep_it():
     field = training_field(cfg)
     assert (field.frame.height, field.frame.width) == (16, 16)
     assert density_range(field) == pytest.approx((lo, hi))
+    # with a margin the counts fall in the inner (24 − 2·4)² px, and training crops place emitters everywhere
+    cfg.emitters.margin_px = 4.0
+    inner = (16 * 0.1) ** 2
+    assert density_range(training_field(cfg)) == pytest.approx((1 / inner, 6 / inner))
+    assert training_emitters(cfg, 1.0).margin_px == 0.0
+
+
+def test_a_margin_that_leaves_no_room_is_refused():
+    data = tiny_3d_config().model_dump()
+    data["emitters"]["margin_px"] = 12.0
+    with pytest.raises(UserInputError, match="margin_px 12.0 leaves no room in a 24x24 px frame"):
+        config_from_dict(data, "cfg.yaml")
+
+
+def test_bfloat16_training_runs_the_network_in_bfloat16_and_learns(tmp_path, monkeypatch):
+    cfg = tiny_3d_config()
+    cfg.training.bfloat16 = True
+    trainer = Trainer(cfg, tmp_path / "m")
+    seen = []
+    trainer.net.head.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    first = trainer.train_step()
+    losses = [trainer.train_step() for _ in range(30)]
+    assert seen[0] == torch.bfloat16 and all(p.dtype == torch.float32 for p in trainer.net.parameters())
+    assert np.mean(losses[-5:]) < first
 
 
 def test_tiny_3d_model_trains_saves_and_localizes_in_3d(tmp_path):

@@ -25,6 +25,14 @@ def test_density_sets_mean_and_poisson_variance_of_count_per_frame():
     assert counts.var().item() == pytest.approx(40.0, rel=0.1)
 
 
+def test_margin_keeps_uniform_emitters_that_far_from_every_edge():
+    em = sample_emitters(EmitterConfig(density_per_um2=5.0, margin_px=8.0), FRAME, 200, gen())
+    x, y, _ = em.xyz_nm.T
+    assert x.min() >= 800 and x.max() <= 4200 and y.min() >= 800 and y.max() <= 3200
+    # the inner field is filled: emitters come within a pixel of the margin on every side
+    assert x.min() < 900 and x.max() > 4100 and y.min() < 900 and y.max() > 3100
+
+
 def test_count_range_is_respected_and_covered():
     em = sample_emitters(EmitterConfig(count=(3, 7)), FRAME, 500, gen())
     counts = torch.bincount(em.frame, minlength=500)
