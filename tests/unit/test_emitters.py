@@ -31,6 +31,8 @@ def test_margin_keeps_uniform_emitters_that_far_from_every_edge():
     assert x.min() >= 800 and x.max() <= 4200 and y.min() >= 800 and y.max() <= 3200
     # the inner field is filled: emitters come within a pixel of the margin on every side
     assert x.min() < 900 and x.max() > 4100 and y.min() < 900 and y.max() > 3100
+    # a density counts per µm² of that inner field: 5/µm² × (34 × 24 px of 100 nm) = 40.8 per frame
+    assert len(em) / 200 == pytest.approx(40.8, rel=0.03)
 
 
 def test_count_range_is_respected_and_covered():

@@ -90,7 +90,7 @@ def sample_emitters(
     Positions follow ``emitters.structure`` (uniform in ``z_range_nm`` and the field less ``margin_px``, on
     filaments, or on an ellipsoid surface centred on the field and on the middle of the z range).
     Without blinking each frame holds fresh molecules: ``count`` uniform in [low, high] or
-    Poisson(density x field area). With blinking a fixed pool of molecules switches on and off
+    Poisson(density x placement area). With blinking a fixed pool of molecules switches on and off
     (see ``_blinking_emitters``). With ``dyes`` every molecule carries one dye (``color``).
     """
     place = _position_sampler(emitters, frame, generator)
@@ -120,15 +120,17 @@ def dye_labels(emitters: EmitterConfig, molecule: torch.Tensor, generator: torch
     return per_molecule[molecule]
 
 
-def _field_area_um2(frame: FrameConfig) -> float:
-    return frame.width * frame.height * (frame.pixel_size_nm / 1000) ** 2
+def placement_area_um2(emitters: EmitterConfig, frame: FrameConfig) -> float:
+    """Area (µm²) uniform emitters are placed in: the frame less ``emitters.margin_px`` on each side."""
+    inner = 2 * emitters.margin_px
+    return (frame.width - inner) * (frame.height - inner) * (frame.pixel_size_nm / 1000) ** 2
 
 
 def _mean_count(emitters: EmitterConfig, frame: FrameConfig) -> float:
     """Expected emitters per frame: (low + high) / 2 for a count range, else density x area."""
     if emitters.count is not None:
         return (emitters.count[0] + emitters.count[1]) / 2
-    return emitters.density_per_um2 * _field_area_um2(frame)
+    return emitters.density_per_um2 * placement_area_um2(emitters, frame)
 
 
 def _counts_per_frame(

@@ -30,7 +30,7 @@ from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import build_network, save_model
 from deepsmlm.optics.psf import PSF
-from deepsmlm.simulation.emitters import Emitters
+from deepsmlm.simulation.emitters import Emitters, placement_area_um2
 from deepsmlm.simulation.simulator import FrameBatch, Simulator
 from deepsmlm.training.checkpoint import load_checkpoint, save_checkpoint
 from deepsmlm.training.losses import deepstorm_loss
@@ -47,8 +47,7 @@ def density_range(cfg: SimulationConfig) -> tuple[float, float]:
         return cfg.training.density_range_per_um2
     if cfg.emitters.density_per_um2 is not None:
         return cfg.emitters.density_per_um2, cfg.emitters.density_per_um2
-    inner = 2 * cfg.emitters.margin_px
-    area_um2 = (cfg.frame.height - inner) * (cfg.frame.width - inner) * (cfg.frame.pixel_size_nm / 1000) ** 2
+    area_um2 = placement_area_um2(cfg.emitters, cfg.frame)
     lo, hi = cfg.emitters.count
     return lo / area_um2, hi / area_um2
 
