@@ -120,8 +120,15 @@ class CameraConfig(_Strict):
     qe: float = Field(0.9, gt=0, le=1)
     em_gain: float = Field(1.0, ge=1.0, description="EM gain (EMCCD only)")
     e_per_adu: float = Field(1.0, gt=0, description="electrons per ADU")
-    baseline_adu: float = Field(100.0, ge=0)
-    read_noise_e: float = Field(0.0, ge=0, description="read noise std, electrons")
+    baseline_adu: float | tuple[float, float] = Field(
+        100.0, description="ADU; a (low, high) range draws one baseline per frame (the nominal is its middle)"
+    )
+    read_noise_e: float | tuple[float, float] = Field(
+        0.0, description="read noise std, electrons; a (low, high) range gives each frame a smooth map between them"
+    )
+    read_noise_map_length_px: float = Field(
+        30.0, gt=0, description="correlation length of the per-frame read-noise map (camera px)"
+    )
     spurious_charge: float = Field(0.0, ge=0, description="mean clock-induced electrons per pixel")
     scmos_maps: str | None = Field(
         None, description=".npz with per-pixel 'offset' (ADU), 'variance' (ADU^2), 'gain' (ADU/e-)"
@@ -129,6 +136,21 @@ class CameraConfig(_Strict):
     baseline_subtracted: bool = Field(
         False, description="frames on disk already have the baseline removed (inference side)"
     )
+
+    @model_validator(mode="after")
+    def _valid_ranges(self) -> "CameraConfig":
+        for key in ("baseline_adu", "read_noise_e"):
+            low, high = value_range(getattr(self, key))
+            if low < 0 or high < low:
+                raise ValueError(f"{key} must be >= 0, or a range 0 <= low <= high; got {getattr(self, key)}")
+            if low < high and self.type == "scmos" and self.scmos_maps is not None:
+                raise ValueError(f"{key} as a range does not apply to a camera with sCMOS maps")
+        return self
+
+
+def value_range(value: float | tuple[float, float]) -> tuple[float, float]:
+    """(low, high) of a config value that is a number or a (low, high) range."""
+    return (float(value), float(value)) if isinstance(value, (int, float)) else (float(value[0]), float(value[1]))
 
 
 class PhotonConfig(_Strict):

@@ -39,7 +39,7 @@ def check_camera(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
     photons = float(camera.adu_to_photons(torch.tensor(median)))
     noise = float(camera.variance_photons(torch.tensor(max(photons, 0.0))).sqrt())
     if photons < -5 * max(noise, 1.0):
-        base = "0 (baseline-subtracted)" if cfg.camera.baseline_subtracted else f"{cfg.camera.baseline_adu:g}"
+        base = "0 (baseline-subtracted)" if cfg.camera.baseline_subtracted else f"{float(camera.offset):g}"
         raise UserInputError(f"{stack.path}: median pixel {median:g} ADU lies far below the baseline {base} ADU "
                              f"of {source}'s camera; the camera or its baseline differs from the model's")
 

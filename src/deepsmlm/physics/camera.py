@@ -16,14 +16,16 @@ Internally every type is one affine model: ``adu_per_e`` (ADU per photoelectron,
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from deepsmlm.config import CameraConfig
+from deepsmlm.config import CameraConfig, value_range
 from deepsmlm.errors import UserInputError
 from deepsmlm.sampling import standard_gamma
+from deepsmlm.simulation.background import smooth_field
 
 ADU_MAX = 65535.0
 _MAP_KEYS = ("offset", "variance", "gain")
@@ -65,6 +67,9 @@ class Camera(torch.nn.Module):
         self.qe = 1.0 if cfg.type == "ideal" else cfg.qe
         self.em_gain = cfg.em_gain if cfg.type == "emccd" else 1.0
         self.spurious_charge = cfg.spurious_charge if cfg.type in ("emccd", "ccd") else 0.0
+        self.baseline_span: tuple[float, float] | None = None
+        self.read_std_span: tuple[float, float] | None = None
+        self.read_map_length_px = 0.0
         self.adu_per_e: Scalar
         self.offset: Scalar
         self.read_std: Scalar
@@ -77,8 +82,13 @@ class Camera(torch.nn.Module):
             self.register_buffer("read_std", maps["variance"].sqrt(), persistent=False)
         else:
             self.adu_per_e = self.em_gain / cfg.e_per_adu
-            self.offset = cfg.baseline_adu
-            self.read_std = cfg.read_noise_e / cfg.e_per_adu
+            low, high = value_range(cfg.baseline_adu)
+            self.offset = 0.5 * (low + high)
+            self.baseline_span = (low, high)
+            low, high = value_range(cfg.read_noise_e)
+            self.read_std = 0.5 * (low + high) / cfg.e_per_adu
+            self.read_std_span = (low / cfg.e_per_adu, high / cfg.e_per_adu)
+            self.read_map_length_px = cfg.read_noise_map_length_px
 
     @property
     def excess_noise_factor(self) -> float:
@@ -111,11 +121,31 @@ class Camera(torch.nn.Module):
             lit = electrons > 0
             electrons = electrons.to(torch.float64)
             electrons[lit] = standard_gamma(electrons[lit], generator).to(electrons.dtype)
-        adu = electrons * self._like(self.adu_per_e, electrons) + self._like(self.offset, electrons)
-        if isinstance(self.read_std, torch.Tensor) or self.read_std > 0:
+        adu = electrons * self._like(self.adu_per_e, electrons) + self._frame_offset(electrons, generator)
+        read_std = self._frame_read_std(adu, generator)
+        if isinstance(read_std, torch.Tensor) or read_std > 0:
             noise = torch.randn(adu.shape, generator=generator, device=adu.device, dtype=adu.dtype)
-            adu = adu + noise * self._like(self.read_std, adu)
+            adu = adu + noise * read_std
         return torch.round(adu).clamp(0.0, ADU_MAX).to(torch.float32)
+
+    def _frame_offset(self, x: torch.Tensor, generator: torch.Generator | None) -> Scalar:
+        """Baseline in ADU: the configured one, or with a range one uniform draw per frame (..., 1, 1)."""
+        if self.baseline_span is None or self.baseline_span[0] == self.baseline_span[1]:
+            return self._like(self.offset, x)
+        low, high = self.baseline_span
+        u = torch.rand((*x.shape[:-2], 1, 1), generator=generator, device=x.device, dtype=x.dtype)
+        return low + (high - low) * u
+
+    def _frame_read_std(self, x: torch.Tensor, generator: torch.Generator | None) -> Scalar:
+        """Read noise std in ADU: the configured one, or with a range a fresh smooth map per frame that
+        spans the range (low where the field is lowest, high where it is highest)."""
+        if self.read_std_span is None or self.read_std_span[0] == self.read_std_span[1]:
+            return self._like(self.read_std, x)
+        low, high = self.read_std_span
+        *lead, height, width = x.shape
+        n = math.prod(lead)
+        field = smooth_field(n, height, width, self.read_map_length_px, generator, device=x.device)
+        return (low + (high - low) * 0.5 * (field + 1.0)).to(x.dtype).reshape(x.shape)
 
     def expected_adu(self, photons: torch.Tensor) -> torch.Tensor:
         """Noiseless mean ADU: offset + (ADU/e⁻)·(QE·λ + c), without rounding or clipping."""

@@ -27,8 +27,9 @@ def sample_background(
     return (level * (1 + cfg.nonuniform_amplitude * s)).clamp_min(0).float()
 
 
-def smooth_field(n: int, height: int, width: int, length_px: float, generator: torch.Generator) -> torch.Tensor:
-    """(n, height, width) float64 random fields with spatial mean 0 and max |s| = 1 (0 if flat).
+def smooth_field(n: int, height: int, width: int, length_px: float, generator: torch.Generator | None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, height, width) float64 random fields on ``device`` with spatial mean 0 and max |s| = 1 (0 if flat).
 
     White Gaussian noise filtered (by FFT) with a Gaussian kernel of standard deviation
     length_px / sqrt(2), so before normalisation the field's autocorrelation is
@@ -37,9 +38,9 @@ def smooth_field(n: int, height: int, width: int, length_px: float, generator: t
     """
     pad = math.ceil(2 * length_px)
     rows, cols = height + 2 * pad, width + 2 * pad
-    noise = torch.randn(n, rows, cols, generator=generator, dtype=torch.float64)
-    fy = torch.fft.fftfreq(rows, dtype=torch.float64)[:, None]
-    fx = torch.fft.rfftfreq(cols, dtype=torch.float64)[None, :]
+    noise = torch.randn(n, rows, cols, generator=generator, dtype=torch.float64, device=device)
+    fy = torch.fft.fftfreq(rows, dtype=torch.float64, device=device)[:, None]
+    fx = torch.fft.rfftfreq(cols, dtype=torch.float64, device=device)[None, :]
     transfer = torch.exp(-(math.pi * length_px) ** 2 * (fx**2 + fy**2))  # FT of the kernel, sigma^2 = L^2 / 2
     field = torch.fft.irfft2(torch.fft.rfft2(noise) * transfer, s=(rows, cols))
     field = field[:, pad : pad + height, pad : pad + width]
