@@ -192,3 +192,40 @@ def test_variance_photons_matches_simulation(cfg: CameraConfig) -> None:
     photons = cam.adu_to_photons(cam(x, generator=_seeded(12)))
     assert photons.mean().item() == pytest.approx(80.0, rel=0.01)
     assert photons.var().item() == pytest.approx(cam.variance_photons(torch.tensor(80.0)).item(), rel=0.05)
+
+
+def test_baseline_range_draws_one_uniform_baseline_per_frame() -> None:
+    cfg = CameraConfig(type="ccd", qe=1.0, e_per_adu=1.0, baseline_adu=(20.0, 40.0), read_noise_e=0.0)
+    cam = Camera(cfg)
+    adu = cam(torch.zeros(20000, 3, 3), generator=_seeded(5))
+    per_frame = adu.flatten(1)
+    assert (per_frame.amax(1) - per_frame.amin(1)).max() == 0  # no signal, no read noise: flat frames
+    base = per_frame[:, 0]
+    assert 20.0 <= float(base.min()) and float(base.max()) <= 40.0
+    # rounded uniform on [20, 40]: mean 30, variance 400/12 + 1/12
+    assert float(base.mean()) == pytest.approx(30.0, abs=0.2)
+    assert float(base.var()) == pytest.approx(401 / 12, rel=0.1)
+    # the deterministic inverse uses the nominal (middle) baseline
+    assert cam.offset == 30.0 and float(cam.adu_to_photons(torch.tensor(30.0))) == 0.0
+
+
+def test_read_noise_range_is_a_smooth_map_spanning_the_range() -> None:
+    cfg = CameraConfig(type="ccd", qe=1.0, e_per_adu=2.0, baseline_adu=1000.0, read_noise_e=(16.0, 24.0),
+                       read_noise_map_length_px=30.0)
+    cam = Camera(cfg)
+    assert cam.read_std == 10.0  # nominal 20 e⁻ at 2 e⁻/ADU
+    std = cam._frame_read_std(torch.zeros(3, 120, 120), _seeded(6))
+    assert std.shape == (3, 120, 120)
+    for frame in std:  # each frame reaches both bounds (ADU) and varies slowly
+        assert float(frame.min()) == pytest.approx(8.0) and float(frame.max()) == pytest.approx(12.0)
+        assert float((frame[:, 1:] - frame[:, :-1]).abs().max()) < 0.5
+    assert not torch.allclose(std[0], std[1])  # a fresh map per frame
+    # the simulated read noise lies between the bounds: 8² < variance < 12² (+1/12 from rounding)
+    adu = cam(torch.zeros(4000, 4, 4), generator=_seeded(7)) - 1000.0
+    assert 64.0 < float(adu.var()) < 144.0 and abs(float(adu.mean())) < 0.5
+
+
+def test_ranges_with_scmos_maps_are_refused(tmp_path: Path) -> None:
+    maps = _write_maps(tmp_path / "maps.npz", (4, 4))
+    with pytest.raises(ValueError, match="baseline_adu"):
+        CameraConfig(type="scmos", scmos_maps=str(maps), baseline_adu=(20.0, 40.0))

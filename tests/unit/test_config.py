@@ -119,6 +119,8 @@ def test_unknown_key_in_a_plain_dict_names_the_source():
         ("frame: {height: abc}\n", "frame.height"),
         ("psf: {model: vectorial}\n", "psf.model"),
         ("camera: {qe: 1.5}\n", "camera.qe"),
+        ("camera: {baseline_adu: [40.0, 20.0]}\n", "baseline_adu"),  # range upside down
+        ("camera: {read_noise_e: -1.0}\n", "read_noise_e"),
     ],
 )
 def test_bad_file_or_value_gives_one_line_error_naming_the_file(tmp_path, text, must_contain):

@@ -145,7 +145,9 @@ class Camera(torch.nn.Module):
         *lead, height, width = x.shape
         n = math.prod(lead)
         field = smooth_field(n, height, width, self.read_map_length_px, generator, device=x.device)
-        return (low + (high - low) * 0.5 * (field + 1.0)).to(x.dtype).reshape(x.shape)
+        lowest, highest = field.amin(dim=(1, 2), keepdim=True), field.amax(dim=(1, 2), keepdim=True)
+        unit = (field - lowest) / (highest - lowest).clamp_min(torch.finfo(field.dtype).tiny)
+        return (low + (high - low) * unit).to(x.dtype).reshape(x.shape)
 
     def expected_adu(self, photons: torch.Tensor) -> torch.Tensor:
         """Noiseless mean ADU: offset + (ADU/e⁻)·(QE·λ + c), without rounding or clipping."""
