@@ -88,7 +88,7 @@ def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll
     save_mask(phase.numpy(), out, pitch)
     psf.mask_phase = phase
     with torch.no_grad():
-        stack = psf.z_stack(torch.linspace(*axial_range(cfg), 10)).numpy()
+        stack = psf.z_stack(torch.linspace(*axial_range(cfg), 10)).cpu().numpy()
     psf_montage(stack, np.linspace(*axial_range(cfg), 10).tolist(), cfg.frame.pixel_size_nm, out / "psf.png",
                 title=f"designed mask ({basis}), {cfg.name}")
     crlb_plot(z.numpy(), {name: f[1] for name, f in figures.items()}, out / "crlb.png",

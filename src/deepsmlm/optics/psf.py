@@ -7,6 +7,7 @@ pixel (|dx|, |dy| <= px/2) and z is relative to the nominal focal plane (nm, + i
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -28,11 +29,18 @@ class PSF(nn.Module):
         """(E, 3) offsets in nm and (E,) photons -> (E, P, P) expected photons per pixel."""
         raise NotImplementedError
 
+    @property
+    def device(self) -> torch.device:
+        """Where the PSF's tensors live (CPU for a PSF that holds none)."""
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
     def z_stack(self, z_nm: torch.Tensor) -> torch.Tensor:
-        """Unit-photon PSFs of a centred emitter at each z: (Z, P, P)."""
-        offs = torch.zeros(len(z_nm), 3, dtype=torch.float32, device=z_nm.device)
-        offs[:, 2] = z_nm
-        return self.patches(offs, torch.ones(len(z_nm), device=z_nm.device))
+        """Unit-photon PSFs of a centred emitter at each z (nm, any device): (Z, P, P) on the PSF's device."""
+        offs = torch.zeros(len(z_nm), 3, dtype=torch.float32, device=self.device)
+        offs[:, 2] = z_nm.to(self.device)
+        return self.patches(offs, torch.ones(len(z_nm), device=self.device))
 
 
 def patch_frequencies(patch_px: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
