@@ -1,7 +1,8 @@
 """DeepSTORM3D with the printed Tetrapod on seeded simulated test sets, against emitter density.
 
 At the `tetrapod_paper` conditions (121×121 frames, 110 nm pixels, printed Tetrapod mask, z −1.5 …
-+2.5 µm, photons ~ Gamma(3, 3000), extra blur 0.75–1.25 px, 10–60 background photons/px) with exactly
++2.5 µm, photons ~ Gamma(3, 3000), extra blur 0.75–1.25 px, the paper's noise model: a baseline of
+20–40 counts per frame and read noise of 8–12 counts varying over the field, no photon background) with exactly
 N emitters per frame for N in 5, 10, …, 35, 100 frames each (seed 1000 + N; training and validation
 use other seeds). Emitters are placed as the paper's simulator places them, at least 20 px from the
 frame edge (its ``clear_dist``: the N emitters share the central 81×81 px), the conditions of the
