@@ -1,6 +1,8 @@
-"""Reproducible random variates that torch only offers without a generator."""
+"""Reproducible random variates that torch only offers without a generator, and smooth random fields."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -31,3 +33,24 @@ def standard_gamma(shape: torch.Tensor, generator: torch.Generator | None) -> to
         u = torch.rand(int(small.sum()), generator=generator, device=d.device, dtype=torch.float64)
         out[small] = out[small] * u ** (1.0 / k[small])
     return out.reshape(shape.shape)
+
+
+def smooth_field(n: int, height: int, width: int, length_px: float, generator: torch.Generator | None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, height, width) float64 random fields on ``device`` with spatial mean 0 and max |s| = 1 (0 if flat).
+
+    White Gaussian noise filtered (by FFT) with a Gaussian kernel of standard deviation
+    length_px / sqrt(2), so before normalisation the field's autocorrelation is
+    exp(-r^2 / (2 length_px^2)). The noise is drawn on a grid padded by 2 length_px on each side
+    and cropped, so opposite edges do not correlate through the FFT's periodic wrap.
+    """
+    pad = math.ceil(2 * length_px)
+    rows, cols = height + 2 * pad, width + 2 * pad
+    noise = torch.randn(n, rows, cols, generator=generator, dtype=torch.float64, device=device)
+    fy = torch.fft.fftfreq(rows, dtype=torch.float64, device=device)[:, None]
+    fx = torch.fft.rfftfreq(cols, dtype=torch.float64, device=device)[None, :]
+    transfer = torch.exp(-(math.pi * length_px) ** 2 * (fx**2 + fy**2))  # FT of the kernel, sigma^2 = L^2 / 2
+    field = torch.fft.irfft2(torch.fft.rfft2(noise) * transfer, s=(rows, cols))
+    field = field[:, pad : pad + height, pad : pad + width]
+    field = field - field.mean(dim=(1, 2), keepdim=True)
+    return field / field.abs().amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(field.dtype).tiny)

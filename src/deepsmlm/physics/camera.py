@@ -11,7 +11,9 @@ sCMOS pixel i: ADU = round(g_i·Poisson(QE·λ_i) + Normal(o_i, √v_i)), clippe
 v_i ADU²). ``ideal``: ADU = Poisson(λ) with unit QE and gain, zero baseline, no read noise.
 
 Internally every type is one affine model: ``adu_per_e`` (ADU per photoelectron, EM gain included),
-``offset`` (ADU), ``read_std`` (ADU), scalars or per-pixel (H, W) tensors.
+``offset`` (ADU), ``read_std`` (ADU), scalars or per-pixel (H, W) tensors. A baseline or read noise given
+as a (low, high) range varies in simulation (one baseline per frame; a smooth per-frame read-noise map
+from low to high); the deterministic methods use its middle.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import torch
 
 from deepsmlm.config import CameraConfig, value_range
 from deepsmlm.errors import UserInputError
-from deepsmlm.sampling import standard_gamma
-from deepsmlm.simulation.background import smooth_field
+from deepsmlm.sampling import smooth_field, standard_gamma
 
 ADU_MAX = 65535.0
 _MAP_KEYS = ("offset", "variance", "gain")

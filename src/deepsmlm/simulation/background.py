@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from deepsmlm.config import BackgroundConfig, FrameConfig
+from deepsmlm.sampling import smooth_field
 
 
 def sample_background(
@@ -25,24 +24,3 @@ def sample_background(
     length_px = cfg.nonuniform_length_nm / frame.pixel_size_nm
     s = smooth_field(n_frames, frame.height, frame.width, length_px, generator)
     return (level * (1 + cfg.nonuniform_amplitude * s)).clamp_min(0).float()
-
-
-def smooth_field(n: int, height: int, width: int, length_px: float, generator: torch.Generator | None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """(n, height, width) float64 random fields on ``device`` with spatial mean 0 and max |s| = 1 (0 if flat).
-
-    White Gaussian noise filtered (by FFT) with a Gaussian kernel of standard deviation
-    length_px / sqrt(2), so before normalisation the field's autocorrelation is
-    exp(-r^2 / (2 length_px^2)). The noise is drawn on a grid padded by 2 length_px on each side
-    and cropped, so opposite edges do not correlate through the FFT's periodic wrap.
-    """
-    pad = math.ceil(2 * length_px)
-    rows, cols = height + 2 * pad, width + 2 * pad
-    noise = torch.randn(n, rows, cols, generator=generator, dtype=torch.float64, device=device)
-    fy = torch.fft.fftfreq(rows, dtype=torch.float64, device=device)[:, None]
-    fx = torch.fft.rfftfreq(cols, dtype=torch.float64, device=device)[None, :]
-    transfer = torch.exp(-(math.pi * length_px) ** 2 * (fx**2 + fy**2))  # FT of the kernel, sigma^2 = L^2 / 2
-    field = torch.fft.irfft2(torch.fft.rfft2(noise) * transfer, s=(rows, cols))
-    field = field[:, pad : pad + height, pad : pad + width]
-    field = field - field.mean(dim=(1, 2), keepdim=True)
-    return field / field.abs().amax(dim=(1, 2), keepdim=True).clamp_min(torch.finfo(field.dtype).tiny)
