@@ -68,8 +68,8 @@ class Camera(torch.nn.Module):
         self.qe = 1.0 if cfg.type == "ideal" else cfg.qe
         self.em_gain = cfg.em_gain if cfg.type == "emccd" else 1.0
         self.spurious_charge = cfg.spurious_charge if cfg.type in ("emccd", "ccd") else 0.0
-        self.baseline_span: tuple[float, float] | None = None
-        self.read_std_span: tuple[float, float] | None = None
+        self.baseline_span: tuple[float, float] | None = None  # (low, high) ADU, only for a true range
+        self.read_std_span: tuple[float, float] | None = None  # (low, high) ADU, only for a true range
         self.read_map_length_px = 0.0
         self.adu_per_e: Scalar
         self.offset: Scalar
@@ -85,10 +85,10 @@ class Camera(torch.nn.Module):
             self.adu_per_e = self.em_gain / cfg.e_per_adu
             low, high = value_range(cfg.baseline_adu)
             self.offset = 0.5 * (low + high)
-            self.baseline_span = (low, high)
+            self.baseline_span = (low, high) if low < high else None
             low, high = value_range(cfg.read_noise_e)
             self.read_std = 0.5 * (low + high) / cfg.e_per_adu
-            self.read_std_span = (low / cfg.e_per_adu, high / cfg.e_per_adu)
+            self.read_std_span = (low / cfg.e_per_adu, high / cfg.e_per_adu) if low < high else None
             self.read_map_length_px = cfg.read_noise_map_length_px
 
     @property
@@ -131,7 +131,7 @@ class Camera(torch.nn.Module):
 
     def _frame_offset(self, x: torch.Tensor, generator: torch.Generator | None) -> Scalar:
         """Baseline in ADU: the configured one, or with a range one uniform draw per frame (..., 1, 1)."""
-        if self.baseline_span is None or self.baseline_span[0] == self.baseline_span[1]:
+        if self.baseline_span is None:
             return self._like(self.offset, x)
         low, high = self.baseline_span
         u = torch.rand((*x.shape[:-2], 1, 1), generator=generator, device=x.device, dtype=x.dtype)
@@ -140,7 +140,7 @@ class Camera(torch.nn.Module):
     def _frame_read_std(self, x: torch.Tensor, generator: torch.Generator | None) -> Scalar:
         """Read noise std in ADU: the configured one, or with a range a fresh smooth map per frame that
         spans the range (low where the field is lowest, high where it is highest)."""
-        if self.read_std_span is None or self.read_std_span[0] == self.read_std_span[1]:
+        if self.read_std_span is None:
             return self._like(self.read_std, x)
         low, high = self.read_std_span
         *lead, height, width = x.shape
