@@ -161,13 +161,13 @@ def test_the_shipped_model_tells_the_preset_dyes_apart(tmp_path):
     movie = tmp_path / "mc"
     result = runner.invoke(app, ["simulate", "multicolor_2dye", "-o", str(movie), "--frames", "12", "--seed", "5"])
     assert result.exit_code == 0, result.output
-    truth = pd.read_csv(movie / "ground_truth.csv")
-    assert sorted(truth["color"].unique()) == [0, 1]
+    truth = read_localizations(movie / "ground_truth.csv", 110.0)
+    assert sorted(truth.table["color"].unique()) == [0, 1]
     result = runner.invoke(app, ["localize", str(movie / "frames.tif"), "--model", "multicolor-2dye",
                                  "-o", str(tmp_path / "mc.csv")])
     assert result.exit_code == 0, result.output
     pred = read_localizations(tmp_path / "mc.csv", 110.0)
     assert pred.table["color_prob"].between(0.5, 1.0).all()
-    m = evaluate(read_localizations(movie / "ground_truth.csv", 110.0), pred, 250.0, None)
+    m = evaluate(truth, pred, 250.0, None)
     assert m["n_tp"] >= 40 and m["jaccard"] > 0.9
     assert m["color_accuracy"] > 0.95
