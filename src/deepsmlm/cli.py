@@ -2,30 +2,86 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 
 from deepsmlm.errors import UserInputError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Deep-learning single-molecule localization microscopy and PSF design.")
 console = Console(stderr=True)
+
+
+def _print_error(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+class _OneLineErrors(TyperGroup):
+    """The command group whose usage errors (bad option values, missing options) are one line on stderr
+    with exit code 2, like every other input error, instead of a multi-line panel."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as err:  # click's UsageError/BadParameter family
+            ctx, message = getattr(err, "ctx", None), err.format_message()
+            if message:  # empty when the help was printed instead (no arguments given)
+                hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+                _print_error(f"{message}{hint}")
+            sys.exit(getattr(err, "exit_code", 2))
+        except typer.Abort:
+            _print_error("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Deep-learning single-molecule localization microscopy and PSF design.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from deepsmlm import __version__
+
+        print(f"deepsmlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="print the version and exit"),
+) -> None:
+    """Deep-learning single-molecule localization microscopy and PSF design."""
+
+
+def _device(name: str) -> str:
+    """--device: a torch device this machine has (checked before any work)."""
+    from deepsmlm.resources import check_device
+
+    try:
+        check_device(name)
+    except UserInputError as err:
+        raise typer.BadParameter(str(err)) from None
+    return name
 
 def _guard(fn, *args) -> None:
     """Run a command; a UserInputError becomes one red line on stderr and exit code 2."""
     try:
         fn(*args)
     except UserInputError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+        _print_error(str(err))
         raise typer.Exit(2) from None
 
 
 ConfigArg = typer.Argument(..., help="preset name (e.g. tetrapod_paper) or path to a YAML config")
-DeviceOpt = typer.Option("cpu", "--device", help="torch device: cpu or cuda")
+DeviceOpt = typer.Option("cpu", "--device", callback=_device, help="torch device: cpu or cuda")
 StepsOpt = typer.Option(None, "--steps", min=1, help="total training steps (default: config)")
 MinutesOpt = typer.Option(None, "--minutes", min=0, help="train for this much wall time")
 
@@ -158,7 +214,7 @@ def train(
 
 @app.command()
 def localize(
-    stack: Path = typer.Argument(..., help="TIFF stack or folder of TIFFs (ADU)"),
+    stack: Path = typer.Argument(..., help="TIFF stack, folder of TIFFs, .dax (+ .inf) or Picasso .raw (+ .yaml), in ADU"),
     model: str = typer.Option(..., "--model", help="shipped model name, model folder, or gaussian-mle"),
     out: Path = typer.Option(..., "-o", "--out", help="localization file (.csv ThunderSTORM, .hdf5, .parquet)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="thunderstorm, picasso, challenge or parquet"),

@@ -94,10 +94,18 @@ def without_neutral(matches: Matches, counted: np.ndarray, took_part: np.ndarray
                    matches.n_pred - int((~keep).sum()), matches.three_d)
 
 
+def exact_duplicates(locs: Localizations) -> int:
+    """Rows repeating an earlier row's frame and position exactly (a file written twice into one, say);
+    each is matched and counted like any other row, so a score over such a file is suspect."""
+    cols = [c for c in ("frame", "x_nm", "y_nm", "z_nm") if c in locs.table.columns]
+    return int(locs.table.duplicated(subset=cols).sum()) if len(locs) else 0
+
+
 def evaluate(gt: Localizations, pred: Localizations, lateral_tol_nm: float = 250.0,
              axial_tol_nm: float | None = 500.0, method: str = "hungarian", border_nm: float = 0.0,
              field_nm: tuple[float, float] | None = None, counted: np.ndarray | None = None) -> dict[str, Any]:
-    """Match (see :func:`deepsmlm.analysis.matching.match`) and score; also records the settings.
+    """Match (see :func:`deepsmlm.analysis.matching.match`) and score; also records the settings and the
+    number of exact duplicate rows in each table (:func:`exact_duplicates`).
 
     ``axial_tol_nm`` is reported as None when it did not apply (not both tables 3D). ``counted``
     (bool per GT row, optional): GT rows that count; the others are neutral (see :func:`without_neutral`).
@@ -109,7 +117,8 @@ def evaluate(gt: Localizations, pred: Localizations, lateral_tol_nm: float = 250
             took_part = inside(gt, border_nm, field_nm or field_extent(gt, pred))
         matches = without_neutral(matches, np.asarray(counted, dtype=bool), took_part)
     out = metrics_from_matches(gt, pred, matches)
-    out.update(lateral_tol_nm=float(lateral_tol_nm),
+    out.update(n_gt_duplicates=exact_duplicates(gt), n_pred_duplicates=exact_duplicates(pred),
+               lateral_tol_nm=float(lateral_tol_nm),
                axial_tol_nm=float(axial_tol_nm) if matches.three_d and axial_tol_nm is not None else None,
                match=method, border_nm=float(border_nm))
     return out

@@ -28,6 +28,7 @@ from scipy.special import erf  # noqa: E402
 
 from deepsmlm.errors import UserInputError  # noqa: E402
 from deepsmlm.io.atomic import write_atomic  # noqa: E402
+from deepsmlm.io.outputs import RENDER_SOFTWARE  # noqa: E402
 from deepsmlm.localizations import Localizations  # noqa: E402
 from deepsmlm.plots import add_scale_bar, save_figure  # noqa: E402
 
@@ -308,7 +309,7 @@ def save_render(image: np.ndarray, out_png: str | os.PathLike, pixel_nm: float,
     tif = os.path.splitext(os.fspath(out_png))[0] + ".tif"
     write_atomic(tif, lambda p: tifffile.imwrite(
         p, image, photometric="rgb" if image.ndim == 3 else "minisblack",
-        resolution=(res, res), resolutionunit="CENTIMETER"))
+        resolution=(res, res), resolutionunit="CENTIMETER", software=RENDER_SOFTWARE))
     if image.ndim == 2:
         fig, ax = _image_figure(image, pixel_nm, cmap, 0.0, _display_max(image))
     else:

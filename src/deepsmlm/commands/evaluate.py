@@ -10,8 +10,10 @@ from rich.table import Table
 
 from deepsmlm.analysis.matching import check_method
 from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.errors import check_positive
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.localization_files import read_localizations
+from deepsmlm.io.outputs import check_outputs
 
 ROWS = (  # key, label, format
     ("n_gt", "GT emitters", "{:d}"), ("n_pred", "predictions", "{:d}"),
@@ -44,9 +46,16 @@ def metrics_table(result: dict) -> Table:
 def run_evaluate(gt: Path, pred: Path, lateral_tol: float, axial_tol: float, match: str, border_nm: float,
                  json_out: Path | None, pixel_size_nm: float | None) -> None:
     check_method(match)
+    check_positive(pixel_size_nm, "--pixel-size-nm")
+    check_outputs({"--json": json_out}, {"--gt": gt, "--pred": pred})
     truth = read_localizations(gt, pixel_size_nm=pixel_size_nm)
     found = read_localizations(pred, pixel_size_nm=pixel_size_nm)
     result = evaluate(truth, found, lateral_tol, axial_tol, match, border_nm)
+    for label, path, key in (("ground truth", gt, "n_gt_duplicates"), ("predictions", pred, "n_pred_duplicates")):
+        if result[key]:
+            Console(stderr=True).print(f"[yellow]warning:[/yellow] {path}: {result[key]} of the {label} rows repeat "
+                                       f"an earlier row exactly (same frame and position); they are scored as "
+                                       f"separate localizations", highlight=False)
     axial = f", axial ±{axial_tol:g} nm" if result["axial_tol_nm"] is not None else ""
     console = Console()
     console.print(f"{pred} vs {gt}: {match} matching, lateral ±{lateral_tol:g} nm{axial}", highlight=False, markup=False)

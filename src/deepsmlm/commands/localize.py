@@ -15,6 +15,7 @@ from deepsmlm.inference.postprocess import detected_density
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.inference.stream import Localizer, StackResult, run_stack
 from deepsmlm.io.images import ImageStack, open_stack
+from deepsmlm.io.outputs import check_outputs
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.deepstorm3d import receptive_field_px
 from deepsmlm.models.registry import fold_batchnorm, load_model
@@ -124,11 +125,27 @@ def localize_stack(stack: ImageStack, model: str, config: str | None, device: st
     return cfg, result
 
 
+def check_localize_outputs(stack_path: Path, model: str, config: str | None, out: Path, fmt: str | None,
+                           render: Path | None) -> None:
+    """Before any work: a known output format, a .png render, and no output on an input or on another."""
+    from deepsmlm.io.localization_files import output_format
+
+    picasso = output_format(out, fmt) == "picasso"
+    if render is not None and render.suffix.lower() != ".png":
+        raise UserInputError(f"--render {render}: give a .png path (the float32 TIFF is written beside it)")
+    sidecars = {f"STACK's {suffix}": stack_path.with_suffix(suffix) for suffix in (".yaml", ".inf")}
+    check_outputs({"-o": out, "--render": render},
+                  {"STACK": stack_path, **sidecars, "--model": model, "--config": config},
+                  beside={"--render's TIFF": None if render is None else render.with_suffix(".tif"),
+                          "-o's YAML": out.with_suffix(".yaml") if picasso else None})
+
+
 def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, render: Path | None, device: str,
                  batch_size: int, config: str | None, baseline_subtracted: bool = False) -> None:
     from deepsmlm.analysis.render import gaussian_image, save_render
     from deepsmlm.io.localization_files import write_localizations
 
+    check_localize_outputs(stack_path, model, config, out, fmt, render)
     with open_stack(stack_path) as stack:
         cfg, result = localize_stack(stack, model, config, device, batch_size, baseline_subtracted=baseline_subtracted)
         shape = stack.shape

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from deepsmlm.analysis.render import (VIEWS, density, depth_range, depth_rgb, dye_rgb, field_nm, image_shape,
                                       region, save_render, side_view)
-from deepsmlm.errors import UserInputError
+from deepsmlm.errors import UserInputError, check_positive
+from deepsmlm.io.outputs import check_outputs
 
 COLORS = ("none", "z", "dye")
 METHODS = ("gaussian", "histogram")
@@ -43,12 +44,12 @@ def run_render(locs_path: Path, out: Path, pixel_nm: float, color: str = "none",
         raise UserInputError(f"--view {view!r}: choose one of {', '.join(VIEWS)}")
     if method not in METHODS:
         raise UserInputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
-    if sigma_nm is not None and not sigma_nm > 0:
-        raise UserInputError(f"--sigma-nm {sigma_nm:g}: must be positive")
-    if pixel_nm <= 0:
-        raise UserInputError(f"--pixel-nm {pixel_nm:g}: must be positive")
+    check_positive(sigma_nm, "--sigma-nm")
+    check_positive(pixel_nm, "--pixel-nm")
+    check_positive(pixel_size_nm, "--pixel-size-nm")
     if out.suffix.lower() != ".png":
         raise UserInputError(f"-o {out}: give a .png path (the float32 TIFF is written beside it)")
+    check_outputs({"-o": out}, {"LOCS": locs_path}, beside={"-o's TIFF": out.with_suffix(".tif")})
     locs = read_localizations(locs_path, pixel_size_nm=pixel_size_nm)
     if not len(locs):
         raise UserInputError(f"{locs_path}: no localizations to render")

@@ -42,10 +42,17 @@ def read_localizations(path: str | os.PathLike, pixel_size_nm: float | None = No
     return reader(path, pixel_size_nm)
 
 
+def output_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """The format ``path`` will be written in: ``format`` when given, else the one its extension implies;
+    one-line error for an unknown format or extension (checked before any work)."""
+    if format is None:
+        return format_of(path)
+    if format not in WRITERS:
+        raise UserInputError(f"--format {format!r}: unknown localization format; choose {', '.join(WRITERS)}")
+    return format
+
+
 def write_localizations(path: str | os.PathLike, locs: Localizations, format: str | None = None) -> Path:
     """Write ``locs`` as ``format`` (thunderstorm, picasso, challenge, parquet; default from the
     extension, ``.csv`` → thunderstorm) atomically; returns the path written."""
-    fmt = format or format_of(path)
-    if fmt not in WRITERS:
-        raise UserInputError(f"{path}: unknown localization format {fmt!r}; choose {', '.join(WRITERS)}")
-    return WRITERS[fmt](path, locs)
+    return WRITERS[output_format(path, format)](path, locs)

@@ -1,0 +1,185 @@
+"""Issue 17's matrix: every bad or hostile input ends in one line naming the problem, before any work,
+with the user's files untouched and no output left behind.
+
+Each case is (command line, a fragment the one-line message must hold, files that must keep their bytes,
+files that must not exist afterwards). Paths in the command are relative to a fresh copy of a small
+workspace: a simulated movie with its ground truth, localizations, a trained model folder and configs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from deepsmlm.cli import app
+from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
+from deepsmlm.config import dump_config, load_config
+from deepsmlm.models.registry import resolve_model_dir
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    args: tuple[str, ...]
+    fragment: str
+    untouched: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    configs: dict = field(default_factory=dict)  # file name -> changes to the epfl2013 preset (dotted keys)
+
+
+def preset_with(changes: dict) -> dict:
+    """The epfl2013_bundled_tubes preset as a dict, with dotted keys set to new values."""
+    data = load_config("epfl2013_bundled_tubes").model_dump(mode="json")
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return data
+
+
+CASES = [
+    # 1. files are never written over
+    Case("render beside the raw movie", ("localize", "movie.tif", "--model", "default-2d", "-o", "locs_new.csv",
+                                         "--render", "movie.png"),
+         "is the input STACK", untouched=("movie.tif",), absent=("locs_new.csv", "movie.png")),
+    Case("render command beside the raw movie", ("render", "locs.csv", "-o", "movie.png"),
+         "is not an earlier output of this kind", untouched=("movie.tif", "locs.csv"), absent=("movie.png",)),
+    Case("picasso YAML over a config", ("localize", "movie.tif", "--model", "default-2d", "-o", "preset.hdf5"),
+         "is not an earlier output of this kind", untouched=("preset.yaml",), absent=("preset.hdf5",)),
+    Case("localizations over the movie", ("localize", "movie.tif", "--model", "default-2d", "-o", "movie.tif",
+                                          "--format", "thunderstorm"),
+         "is the input STACK", untouched=("movie.tif",)),
+    Case("render onto the localizations", ("localize", "movie.tif", "--model", "default-2d", "-o", "out.csv",
+                                           "--render", "out.csv"),
+         "give a .png path", untouched=("movie.tif",), absent=("out.csv",)),
+    Case("evaluate json over the ground truth", ("evaluate", "--gt", "gt.csv", "--pred", "locs.csv", "--json",
+                                                 "gt.csv"),
+         "is the input --gt", untouched=("gt.csv", "locs.csv")),
+    Case("evaluate json over the predictions", ("evaluate", "--gt", "gt.csv", "--pred", "locs.csv", "--json",
+                                                "./locs.csv"),
+         "is the input --pred", untouched=("gt.csv", "locs.csv")),
+    # 2. output problems found before the work
+    Case("output inside a regular file", ("localize", "movie.tif", "--model", "default-2d", "-o",
+                                          "movie.tif/locs.csv"),
+         "is a file", untouched=("movie.tif",)),
+    Case("unknown output extension", ("localize", "movie.tif", "--model", "default-2d", "-o", "out.xyz"),
+         "unknown localization file extension", absent=("out.xyz",)),
+    Case("unknown output format", ("localize", "movie.tif", "--model", "default-2d", "-o", "out.csv",
+                                   "--format", "foo"),
+         "--format 'foo'", absent=("out.csv",)),
+    Case("render output not a png", ("render", "locs.csv", "-o", "image.jpg"), "give a .png path",
+         absent=("image.jpg", "image.tif")),
+    # 3. values out of range: one line naming the value
+    Case("seed not an integer", ("simulate", "epfl2013_bundled_tubes", "-o", "sim", "--seed", "1e23"),
+         "'--seed'", absent=("sim",)),
+    Case("unknown device", ("localize", "movie.tif", "--model", "default-2d", "-o", "out.csv", "--device", "foo"),
+         "'foo' is not a torch device", absent=("out.csv",)),
+    Case("cuda on a machine without it", ("simulate", "epfl2013_bundled_tubes", "-o", "sim", "--device", "cuda"),
+         "no CUDA device", absent=("sim",)),
+    # 4. nonsense values
+    Case("evaluate with zero pixel size", ("evaluate", "--gt", "gt.csv", "--pred", "locs.csv", "--pixel-size-nm",
+                                           "0"),
+         "--pixel-size-nm 0: must be a finite positive number"),
+    Case("render with negative pixel size", ("render", "locs.csv", "-o", "image.png", "--pixel-size-nm", "-100"),
+         "--pixel-size-nm -100: must be a finite positive number", absent=("image.png", "image.tif")),
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A simulated movie (8 frames of the epfl2013 preset), its ground truth, localizations, a model."""
+    root = tmp_path_factory.mktemp("workspace")
+    cfg = apply_overrides(load_config("epfl2013_bundled_tubes"), frames=8, seed=5, density=None, emitters=None)
+    simulate_to_folder(cfg, root / "sim")
+    shutil.move(root / "sim" / "frames.tif", root / "movie.tif")
+    shutil.move(root / "sim" / "ground_truth.csv", root / "gt.csv")
+    shutil.rmtree(root / "sim")
+    shutil.copy(root / "gt.csv", root / "locs.csv")
+    shutil.copytree(resolve_model_dir("default-2d"), root / "model")
+    (root / "preset.yaml").write_text(dump_config(cfg))
+    return root
+
+
+def digest(path: Path) -> str:
+    if path.is_dir():
+        return "".join(digest(p) for p in sorted(path.rglob("*")) if p.is_file())
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_fails_in_one_line_leaving_files_alone(case, workspace, tmp_path, runner, one_line):
+    work = tmp_path / "work"
+    shutil.copytree(workspace, work)
+    for name, changes in case.configs.items():
+        (work / name).write_text(yaml.safe_dump(preset_with(changes), sort_keys=False))
+    before = {name: digest(work / name) for name in case.untouched}
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        result = runner.invoke(app, list(case.args))
+    finally:
+        os.chdir(cwd)
+    assert result.exit_code == 2, result.output
+    line = one_line(result.output)
+    assert line.startswith("error:") and case.fragment in line, line
+    for name in case.untouched:
+        assert digest(work / name) == before[name], f"{name} changed"
+    for name in case.absent:
+        assert not (work / name).exists(), f"{name} was written"
+
+
+def test_duplicate_prediction_rows_are_counted_and_warned(workspace, tmp_path, runner):
+    """Exact duplicate rows are not an error, but the user is told, and the JSON counts them."""
+    import pandas as pd
+
+    table = pd.read_csv(workspace / "locs.csv")
+    doubled = pd.concat([table, table.iloc[:25]], ignore_index=True)
+    doubled["id"] = np.arange(1, len(doubled) + 1)
+    doubled.to_csv(tmp_path / "doubled.csv", index=False)
+    result = runner.invoke(app, ["evaluate", "--gt", str(workspace / "gt.csv"), "--pred", str(tmp_path / "doubled.csv"),
+                                 "--json", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    assert "25 of the predictions rows repeat an earlier row" in " ".join(result.output.split())
+    import json
+
+    scores = json.loads((tmp_path / "m.json").read_text())
+    assert scores["n_pred_duplicates"] == 25 and scores["n_gt_duplicates"] == 0
+    assert scores["n_fp"] == 25  # each duplicate is an extra, unmatched prediction
+
+
+def test_version():
+    from typer.testing import CliRunner
+
+    from deepsmlm import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"deepsmlm {__version__}"
+
+
+def test_a_render_may_replace_its_own_earlier_render(workspace, tmp_path, runner):
+    """The TIFF beside a PNG is refused over foreign files only: rendering twice to one name works."""
+    for _ in range(2):
+        result = runner.invoke(app, ["render", str(workspace / "locs.csv"), "-o", str(tmp_path / "image.png")])
+        assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_unwritable_output_folder_fails_before_work(workspace, tmp_path, runner, one_line):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = runner.invoke(app, ["localize", str(workspace / "movie.tif"), "--model", "default-2d",
+                                     "-o", str(locked / "sub" / "locs.csv")])
+    finally:
+        locked.chmod(0o700)
+    assert result.exit_code == 2 and "is not writable" in one_line(result.output)
