@@ -306,7 +306,7 @@ def test_bad_input_gives_one_line_error_naming_the_file(tmp_path, one_line, case
 @pytest.mark.parametrize("target, fmt, fragment", [
     ("out.hdf5", None, "pixel size"),  # sample_locs has no pixel size
     ("out.xyz", None, "extension"),
-    ("out.csv", "smap", "unknown localization format"),
+    ("out.csv", "smap", "is not a localization format"),
 ])
 def test_bad_writes_give_one_line_errors(tmp_path, one_line, target, fmt, fragment):
     with pytest.raises(UserInputError) as err:

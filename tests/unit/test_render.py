@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from deepsmlm.analysis.render import (DEFAULT_SIGMA_PX, depth_rgb, dye_rgb, gaussian_image, histogram_image, region,
-                                      save_render, side_view, widefield_sum)
+from deepsmlm.analysis.render import (DEFAULT_SIGMA_PX, depth_rgb, dye_legend, dye_rgb, gaussian_image,
+                                      histogram_image, region, save_render, side_view, widefield_sum)
 from deepsmlm.errors import UserInputError
 from deepsmlm.localizations import Localizations, Metadata
 
@@ -211,3 +211,45 @@ def test_region_keeps_and_shifts_the_rectangle():
     locs = Localizations.from_arrays([0, 0, 0], [100.0, 550.0, 900.0], [100.0, 250.0, 900.0])
     part = region(locs, (500.0, 200.0, 800.0, 300.0))
     assert len(part) == 1 and part.table.x_nm[0] == 50.0 and part.table.y_nm[0] == 50.0
+
+
+def test_dye_legend_names_dyes_with_wavelengths_from_the_config():
+    two = locs_at([105.0, 505.0], [105.0, 305.0], color=[0, 1])
+    assert [label for label, _ in dye_legend(two)] == ["dye 0", "dye 1"]
+    np.testing.assert_array_equal([color for _, color in dye_legend(two)], [[1, 0, 1], [0, 1, 0]])
+    config = {"emitters": {"dyes": [{"wavelength_nm": 600.0, "fraction": 1.0}, {"wavelength_nm": 680.0}]}}
+    three = Localizations.from_arrays([0, 0, 0], [5.0, 15.0, 25.0], [5.0, 5.0, 5.0], color=[0, 1, 2],
+                                      meta=Metadata(config=config))
+    legend = dye_legend(three)
+    assert [label for label, _ in legend] == ["dye 0 (600 nm)", "dye 1 (680 nm)", "dye 2"]
+    np.testing.assert_array_equal([color for _, color in legend], np.eye(3))  # the colours dye_rgb uses
+
+
+def test_save_render_draws_the_dye_legend(tmp_path, monkeypatch):
+    """The legend holds one swatch per dye in its composite colour with its label, top right of the PNG."""
+    import matplotlib.image
+
+    import deepsmlm.analysis.render as render
+
+    figures = []
+    original = render.save_figure
+    monkeypatch.setattr(render, "save_figure", lambda fig, *a, **k: figures.append(fig) or original(fig, *a, **k))
+    locs = locs_at([55.0, 105.0], [405.0, 455.0], color=[0, 1], sigma_x_nm=[10.0] * 2, sigma_y_nm=[10.0] * 2)
+    rgb = dye_rgb(locs, P, method="histogram", extent_nm=FIELD)  # data in the bottom-left corner only
+    legend = [("dye 0 (600 nm)", np.array([1.0, 0.0, 1.0])), ("dye 1 (680 nm)", np.array([0.0, 1.0, 0.0]))]
+    save_render(rgb, tmp_path / "with.png", P, per_channel=True, legend=legend)
+    save_render(rgb, tmp_path / "without.png", P, per_channel=True)
+
+    drawn = figures[0].axes[0].get_legend()
+    assert [t.get_text() for t in drawn.get_texts()] == ["dye 0 (600 nm)", "dye 1 (680 nm)"]
+    np.testing.assert_allclose([h.get_facecolor()[:3] for h in drawn.legend_handles], [[1, 0, 1], [0, 1, 0]])
+    assert figures[1].axes[0].get_legend() is None
+
+    def corner_pixels(name: str) -> dict[str, int]:
+        png = matplotlib.image.imread(tmp_path / name)[..., :3]
+        corner = png[: png.shape[0] // 2, png.shape[1] // 2:]
+        return {c: int(np.all(np.isclose(corner, rgb_), axis=-1).sum())
+                for c, rgb_ in (("magenta", (1, 0, 1)), ("green", (0, 1, 0)))}
+
+    with_legend, without = corner_pixels("with.png"), corner_pixels("without.png")
+    assert min(with_legend.values()) > 20 and max(without.values()) == 0

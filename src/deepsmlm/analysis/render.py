@@ -12,7 +12,7 @@ import dataclasses
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import matplotlib
 
@@ -23,6 +23,7 @@ import tifffile  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from scipy.ndimage import gaussian_filter1d  # noqa: E402
 from scipy.special import erf  # noqa: E402
 
@@ -235,6 +236,30 @@ def depth_rgb(locs: Localizations, pixel_nm: float, z_range: Extent | None = Non
     return (colors * d[..., None]).astype(np.float32)
 
 
+def dye_palette(locs: Localizations) -> np.ndarray:
+    """The (n_dyes, 3) RGB colour of each dye 0 … max(color) in a dye composite (see ``dye_rgb``)."""
+    if "color" not in locs.table.columns:
+        raise UserInputError("localizations have no color column; cannot colour by dye")
+    color = locs.table["color"].to_numpy()
+    n_dyes = max(int(color.max()) + 1, 1) if len(color) else 1
+    if n_dyes > 3:
+        raise UserInputError(f"{n_dyes} dyes; a dye composite shows at most 3")
+    return DYE_COLORS[max(n_dyes, 2)][:n_dyes]
+
+
+def dye_legend(locs: Localizations) -> list[tuple[str, np.ndarray]]:
+    """(label, RGB colour) of each dye of a dye composite: "dye k", with its emission wavelength when the
+    file's metadata carries the simulation config (``emitters.dyes[k].wavelength_nm``)."""
+    palette = dye_palette(locs)
+    dyes = ((locs.meta.config or {}).get("emitters") or {}).get("dyes") or []
+    entries = []
+    for k, color in enumerate(palette):
+        wavelength = dyes[k].get("wavelength_nm") if k < len(dyes) and isinstance(dyes[k], dict) else None
+        known = isinstance(wavelength, (int, float)) and not isinstance(wavelength, bool)
+        entries.append((f"dye {k} ({wavelength:g} nm)" if known else f"dye {k}", color))
+    return entries
+
+
 def dye_rgb(locs: Localizations, pixel_nm: float, method: str = "gaussian", sigma_nm: float | None = None,
             extent_nm: Extent | None = None) -> np.ndarray:
     """Multicolour composite (rows, cols, 3) float32, each dye's raw density in its own colour.
@@ -242,17 +267,12 @@ def dye_rgb(locs: Localizations, pixel_nm: float, method: str = "gaussian", sigm
     One or two dyes: dye 0 magenta (red + blue channels), dye 1 green (colour-blind safe).
     Three dyes: dye 0 red, 1 green, 2 blue. Localizations with a negative ``color`` (unassigned) are left out.
     """
-    if "color" not in locs.table.columns:
-        raise UserInputError("localizations have no color column; cannot colour by dye")
+    palette = dye_palette(locs)
     color = locs.table["color"].to_numpy()
-    n_dyes = int(color.max()) + 1 if len(color) else 1
-    if n_dyes > 3:
-        raise UserInputError(f"{n_dyes} dyes; a dye composite shows at most 3")
-    palette = DYE_COLORS[max(n_dyes, 2)]
     extent = field_nm(locs, pixel_nm, extent_nm)
     rows, cols = image_shape(extent, pixel_nm)
     rgb = np.zeros((rows, cols, 3), dtype=np.float32)
-    for dye in range(n_dyes):
+    for dye in range(len(palette)):
         sub = locs.with_table(locs.table[color == dye].reset_index(drop=True))
         rgb += density(sub, pixel_nm, method, sigma_nm, extent)[..., None] * palette[dye].astype(np.float32)
     return rgb
@@ -296,9 +316,10 @@ def _image_figure(shown: np.ndarray, pixel_nm: float, cmap: str | None, vmin: fl
 
 def save_render(image: np.ndarray, out_png: str | os.PathLike, pixel_nm: float,
                 colorbar: tuple[str, float, float, str] | None = None, cmap: str = "hot",
-                per_channel: bool = False) -> None:
-    """Write ``out_png`` (scale bar; colour bar when ``colorbar`` = (label, vmin, vmax, cmap)) and the raw
-    image as a float32 TIFF beside it (same stem, .tif; (rows, cols) or (rows, cols, 3) RGB), both atomically.
+                per_channel: bool = False, legend: Sequence[tuple[str, np.ndarray]] = ()) -> None:
+    """Write ``out_png`` (scale bar; colour bar when ``colorbar`` = (label, vmin, vmax, cmap); a legend of
+    ``legend`` = (label, RGB colour) entries, e.g. ``dye_legend``, top right) and the raw image as a float32
+    TIFF beside it (same stem, .tif; (rows, cols) or (rows, cols, 3) RGB), both atomically.
 
     Display contrast: a 2D image uses ``cmap`` from 0 to its DISPLAY_PERCENTILE; an RGB image is divided by
     the DISPLAY_PERCENTILE of its brightest channel and over-bright pixels are scaled back to keep their hue,
@@ -323,6 +344,10 @@ def save_render(image: np.ndarray, out_png: str | os.PathLike, pixel_nm: float,
         label, vmin, vmax, bar_cmap = colorbar
         mappable = plt.cm.ScalarMappable(norm=Normalize(vmin, vmax), cmap=bar_cmap)
         fig.colorbar(mappable, ax=ax, label=label, fraction=0.046, pad=0.02)
+    if legend:
+        handles = [Patch(facecolor=tuple(color), edgecolor="none", label=label) for label, color in legend]
+        ax.legend(handles=handles, loc="upper right", fontsize=8, facecolor="black", edgecolor="white",
+                  labelcolor="white", framealpha=0.7)
     save_figure(fig, out_png, dpi=150)
 
 

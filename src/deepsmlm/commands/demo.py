@@ -22,14 +22,18 @@ from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
 from deepsmlm.config import load_config
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.images import open_stack
+from deepsmlm.io.outputs import check_output_folder
 from deepsmlm.io.localization_files import read_localizations, write_localizations
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.plots import comparison_figure
 
 PRESET, MODEL, FRAMES, SEED, RENDER_NM = "epfl2013_bundled_tubes", "default-2d", 300, 1, 10.0
+DEMO_OUTPUTS = ("widefield.png", "superres.png", "superres.tif", "comparison.png", "localizations.csv",
+                "localizations_gaussian_mle.csv", "metrics.json")
 
 
 def run_demo(out: Path, frames: int = FRAMES) -> None:
+    check_output_folder(out, DEMO_OUTPUTS)
     console = Console(stderr=True)
     cfg = apply_overrides(load_config(PRESET), frames=frames, seed=SEED, density=None, emitters=None)
     sim = simulate_to_folder(cfg, out / "simulation")

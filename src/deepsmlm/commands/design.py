@@ -18,6 +18,7 @@ from deepsmlm.commands.optics import axial_range  # noqa: E402
 from deepsmlm.config import load_config  # noqa: E402
 from deepsmlm.errors import UserInputError  # noqa: E402
 from deepsmlm.io.atomic import atomic_path, write_text_atomic  # noqa: E402
+from deepsmlm.io.outputs import check_output_folder  # noqa: E402
 from deepsmlm.optics.design import design_mask, mean_3d_crlb, zernike_modes  # noqa: E402
 from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um, mask_phase_for  # noqa: E402
 from deepsmlm.optics.pupil import PupilPSF  # noqa: E402
@@ -50,8 +51,12 @@ def save_mask(phase: np.ndarray, out: Path, pitch_um: float) -> None:
     save_figure(fig, out / "mask.png")
 
 
+TETRAPOD_OUTPUTS = ("mask.npy", "mask.mat", "mask.png", "psf.png", "crlb.png", "design.json")
+
+
 def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll: int, smoothness_weight: float,
                         photons: float | None, background: float | None, planes: int, seed: int) -> None:
+    check_output_folder(out, TETRAPOD_OUTPUTS, {"CONFIG": config})
     cfg = load_config(config)
     if cfg.psf.model != "pupil":
         raise UserInputError(f"{config}: mask design needs psf.model: pupil")

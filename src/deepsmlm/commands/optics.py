@@ -13,12 +13,15 @@ from rich.table import Table
 from deepsmlm.config import MaskConfig, SimulationConfig, load_config
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import write_text_atomic
+from deepsmlm.io.outputs import check_outputs
+from deepsmlm.io.tiff import write_z_stack
 from deepsmlm.optics.factory import build_psf, grid_mask_pitch_um, pupil_grid_for
 from deepsmlm.physics.camera import Camera
 from deepsmlm.physics.crlb import crlb_vs_z
 from deepsmlm.plots import crlb_plot, psf_montage
 
 DEFAULT_2D_RANGE_NM = (-750.0, 750.0)
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def axial_range(cfg: SimulationConfig) -> tuple[float, float]:
@@ -27,15 +30,41 @@ def axial_range(cfg: SimulationConfig) -> tuple[float, float]:
     return (z0, z1) if z1 > z0 else DEFAULT_2D_RANGE_NM
 
 
-def run_psf(config: str, out: Path, planes: int) -> None:
-    cfg = load_config(config)
+def display_blur_px(cfg: SimulationConfig) -> float:
+    """The blur σ (camera px) shown by ``deepsmlm psf``: the middle of the configured psf.blur_sigma_px range."""
+    return 0.5 * sum(cfg.psf.blur_sigma_px)
+
+
+def blurred_z_stack(cfg: SimulationConfig, z_nm: torch.Tensor, blur_px: float) -> np.ndarray:
+    """Unit-photon PSFs (Z, P, P) of a centred emitter at each z (nm), convolved with a Gaussian of σ
+    ``blur_px`` camera pixels (none when 0), as float32."""
     psf = build_psf(cfg, fast=False)
-    z = torch.linspace(*axial_range(cfg), planes)
+    offsets = torch.zeros(len(z_nm), 3)
+    offsets[:, 2] = z_nm
+    blur = torch.full((len(z_nm),), blur_px) if blur_px > 0 else None
     with torch.inference_mode():
-        stack = psf.z_stack(z).cpu().numpy()
+        return psf.patches(offsets, torch.ones(len(z_nm)), blur).cpu().numpy().astype(np.float32)
+
+
+def run_psf(config: str, out: Path, planes: int) -> None:
+    """The PSF montage over the config's axial range as ``out`` (PNG), and the z-stack as a float32 TIFF beside it."""
+    if out.suffix.lower() != ".png":
+        raise UserInputError(f"-o {out}: give a .png path (the float32 TIFF z-stack is written beside it)")
+    tif = out.with_suffix(".tif")
+    check_outputs({"-o": out}, {"CONFIG": config}, beside={"-o's TIFF": tif})
+    cfg = load_config(config)
+    z = torch.linspace(*axial_range(cfg), planes)
+    blur = display_blur_px(cfg)
+    stack = blurred_z_stack(cfg, z, blur)
+    write_z_stack(tif, stack, z.tolist(), cfg.frame.pixel_size_nm,
+                  info={"config": cfg.name, "psf_model": cfg.psf.model, "blur_sigma_px": blur,
+                        "photons": "unit-photon emitter at the patch centre"})
+    lo, hi = cfg.psf.blur_sigma_px
+    blurred = f"blur σ {blur:g} px (middle of {lo:g}–{hi:g})" if blur > 0 else "no blur"
     psf_montage(stack, z.tolist(), cfg.frame.pixel_size_nm, out,
-                title=f"{cfg.name}: {cfg.psf.model} PSF, {cfg.optics.wavelength_nm:g} nm, NA {cfg.optics.na:g}")
-    print(f"wrote {out}")
+                title=f"{cfg.name}: {cfg.psf.model} PSF, {cfg.optics.wavelength_nm:g} nm, NA {cfg.optics.na:g}, "
+                      f"{blurred}")
+    print(f"wrote {out} and {tif}")
 
 
 def with_mask(cfg: SimulationConfig, mask: Path) -> SimulationConfig:
@@ -73,6 +102,10 @@ def crlb_figures(cfg: SimulationConfig, photons: float, background: float, plane
 
 def run_crlb(config: str, mask: Path | None, json_out: Path | None, plot: Path | None, photons: float | None,
              background: float | None, planes: int) -> None:
+    plot = plot if plot is not None else (json_out.with_suffix(".png") if json_out is not None else None)
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise UserInputError(f"--plot {plot}: give a {', '.join(PLOT_SUFFIXES)} path")
+    check_outputs({"--json": json_out, "--plot": plot}, {"CONFIG": config, "--mask": mask})
     cfg = load_config(config)
     if mask is not None:
         cfg = with_mask(cfg, mask)
@@ -90,7 +123,6 @@ def run_crlb(config: str, mask: Path | None, json_out: Path | None, plot: Path |
     Console().print(table)
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(fig, indent=2))
-    plot = plot if plot is not None else (json_out.with_suffix(".png") if json_out is not None else None)
     if plot is not None:
         curves = {cfg.name: {a: np.array(fig[f"crlb_{a}_nm"]) for a in axes}}
         crlb_plot(np.array(fig["z_nm"]), curves, plot, title=f"{n:g} photons, {b:g} background/px")

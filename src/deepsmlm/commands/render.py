@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from deepsmlm.analysis.render import (VIEWS, density, depth_range, depth_rgb, dye_rgb, field_nm, image_shape,
-                                      region, save_render, side_view)
+from deepsmlm.analysis.render import (VIEWS, density, depth_range, depth_rgb, dye_legend, dye_rgb, field_nm,
+                                      image_shape, region, save_render, side_view)
 from deepsmlm.errors import UserInputError, check_positive
 from deepsmlm.io.outputs import check_outputs
 
@@ -76,7 +76,8 @@ def run_render(locs_path: Path, out: Path, pixel_nm: float, color: str = "none",
         image = depth_rgb(locs, pixel_nm, z_range, method, sigma_nm, extent)
         save_render(image, out, pixel_nm, colorbar=("z (nm)", *z_range, "turbo"))
     elif color == "dye":
-        save_render(dye_rgb(locs, pixel_nm, method, sigma_nm, extent), out, pixel_nm, per_channel=True)
+        save_render(dye_rgb(locs, pixel_nm, method, sigma_nm, extent), out, pixel_nm, per_channel=True,
+                    legend=dye_legend(locs))
     else:
         save_render(density(locs, pixel_nm, method, sigma_nm, extent), out, pixel_nm)
     print(f"rendered {len(locs)} localizations ({method}, color {color}, view {view}) into {cols}×{rows} px of "

@@ -1,6 +1,7 @@
-"""Lazy image-stack reading: multi-page TIFF / BigTIFF / ImageJ / OME-TIFF files and folders of single-frame TIFFs.
+"""Lazy image-stack reading: multi-page TIFF / BigTIFF / ImageJ / OME-TIFF files, folders of single-frame TIFFs,
+and raw movies with a sidecar (storm-control ``.dax`` + ``.inf``, Picasso ``.raw`` + ``.yaml``).
 
-Nothing is read at opening beyond the TIFF headers. Uncompressed contiguous image data is memory-mapped
+Nothing is read at opening beyond the TIFF headers or sidecar. Uncompressed contiguous image data is memory-mapped
 and each read copies its frames out, then releases the mapped file pages (``madvise(MADV_DONTNEED)``),
 so streaming a stack larger than RAM keeps the resident set at about one chunk. Compressed or scattered
 data is decoded page by page, only the pages asked for.
@@ -21,6 +22,7 @@ import numpy as np
 import tifffile
 
 from deepsmlm.errors import UserInputError
+from deepsmlm.io.raw_movies import RAW_SUFFIXES, raw_layout
 
 _SUFFIXES = {".tif", ".tiff"}
 # nm per length unit, as written in ImageJ / tifffile-shaped / OME metadata
@@ -157,7 +159,8 @@ class ImageStack:
 
     @property
     def pixel_size_nm(self) -> float | None:
-        """Pixel size in nm from TIFF resolution tags, ImageJ or OME metadata; None when the file has none."""
+        """Pixel size in nm from TIFF resolution tags, ImageJ or OME metadata, or a raw movie's sidecar;
+        None when the file has none."""
         return self._pixel_size_nm
 
     @property
@@ -210,18 +213,25 @@ class ImageStack:
 
 
 def open_stack(path: str | os.PathLike) -> ImageStack:
-    """Open a TIFF stack file (classic, BigTIFF, ImageJ, OME; any compression) or a folder of single-frame TIFFs.
+    """Open a TIFF stack file (classic, BigTIFF, ImageJ, OME; any compression), a folder of single-frame TIFFs,
+    or, by extension, a ``.dax`` (storm-control) or ``.raw`` (Picasso) movie with its sidecar.
 
     Folder files (``*.tif``, ``*.tiff``) are sorted naturally (``frame2`` before ``frame10``); the first
     one sets the frame size, and every other is checked when it is read. Raises a one-line
-    :class:`UserInputError` naming the file for a missing or unreadable file, pages that are not 2D,
-    mixed page sizes, an empty folder or a stack without frames.
+    :class:`UserInputError` naming the file for a missing or unreadable file or sidecar, pages that are
+    not 2D, mixed page sizes, an empty folder, a stack without frames, or raw data whose length is not
+    what its sidecar describes.
     """
     path = Path(path)
     if path.is_dir():
         return _open_folder(path)
     if not path.is_file():
         raise UserInputError(f"{path}: no such file or folder")
+    if path.suffix.lower() in RAW_SUFFIXES:
+        layout = raw_layout(path)
+        reader = _MappedFrames(path, 0, layout.n_frames, layout.shape, layout.dtype)
+        return ImageStack(path, reader, layout.n_frames, layout.shape, layout.dtype.newbyteorder("="),
+                          layout.pixel_size_nm)
     try:
         tif = tifffile.TiffFile(path)
     except Exception as err:

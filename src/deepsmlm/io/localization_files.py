@@ -48,7 +48,8 @@ def output_format(path: str | os.PathLike, format: str | None = None) -> str:
     if format is None:
         return format_of(path)
     if format not in WRITERS:
-        raise UserInputError(f"--format {format!r}: unknown localization format; choose {', '.join(WRITERS)}")
+        raise UserInputError(f"{path}: --format {format!r} is not a localization format; choose "
+                             f"{', '.join(WRITERS)}")
     return format
 
 

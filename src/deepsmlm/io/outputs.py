@@ -125,3 +125,11 @@ def written_by_deepsmlm(path: Path) -> bool:
             return str(tif.pages[0].software).startswith(SOFTWARE)
     except Exception:  # not a readable TIFF: certainly not one of ours
         return False
+
+
+def check_output_folder(folder: Path, files: Iterable[str], inputs: Mapping[str, PathLike | None] = {},
+                        option: str = "-o") -> None:
+    """A command writing ``files`` (names) into ``folder``: the folder is usable and none of the files
+    is one of the ``inputs`` (a config kept in the output folder, say)."""
+    check_writable_folder(folder, option)
+    check_outputs({f"{option} {folder}'s {name}": folder / name for name in files}, inputs)
