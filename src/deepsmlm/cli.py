@@ -83,7 +83,8 @@ def _guard(fn, *args) -> None:
 ConfigArg = typer.Argument(..., help="preset name (e.g. tetrapod_paper) or path to a YAML config")
 DeviceOpt = typer.Option("cpu", "--device", callback=_device, help="torch device: cpu or cuda")
 StepsOpt = typer.Option(None, "--steps", min=1, help="total training steps (default: config)")
-MinutesOpt = typer.Option(None, "--minutes", min=0, help="train for this much wall time")
+OverwriteOpt = typer.Option(False, "--overwrite", help="train anew over a model already in the folder")
+MinutesOpt = typer.Option(None, "--minutes", help="train for this much wall time (minutes > 0)")
 
 
 @app.command()
@@ -91,7 +92,7 @@ def simulate(
     config: str = ConfigArg,
     out: Path = typer.Option(..., "-o", "--out", help="output folder"),
     frames: Optional[int] = typer.Option(None, "--frames", min=1, help="number of frames (default: config)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="random seed (default: config)"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="random seed (default: config)"),
     density: Optional[float] = typer.Option(None, "--density", min=0, help="emitters per µm² per frame"),
     emitters: Optional[int] = typer.Option(None, "--emitters", min=0, help="emitters per frame"),
     device: str = DeviceOpt,
@@ -146,7 +147,7 @@ def design_tetrapod(
     photons: Optional[float] = typer.Option(None, "--photons", min=0, help="signal photons (default: config mean)"),
     background: Optional[float] = typer.Option(None, "--background", min=0, help="background photons/px"),
     planes: int = typer.Option(21, "--planes", min=2, help="z planes over the config's axial range"),
-    seed: int = typer.Option(0, "--seed", help="seed of the starting mask"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="seed of the starting mask"),
 ) -> None:
     """A phase mask minimising the mean 3D CRLB over the config's axial range (how the Tetrapod was designed)."""
     from deepsmlm.commands.design import run_design_tetrapod
@@ -180,11 +181,12 @@ def _joint_design_command(runner: str, doc: str):
         basis: str = LearnBasisOpt,
         max_noll: int = LearnMaxNollOpt,
         crlb_cap: Optional[float] = CrlbCapOpt,
+        overwrite: bool = OverwriteOpt,
     ) -> None:
         from deepsmlm.commands import design
 
         _guard(getattr(design, runner), config, out, steps, minutes, from_scratch, smoothness, resume, device, basis,
-               max_noll, crlb_cap)
+               max_noll, crlb_cap, overwrite)
 
     command.__doc__ = doc
     return command
@@ -204,12 +206,13 @@ def train(
     steps: Optional[int] = StepsOpt,
     minutes: Optional[float] = MinutesOpt,
     resume: bool = typer.Option(False, "--resume", help="continue the run in the model folder exactly"),
+    overwrite: bool = OverwriteOpt,
     device: str = DeviceOpt,
 ) -> None:
     """Train a model on batches simulated on the fly from the config's physics."""
     from deepsmlm.commands.train import run_train
 
-    _guard(run_train, config, out, steps, minutes, resume, device)
+    _guard(run_train, config, out, steps, minutes, resume, device, overwrite)
 
 
 @app.command()
@@ -220,15 +223,28 @@ def localize(
     fmt: Optional[str] = typer.Option(None, "--format", help="thunderstorm, picasso, challenge or parquet"),
     render: Optional[Path] = typer.Option(None, "--render", help="also write the super-resolved image (PNG + TIFF)"),
     device: str = DeviceOpt,
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="frames per batch"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1,
+                                   help="most frames read at once (fewer when --max-memory-gb asks)"),
     config: Optional[str] = typer.Option(None, "--config", help="the data's camera/pixel/z config (needed by gaussian-mle)"),
     baseline_subtracted: bool = typer.Option(False, "--baseline-subtracted",
                                              help="the frames already had the camera baseline removed"),
+    pixel_size_nm: Optional[float] = typer.Option(None, "--pixel-size-nm",
+                                                  help="the data's pixel size (nm), for a file without one"),
+    force: bool = typer.Option(False, "--force", help="run even when the data do not fit the model "
+                                                      "(pixel size, background, noise, spot width or photons)"),
+    threshold: Optional[float] = typer.Option(None, "--threshold",
+                                              help="detection threshold: a network's summed density (0–1), or "
+                                                   "gaussian-mle's in noise standard deviations (default: the "
+                                                   "model's, 6 for gaussian-mle)"),
+    max_memory_gb: Optional[float] = typer.Option(None, "--max-memory-gb",
+                                                  help="working-memory budget (GiB; default half the memory "
+                                                       "available); large frames are tiled to fit it"),
 ) -> None:
     """Localize every frame of a stack with a model or the classic Gaussian MLE fitter."""
     from deepsmlm.commands.localize import run_localize
 
-    _guard(run_localize, stack, model, out, fmt, render, device, batch_size, config, baseline_subtracted)
+    _guard(run_localize, stack, model, out, fmt, render, device, batch_size, config, baseline_subtracted,
+           pixel_size_nm, force, threshold, max_memory_gb)
 
 
 @app.command()

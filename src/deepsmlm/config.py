@@ -12,13 +12,29 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deepsmlm.errors import UserInputError
 
+SEED_LIMIT = 2**63  # torch generators take seeds 0 <= seed < 2**63
+MAX_NOLL = 231  # Zernike radial order <= 20; higher orders are numerical noise on a float32 pupil
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    """Unknown keys are errors; every float must be finite (no .inf / .nan anywhere)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
+
+
+def check_range(value: tuple[float, float] | None, what: str = "") -> None:
+    """A (low, high) range with 0 <= low <= high (or None); ValueError naming the values otherwise."""
+    if value is None:
+        return
+    low, high = value
+    if low < 0:
+        raise ValueError(f"{what}[{low:g}, {high:g}]: low {low:g} is below 0")
+    if high < low:
+        raise ValueError(f"{what}[{low:g}, {high:g}]: low {low:g} exceeds high {high:g}")
 
 
 class FrameConfig(_Strict):
@@ -27,6 +43,13 @@ class FrameConfig(_Strict):
     height: int = Field(64, ge=1, description="rows (pixels)")
     width: int = Field(64, ge=1, description="columns (pixels)")
     pixel_size_nm: float = Field(100.0, gt=0, description="camera pixel size in the sample plane")
+
+    @field_validator("height", "width", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value):
+        if isinstance(value, bool):  # YAML's yes/no/true would otherwise pass as 1 or 0 pixels
+            raise ValueError(f"{value}: need a whole number of pixels")
+        return value
 
 
 class OpticsConfig(_Strict):
@@ -112,6 +135,14 @@ class PSFConfig(_Strict):
             raise ValueError(f"blur_sigma_px must be 0 <= low <= high, got {self.blur_sigma_px}")
         return self
 
+    @field_validator("zernike_rad")
+    @classmethod
+    def _noll_indices(cls, value: dict[int, float]) -> dict[int, float]:
+        bad = [j for j in value if not 1 <= j <= MAX_NOLL]
+        if bad:
+            raise ValueError(f"Noll index {bad[0]}: must be 1 … {MAX_NOLL}")
+        return value
+
 
 class CameraConfig(_Strict):
     """Photon -> ADU conversion. ``ideal`` is Poisson only with unit gain and zero baseline."""
@@ -164,6 +195,12 @@ class PhotonConfig(_Strict):
     mean: float = Field(2000.0, gt=0, description="log-normal mean (photons)")
     sigma: float = Field(0.3, gt=0, description="log-normal sigma of log(photons)")
 
+    @model_validator(mode="after")
+    def _uniform_range(self) -> "PhotonConfig":
+        if self.distribution == "uniform":
+            check_range((self.low, self.high), "uniform low, high ")
+        return self
+
     def expected(self) -> float:
         """Expected photons per emitter under this distribution."""
         return {
@@ -191,6 +228,13 @@ class StructureConfig(_Strict):
     filament_persistence_nm: float = Field(5000.0, gt=0, description="bending persistence length")
     filament_z_amplitude_nm: float = Field(0.0, ge=0, description="axial excursion of 3D filaments")
     ellipsoid_semi_axes_nm: tuple[float, float, float] = (3000.0, 2000.0, 1500.0)
+
+    @field_validator("ellipsoid_semi_axes_nm")
+    @classmethod
+    def _positive_axes(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError(f"{list(value)}: every semi-axis must be > 0 nm")
+        return value
 
 
 class DyeConfig(_Strict):
@@ -223,6 +267,12 @@ class EmitterConfig(_Strict):
     structure: StructureConfig = StructureConfig()
     dyes: list[DyeConfig] | None = Field(None, description="multicolour: each molecule carries one of these dyes")
 
+    @field_validator("count")
+    @classmethod
+    def _count_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        check_range(value)
+        return value
+
     @model_validator(mode="after")
     def _one_rate(self) -> "EmitterConfig":
         if self.density_per_um2 is None and self.count is None:
@@ -241,6 +291,12 @@ class BackgroundConfig(_Strict):
     nonuniform_amplitude: float = Field(0.0, ge=0, le=1, description="relative amplitude of smooth variation")
     nonuniform_length_nm: float = Field(3000.0, gt=0, description="correlation length of the variation")
 
+    @field_validator("photons_per_px")
+    @classmethod
+    def _level_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        check_range(value)
+        return value
+
 
 class ModelConfig(_Strict):
     """Network and post-processing settings saved with the weights (a model folder is self-describing)."""
@@ -255,7 +311,10 @@ class ModelConfig(_Strict):
     dilations: tuple[int, ...] = Field((1, 2, 4, 8, 12), description="deepstorm3d: one residual block per entry")
     input_offset_photons: float | None = Field(None, description="subtracted from photons before the net")
     input_scale_photons: float | None = Field(None, gt=0, description="photons are divided by this")
-    threshold: float = Field(0.3, ge=0, description="minimum summed density of a detection (≈ probability)")
+    threshold: float = Field(0.3, ge=0, le=1, description="minimum summed density of a detection (≈ probability)")
+    gaussian_mle_threshold: float = Field(
+        6.0, gt=0, description="gaussian-mle: detection threshold, standard deviations of the filtered background noise"
+    )
     window_px: int = Field(2, ge=1, description="half-width of the centroid window, fine pixels")
     window_planes: int = Field(1, ge=0, description="half-width of the centroid window along z, planes")
 
@@ -267,6 +326,8 @@ class ModelConfig(_Strict):
             raise ValueError("dilations must be a non-empty list of positive integers")
         if self.colors > 1 and self.kind != "deepstorm3d":
             raise ValueError("per-dye outputs (colors > 1) need kind: deepstorm3d (z_planes: 1 for 2D)")
+        if self.kind == "deepstorm3d" and self.architecture == "paper" and self.upsampling & (self.upsampling - 1):
+            raise ValueError(f"upsampling {self.upsampling}: the deepstorm3d paper architecture needs a power of 2")
         return self
 
 
@@ -295,7 +356,15 @@ class TrainingConfig(_Strict):
     validation_frames: int = Field(64, ge=1)
     validate_every: int = Field(100, ge=1)
     lateral_tol_nm: float = Field(250.0, gt=0, description="matching radius for validation")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
+
+    @field_validator("density_range_per_um2")
+    @classmethod
+    def _density_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        check_range(value)
+        if value is not None and value[1] <= 0:
+            raise ValueError(f"[{value[0]:g}, {value[1]:g}]: high must be > 0 (no emitters to learn from)")
+        return value
 
 
 class SimulationConfig(_Strict):
@@ -311,7 +380,7 @@ class SimulationConfig(_Strict):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     frames: int = Field(100, ge=1, description="default number of frames for `simulate`")
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
 
     @model_validator(mode="after")
     def _margin_inside_frame(self) -> "SimulationConfig":
@@ -336,12 +405,23 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".yaml"))
 
 
+_UNION_TAGS = {"float", "int", "str", "bool"}  # pydantic names the branch of a union in an error's location
+
+
 def _format_validation_error(source: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
-    if first["type"] == "extra_forbidden":
+    """One line: the source, the dotted key, the problem and the value given (of the deepest error: in a
+    union, the branch that got furthest)."""
+    errors = err.errors()
+    shown = errors[0] if errors[0]["type"] == "extra_forbidden" else max(errors, key=lambda e: len(e["loc"]))
+    loc = ".".join(str(p) for p in shown["loc"] if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p)))
+    loc = loc or "<root>"
+    if shown["type"] == "extra_forbidden":
         return f"{source}: unknown config key '{loc}'"
-    return f"{source}: {loc}: {first['msg']}"
+    msg = shown["msg"].removeprefix("Value error, ")
+    value = shown.get("input")
+    if shown["type"] != "value_error" and isinstance(value, (int, float, str)):
+        msg += f" (got {value:g})" if isinstance(value, float) else f" (got {value!r})"
+    return f"{source}: {loc}: {msg}"
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> SimulationConfig:
@@ -379,10 +459,14 @@ def load_config(name_or_path: str | os.PathLike) -> SimulationConfig:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise UserInputError(f"{source}: invalid YAML{where} ({problem})") from None
     cfg = config_from_dict(data, source)
-    mask = cfg.psf.mask
-    if path.is_file() and mask is not None and not mask.file.startswith(("pkg:", "data:")):
-        # a mask file named relative to its config (a model folder's mask.npy) is found from anywhere
-        mask.file = str(path.parent.resolve() / Path(mask.file).expanduser())
+    if path.is_file():
+        # files named relative to their config (a model folder's mask.npy) are found from anywhere
+        folder = path.parent.resolve()
+        mask = cfg.psf.mask
+        if mask is not None and not mask.file.startswith(("pkg:", "data:")):
+            mask.file = str(folder / Path(mask.file).expanduser())
+        if cfg.camera.scmos_maps is not None:
+            cfg.camera.scmos_maps = str(folder / Path(cfg.camera.scmos_maps).expanduser())
     return cfg
 
 

@@ -67,6 +67,15 @@ CASES = [
     Case("evaluate json over the predictions", ("evaluate", "--gt", "gt.csv", "--pred", "locs.csv", "--json",
                                                 "./locs.csv"),
          "is the input --pred", untouched=("gt.csv", "locs.csv")),
+    Case("train over a trained model", ("train", "preset.yaml", "-o", "model", "--steps", "2"),
+         "already holds a trained model", untouched=("model",)),
+    Case("design over a trained model", ("design", "learn", "learned_paper", "-o", "model", "--steps", "2"),
+         "already holds a trained model", untouched=("model",)),
+    Case("resume with another config", ("train", "epfl2016_2d", "-o", "model", "--steps", "2", "--resume"),
+         "the config differs from the one model was trained with", untouched=("model",)),
+    Case("train config inside the output folder", ("train", "model/config.yaml", "-o", "model", "--steps", "2",
+                                                   "--overwrite"),
+         "is the input CONFIG", untouched=("model",)),
     # 2. output problems found before the work
     Case("output inside a regular file", ("localize", "movie.tif", "--model", "default-2d", "-o",
                                           "movie.tif/locs.csv"),
@@ -85,7 +94,35 @@ CASES = [
          "'foo' is not a torch device", absent=("out.csv",)),
     Case("cuda on a machine without it", ("simulate", "epfl2013_bundled_tubes", "-o", "sim", "--device", "cuda"),
          "no CUDA device", absent=("sim",)),
+    Case("inverted emitter count", ("simulate", "bad.yaml", "-o", "sim"), "emitters.count: [50, 5]: low 50 exceeds high 5",
+         absent=("sim",), configs={"bad.yaml": {"emitters.density_per_um2": None, "emitters.count": [50, 5]}}),
+    Case("negative emitter count", ("simulate", "bad.yaml", "-o", "sim"), "emitters.count: [-5, -1]: low -5 is below 0",
+         absent=("sim",), configs={"bad.yaml": {"emitters.density_per_um2": None, "emitters.count": [-5, -1]}}),
+    Case("infinite pixel size", ("simulate", "bad.yaml", "-o", "sim"), "frame.pixel_size_nm: Input should be a finite",
+         absent=("sim",), configs={"bad.yaml": {"frame.pixel_size_nm": float("inf")}}),
+    Case("absurd density", ("simulate", "bad.yaml", "-o", "sim"), "GiB of memory, more than the",
+         absent=("sim",), configs={"bad.yaml": {"emitters.density_per_um2": 1e6}}),
+    Case("absurd frame", ("simulate", "bad.yaml", "-o", "sim"), "200000×200000 px",
+         absent=("sim",), configs={"bad.yaml": {"frame.height": 200000, "frame.width": 200000}}),
+    Case("absurd frame count", ("simulate", "epfl2013_bundled_tubes", "-o", "sim", "--frames", "100000000"),
+         "100000000 frames", absent=("sim",)),
+    Case("seed beyond torch's range", ("simulate", "epfl2013_bundled_tubes", "-o", "sim", "--seed",
+                                       "100000000000000000000000"),
+         "'--seed'", absent=("sim",)),
+    Case("damaged checkpoint", ("train", "broken/config.yaml", "-o", "broken", "--steps", "3", "--resume"),
+         "broken/last.safetensors: damaged checkpoint", untouched=("broken",)),
+    Case("damaged checkpoint record", ("train", "broken/config.yaml", "-o", "broken_json", "--steps", "3",
+                                       "--resume"),
+         "broken_json/last.json", untouched=("broken_json",)),
     # 4. nonsense values
+    Case("negative background", ("simulate", "bad.yaml", "-o", "sim"), "background.photons_per_px: [-50, -10]",
+         absent=("sim",), configs={"bad.yaml": {"background.photons_per_px": [-50, -10]}}),
+    Case("inverted background", ("simulate", "bad.yaml", "-o", "sim"), "low 50 exceeds high 10",
+         absent=("sim",), configs={"bad.yaml": {"background.photons_per_px": [50, 10]}}),
+    Case("inverted photons", ("simulate", "bad.yaml", "-o", "sim"), "low 5000 exceeds high 1000", absent=("sim",),
+         configs={"bad.yaml": {"emitters.photons": {"distribution": "uniform", "low": 5000, "high": 1000}}}),
+    Case("zero training time", ("train", "preset.yaml", "-o", "new_model", "--minutes", "0"),
+         "--minutes 0: must be a finite number of minutes > 0", absent=("new_model",)),
     Case("evaluate with zero pixel size", ("evaluate", "--gt", "gt.csv", "--pred", "locs.csv", "--pixel-size-nm",
                                            "0"),
          "--pixel-size-nm 0: must be a finite positive number"),
@@ -106,6 +143,17 @@ def workspace(tmp_path_factory) -> Path:
     shutil.copy(root / "gt.csv", root / "locs.csv")
     shutil.copytree(resolve_model_dir("default-2d"), root / "model")
     (root / "preset.yaml").write_text(dump_config(cfg))
+    for name, damage in (("broken", "last.safetensors"), ("broken_json", "last.json")):
+        (root / name).mkdir()
+        shutil.copy(root / "model" / "config.yaml", root / name / "config.yaml")
+        (root / name / "last.safetensors").write_bytes(b"\0" * 64)
+        (root / name / "last.json").write_text('{"step": 3}')
+        if damage == "last.json":  # a sound tensor file beside a truncated record
+            from safetensors.torch import save_file
+            import torch
+
+            save_file({"rng": torch.Generator().get_state()}, str(root / name / "last.safetensors"))
+            (root / name / "last.json").write_text('{"step": 3, "best_jacc')
     return root
 
 

@@ -15,6 +15,7 @@ import torch  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
 from deepsmlm.commands.optics import axial_range  # noqa: E402
+from deepsmlm.commands.train import steps_run, warn_if_weak  # noqa: E402
 from deepsmlm.config import load_config  # noqa: E402
 from deepsmlm.errors import UserInputError  # noqa: E402
 from deepsmlm.io.atomic import atomic_path, write_text_atomic  # noqa: E402
@@ -51,6 +52,7 @@ def save_mask(phase: np.ndarray, out: Path, pitch_um: float) -> None:
     save_figure(fig, out / "mask.png")
 
 
+DESIGN_FILLED = ("psf.mask", "psf.pupil_grid", "psf.model")  # a learned model's config names its own mask and grid
 TETRAPOD_OUTPUTS = ("mask.npy", "mask.mat", "mask.png", "psf.png", "crlb.png", "design.json")
 
 
@@ -112,13 +114,13 @@ def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll
 
 def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
                            smoothness_weight: float, resume: bool, device: str, basis: str, max_noll: int, what: str,
-                           crlb_cap_nm: float | None = None):
+                           crlb_cap_nm: float | None = None, overwrite: bool = False):
     """Train a JointTrainer on ``config``; writes the model folder, the best mask (.npy/.mat/.png) and the
     training curves; returns the trainer with its PSF set to the best mask, and the run summary."""
-    from deepsmlm.commands.train import training_config
+    from deepsmlm.commands.train import TRAINER_FILLED, training_config
     from deepsmlm.training.joint import JointTrainer
 
-    cfg = training_config(config, out, steps, minutes, resume)
+    cfg = training_config(config, out, steps, minutes, resume, overwrite, filled=(*TRAINER_FILLED, *DESIGN_FILLED))
     if cfg.psf.model != "pupil":
         raise UserInputError(f"{config}: learning a mask needs psf.model: pupil")
     if cfg.model.kind != "deepstorm3d":
@@ -138,28 +140,29 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
     with torch.no_grad():
         trainer.psf.mask_phase.copy_(torch.from_numpy(phase))
     training_curves(trainer.history, out / "training_curves.png", title=f"{what}, {cfg.name}")
+    warn_if_weak(summary["best_jaccard"], out)
     return trainer, summary
 
 
 def run_design_learn(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
                      smoothness_weight: float, resume: bool, device: str, basis: str = "pixel",
-                     max_noll: int = 28, crlb_cap_nm: float | None = None) -> None:
+                     max_noll: int = 28, crlb_cap_nm: float | None = None, overwrite: bool = False) -> None:
     """Learn the mask and the 3D network together; writes the model folder, the mask and pictures."""
     trainer, summary = learn_mask_and_network(config, out, steps, minutes, from_scratch, smoothness_weight, resume,
                                               device, basis, max_noll, "mask and network learned together",
-                                              crlb_cap_nm)
+                                              crlb_cap_nm, overwrite)
     cfg = trainer.cfg
     with torch.no_grad():
         z = np.linspace(*axial_range(cfg), 10)
         stack = trainer.psf.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()
     psf_montage(stack, z.tolist(), cfg.frame.pixel_size_nm, out / "psf.png", title=f"learned mask, {cfg.name}")
-    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation Jaccard "
+    print(f"trained {steps_run(summary)} in {summary['seconds']:.0f} s; best validation Jaccard "
           f"{summary['best_jaccard']:.3f}; model and mask.npy/.mat/.png, psf.png, training_curves.png in {out}")
 
 
 def run_design_multicolor(config: str, out: Path, steps: int | None, minutes: float | None, from_scratch: bool,
                           smoothness_weight: float, resume: bool, device: str, basis: str = "pixel",
-                          max_noll: int = 28, crlb_cap_nm: float | None = None) -> None:
+                          max_noll: int = 28, crlb_cap_nm: float | None = None, overwrite: bool = False) -> None:
     """Learn one mask and a dye-classifying network for the config's 2–4 dyes; writes the model folder, the
     mask, every dye's PSF montage (psf_dyes.png) and the training curves."""
     cfg = load_config(config)
@@ -170,7 +173,8 @@ def run_design_multicolor(config: str, out: Path, steps: int | None, minutes: fl
         raise UserInputError(f"{config}: model.colors must equal the number of dyes ({len(dyes)})")
     trainer, summary = learn_mask_and_network(config, out, steps, minutes, from_scratch, smoothness_weight, resume,
                                               device, basis, max_noll,
-                                              "mask and dye-classifying network learned together", crlb_cap_nm)
+                                              "mask and dye-classifying network learned together", crlb_cap_nm,
+                                              overwrite)
     z = np.linspace(*axial_range(trainer.cfg), 5)
     with torch.no_grad():
         stack = np.concatenate([p.z_stack(torch.tensor(z, dtype=torch.float32)).cpu().numpy()
@@ -179,6 +183,6 @@ def run_design_multicolor(config: str, out: Path, steps: int | None, minutes: fl
                 title=f"learned mask, one row per dye, {cfg.name}",
                 row_labels=[f"{d.wavelength_nm:.0f} nm" for d in dyes], cols=len(z))
     accuracy = trainer.history[-1].get("color_accuracy") if trainer.history else None
-    print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s; best validation Jaccard "
+    print(f"trained {steps_run(summary)} in {summary['seconds']:.0f} s; best validation Jaccard "
           f"{summary['best_jaccard']:.3f} (last colour accuracy {accuracy if accuracy is None else f'{accuracy:.3f}'}); "
           f"model and mask.npy/.mat/.png, psf_dyes.png, training_curves.png in {out}")

@@ -2,73 +2,72 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from deepsmlm.config import SimulationConfig, load_config
-from deepsmlm.errors import UserInputError
-from deepsmlm.inference.postprocess import detected_density
+from deepsmlm.errors import UserInputError, check_positive
+from deepsmlm.inference.data_check import check_data
+from deepsmlm.inference.gaussian_mle import GaussianMLE
 from deepsmlm.inference.predict import DensityPredictor
-from deepsmlm.inference.stream import Localizer, StackResult, run_stack
+from deepsmlm.inference.stream import Localizer, StackResult, rate_text, run_stack
+from deepsmlm.inference.tiling import Plan, plan_passes
 from deepsmlm.io.images import ImageStack, open_stack
 from deepsmlm.io.outputs import check_outputs
+from deepsmlm.io.streaming import TableWriter
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.deepstorm3d import receptive_field_px
-from deepsmlm.models.registry import fold_batchnorm, load_model
-from deepsmlm.physics.camera import Camera
+from deepsmlm.models.registry import fold_batchnorm, jaccard_warning, load_model, recorded_jaccard
+from deepsmlm.resources import memory_budget_bytes
 
 CLASSIC = "gaussian-mle"
 
 
-def check_pixel_size(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
-    """The stack's pixel size (when its metadata has one) must match the model's within 1 %."""
-    px = stack.pixel_size_nm
-    if px is not None and abs(px / cfg.frame.pixel_size_nm - 1) > 0.01:
-        raise UserInputError(f"{stack.path}: pixel size {px:g} nm differs from {cfg.frame.pixel_size_nm:g} nm "
-                             f"of {source}")
+def check_pixel_size(stack: ImageStack, cfg: SimulationConfig, source: str, declared_nm: float | None = None,
+                     force: bool = False) -> bool:
+    """The data's pixel size (``declared_nm``, else the file's) must match the model's within 1 % unless
+    ``force``. Returns whether the data's pixel size is known (else the model's is assumed)."""
+    px = declared_nm if declared_nm is not None else stack.pixel_size_nm
+    model_px = cfg.frame.pixel_size_nm
+    if px is not None and abs(px / model_px - 1) > 0.01 and not force:
+        origin = "declared" if declared_nm is not None else "in the file"
+        raise UserInputError(f"{stack.path}: pixel size {px:g} nm ({origin}) differs from {model_px:g} nm of "
+                             f"{source}; run anyway with --force")
+    return px is not None
 
 
-def check_camera(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
-    """The first frames' median must not sit far below the camera baseline the model expects."""
-    first = stack[: min(8, len(stack))].astype(np.float64)
-    median = float(np.median(first))
-    camera = Camera(cfg.camera)
-    photons = float(camera.adu_to_photons(torch.tensor(median)))
-    noise = float(camera.variance_photons(torch.tensor(max(photons, 0.0))).sqrt())
-    if photons < -5 * max(noise, 1.0):
-        base = "0 (baseline-subtracted)" if cfg.camera.baseline_subtracted else f"{float(camera.offset):g}"
-        raise UserInputError(f"{stack.path}: median pixel {median:g} ADU lies far below the baseline {base} ADU "
-                             f"of {source}'s camera; the camera or its baseline differs from the model's")
+def set_threshold(cfg: SimulationConfig, threshold: float | None, classic: bool) -> None:
+    """--threshold: gaussian-mle's detection threshold (standard deviations of the filtered background
+    noise, > 0) or a network's (the summed density of a detection, 0–1)."""
+    if threshold is None:
+        return
+    if classic:
+        if not threshold > 0:
+            raise UserInputError(f"--threshold {threshold:g}: gaussian-mle needs a positive threshold "
+                                 f"(standard deviations of the background noise)")
+        cfg.model.gaussian_mle_threshold = threshold
+    else:
+        if not 0 <= threshold <= 1:
+            raise UserInputError(f"--threshold {threshold:g}: a network's threshold is a summed density "
+                                 f"between 0 and 1")
+        cfg.model.threshold = threshold
 
 
-def deep_localizer(predictor: DensityPredictor) -> Localizer:
-    """Localizations plus the summed density of the accepted detections (the super-resolved image),
-    in sub-batches small enough for large 3D output grids."""
-    m = predictor.cfg.model
-
-    def localize(adu: torch.Tensor, first: int):
-        step = predictor.frames_per_pass(*adu.shape[-2:])
-        tables, image = [], None
-        for i in range(0, len(adu), step):
-            density = predictor.density(adu[i:i + step])
-            peaks = predictor.peaks(density)
-            occupancy = predictor.occupancy(density)
-            part = detected_density(occupancy, peaks, m.window_px, predictor.window_planes).sum(dim=(0, 1))
-            image = part if image is None else image + part
-            tables.append(predictor.localize(density, first + i, peaks=peaks))
-        return pd.concat(tables, ignore_index=True), image
-    return localize
-
-
-def classic_localizer(cfg: SimulationConfig, device: str) -> Localizer:
-    from deepsmlm.inference.gaussian_mle import GaussianMLE
-
-    fitter = GaussianMLE(cfg, device=device)
-    return lambda adu, first: (fitter.localize(adu, first), None)
+def plan_stack(stack: ImageStack, localizer: Localizer, batch_size: int, max_memory_gb: float | None,
+               superres: bool, source: str) -> Plan:
+    """Frames per pass and tiles for ``stack`` within the memory budget (--max-memory-gb, default a share
+    of the memory available); a super-resolved image is held throughout, with one chunk's part."""
+    height, width = stack.shape
+    u = localizer.upsampling
+    image_bytes = 2 * 4 * u * height * u * width if superres and isinstance(localizer, DensityPredictor) else 0
+    return plan_passes(stack.shape, stack.dtype.itemsize, localizer.footprint(height, width),
+                       memory_budget_bytes(max_memory_gb), batch_size,
+                       f"localizing {height}×{width} px frames with {source}", image_bytes)
 
 
 def check_field(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
@@ -101,27 +100,38 @@ def with_experiment(model_cfg: SimulationConfig, experiment: SimulationConfig, m
 
 
 def localize_stack(stack: ImageStack, model: str, config: str | None, device: str, batch_size: int,
-                   show_progress: bool = True, baseline_subtracted: bool = False
-                   ) -> tuple[SimulationConfig, StackResult]:
+                   show_progress: bool = True, baseline_subtracted: bool = False, pixel_size_nm: float | None = None,
+                   force: bool = False, threshold: float | None = None, max_memory_gb: float | None = None,
+                   superres: bool = True,
+                   open_writer: Callable[[SimulationConfig], AbstractContextManager[TableWriter]] | None = None,
+                   keep_rows: bool = False) -> tuple[SimulationConfig, StackResult]:
     """Run ``model`` (a shipped name, a folder, or gaussian-mle with ``config``) over the whole stack;
-    ``baseline_subtracted``: the frames had the camera baseline removed already."""
+    ``baseline_subtracted``: the frames had the camera baseline removed already; ``pixel_size_nm``: the
+    data's pixel size (default: the file's); ``force``: run even when the data do not fit the model;
+    ``threshold``: see :func:`set_threshold`; ``max_memory_gb``: the memory budget; ``superres``: sum the
+    network's super-resolved image. Rows go to ``open_writer(cfg)``'s writer chunk by chunk when given
+    (and are kept too with ``keep_rows``), else into the result's table."""
     if model == CLASSIC:
         if config is None:
             raise UserInputError("gaussian-mle needs --config CONFIG (camera and pixel size of the data)")
         cfg, source = load_config(config), f"config {config}"
         cfg.camera.baseline_subtracted |= baseline_subtracted
-        localizer = classic_localizer(cfg, device)
+        set_threshold(cfg, threshold, classic=True)
+        localizer = GaussianMLE(cfg, device=device)
     else:
         cfg, net = load_model(model, device)
         if config is not None:
             cfg = with_experiment(cfg, load_config(config), model, config)
         cfg.camera.baseline_subtracted |= baseline_subtracted
-        localizer, source = deep_localizer(DensityPredictor(cfg, fold_batchnorm(net), device)), f"model {model}"
+        set_threshold(cfg, threshold, classic=False)
+        localizer, source = DensityPredictor(cfg, fold_batchnorm(net), device), f"model {model}"
     check_field(stack, cfg, source)
-    check_pixel_size(stack, cfg, source)
-    check_camera(stack, cfg, source)
-    with torch.inference_mode():
-        result = run_stack(stack, localizer, batch_size, show_progress)
+    known = check_pixel_size(stack, cfg, source, pixel_size_nm, force)
+    if not force:
+        check_data(stack, cfg, source, trained=model != CLASSIC, pixel_declared=known)
+    plan = plan_stack(stack, localizer, batch_size, max_memory_gb, superres, source)
+    with torch.inference_mode(), (nullcontext() if open_writer is None else open_writer(cfg)) as write:
+        result = run_stack(stack, localizer, plan, show_progress, write, superres, keep_rows)
     return cfg, result
 
 
@@ -141,22 +151,38 @@ def check_localize_outputs(stack_path: Path, model: str, config: str | None, out
 
 
 def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, render: Path | None, device: str,
-                 batch_size: int, config: str | None, baseline_subtracted: bool = False) -> None:
+                 batch_size: int, config: str | None, baseline_subtracted: bool = False,
+                 pixel_size_nm: float | None = None, force: bool = False, threshold: float | None = None,
+                 max_memory_gb: float | None = None) -> None:
     from deepsmlm.analysis.render import gaussian_image, save_render
-    from deepsmlm.io.localization_files import write_localizations
+    from deepsmlm.io.localization_files import localization_writer
 
+    check_positive(pixel_size_nm, "--pixel-size-nm")
     check_localize_outputs(stack_path, model, config, out, fmt, render)
+    if model != CLASSIC and (warning := jaccard_warning(recorded_jaccard(model), f"model {model}")):
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     with open_stack(stack_path) as stack:
-        cfg, result = localize_stack(stack, model, config, device, batch_size, baseline_subtracted=baseline_subtracted)
-        shape = stack.shape
-    meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=shape, n_frames=result.n_frames,
-                    config=cfg.model_dump(mode="json"), source=str(stack_path))
-    locs = Localizations(result.table, meta)
-    write_localizations(out, locs, fmt)
+        shape, assumed = stack.shape, pixel_size_nm is None and stack.pixel_size_nm is None
+
+        def metadata(cfg: SimulationConfig) -> Metadata:
+            return Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=shape, n_frames=len(stack),
+                            config=cfg.model_dump(mode="json"), source=str(stack_path))
+
+        # rows stream into the file; the classic fitter's render needs them all (a network draws its own)
+        cfg, result = localize_stack(stack, model, config, device, batch_size, baseline_subtracted=baseline_subtracted,
+                                     pixel_size_nm=pixel_size_nm, force=force, threshold=threshold,
+                                     max_memory_gb=max_memory_gb, superres=render is not None,
+                                     open_writer=lambda cfg: localization_writer(out, metadata(cfg), fmt),
+                                     keep_rows=render is not None and model == CLASSIC)
     if render is not None:
         if result.superres is not None:
             save_render(result.superres, render, cfg.frame.pixel_size_nm / cfg.model.upsampling)
         else:
-            save_render(gaussian_image(locs, 10.0), render, 10.0)
-    Console(stderr=True).print(f"{len(locs)} localizations in {result.n_frames} frames, "
-                               f"{result.fps:.0f} frames/s → {out}")
+            save_render(gaussian_image(Localizations(result.table, metadata(cfg)), 10.0), render, 10.0)
+    console = Console(stderr=True)
+    if assumed:
+        source = f"config {config}" if model == CLASSIC else f"model {model}"
+        console.print(f"{stack_path}: no pixel size in the file; assumed {cfg.frame.pixel_size_nm:g} nm, that of "
+                      f"{source} (declare it with --pixel-size-nm)", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{result.n_localizations} localizations in {result.n_frames} frames, "
+                  f"{rate_text(result.n_frames, result.seconds)} → {out}")

@@ -77,13 +77,14 @@ def detected_density(density: torch.Tensor, peaks: torch.Tensor, window_px: int,
 
 
 def density_peaks(density: torch.Tensor, threshold: float, window_px: int, peaks: torch.Tensor | None = None,
-                  window_planes: int = 0) -> dict[str, torch.Tensor]:
+                  window_planes: int = 0, origin: tuple[int, int] = (0, 0)) -> dict[str, torch.Tensor]:
     """Localizations from (B, D, h, w) density volumes (≈ 1 per emitter summed over its voxels).
 
     ``peaks`` may pass the detection map in when already computed (:func:`peak_map`). The position is
     the density-weighted centroid of the detection's window, the confidence its mass (capped at 1).
     Returns frame (index in the batch), plane/row/col (continuous: voxel (k, i, j) covers
-    [k, k+1) × [i, i+1) × [j, j+1)) and prob.
+    [k, k+1) × [i, i+1) × [j, j+1)) and prob; rows and columns count from ``origin``, the (row, col) of
+    the volumes' first voxel in a larger grid (a tile's place in its frame).
     """
     if peaks is None:
         peaks = peak_map(density, threshold, window_px, window_planes)
@@ -97,8 +98,8 @@ def density_peaks(density: torch.Tensor, threshold: float, window_px: int, peaks
     my = (win.sum(dim=(1, 3)) * lat).sum(dim=1)
     mx = (win.sum(dim=(1, 2)) * lat).sum(dim=1)
     dtype = density.dtype
-    return {"frame": b, "plane": p.to(dtype) + 0.5 + mz / mass, "row": r.to(dtype) + 0.5 + my / mass,
-            "col": c.to(dtype) + 0.5 + mx / mass, "prob": mass.clamp(max=1.0)}
+    return {"frame": b, "plane": p.to(dtype) + 0.5 + mz / mass, "row": (r + origin[0]).to(dtype) + 0.5 + my / mass,
+            "col": (c + origin[1]).to(dtype) + 0.5 + mx / mass, "prob": mass.clamp(max=1.0)}
 
 
 def dye_masses(volumes: torch.Tensor, peaks: torch.Tensor, window_px: int, window_planes: int = 0) -> torch.Tensor:

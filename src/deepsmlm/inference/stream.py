@@ -1,10 +1,15 @@
-"""Streaming a stack through a localizer chunk by chunk, with progress and a frame rate."""
+"""Streaming a stack through a localizer chunk by chunk, tile by tile, with progress and a frame rate.
+
+Rows go to a writer as each chunk is done (or are kept, when no writer is given); the super-resolved
+image is summed only when asked for. Memory is flat in the number of frames.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -12,22 +17,43 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from deepsmlm.errors import UserInputError
+from deepsmlm.inference.tiling import Footprint, Plan, Tile, TileResult
 from deepsmlm.io.images import ImageStack, check_finite
 
-# (ADU frames (B, H, W), index of the first frame) -> (canonical rows, super-resolved sum (h, w) or None)
-Localizer = Callable[[torch.Tensor, int], tuple[pd.DataFrame, torch.Tensor | None]]
+
+class Localizer(Protocol):
+    """A network predictor or the classic fitter, as the stream drives it."""
+
+    upsampling: int  # super-resolved pixels per camera pixel, per axis
+
+    def footprint(self, height: int, width: int) -> Footprint: ...
+
+    def photons(self, adu: torch.Tensor) -> torch.Tensor: ...
+
+    def localize_tile(self, photons: torch.Tensor, first_frame: int, tile: Tile, superres: bool) -> TileResult: ...
 
 
 @dataclass
 class StackResult:
-    table: pd.DataFrame
+    table: pd.DataFrame | None  # None when the rows went only to a writer
     superres: np.ndarray | None
     seconds: float
     n_frames: int
+    n_localizations: int
 
     @property
     def fps(self) -> float:
         return self.n_frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+def rate_text(frames: int, seconds: float) -> str:
+    """A frame rate with sensible precision: '120 frames/s', '2.4 frames/s', '0.35 frames/s', '12 s/frame'."""
+    if seconds <= 0 or frames <= 0:
+        return ""
+    fps = frames / seconds
+    if fps >= 10:
+        return f"{fps:.0f} frames/s"
+    return f"{fps:.2g} frames/s" if fps >= 0.1 else f"{1 / fps:.0f} s/frame"
 
 
 def check_frames(chunk: np.ndarray, path, first_frame: int) -> None:
@@ -39,22 +65,57 @@ def check_frames(chunk: np.ndarray, path, first_frame: int) -> None:
             raise UserInputError(f"{path}: frame {first_frame + int(bad[0])} (0-based) has negative pixels")
 
 
-def run_stack(stack: ImageStack, localizer: Localizer, batch_size: int, show_progress: bool = True) -> StackResult:
-    """Localize every frame of ``stack``; rows come back sorted by frame with 0-based frame indices."""
-    tables, total = [], None
+def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, show_progress: bool = True,
+              write: Callable[[pd.DataFrame], None] | None = None, superres: bool = False,
+              keep_rows: bool = False) -> StackResult:
+    """Localize every frame of ``stack`` by ``plan``; rows, sorted by frame (0-based), go chunk by chunk to
+    ``write`` and, without one or with ``keep_rows``, into the result's table. ``superres``: also sum the
+    super-resolved image."""
+    tables, n_locs, image = [], 0, None
+    tiles = plan.tiles(*stack.shape)
     t0 = time.perf_counter()
     cols = (TextColumn("localizing"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
-            TextColumn("{task.fields[fps]}"), TimeRemainingColumn())
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
     with Progress(*cols, disable=not show_progress, transient=True) as progress:
-        task = progress.add_task("", total=len(stack), fps="")
-        for first, chunk in stack.iter_chunks(batch_size):
+        task = progress.add_task("", total=len(stack), rate="")
+        for first, chunk in stack.iter_chunks(plan.frames_per_chunk):
             check_frames(chunk, stack.path, first)
-            rows, image = localizer(torch.from_numpy(chunk.astype(np.float32)), first)
-            tables.append(rows)
-            if image is not None:
-                total = image if total is None else total + image
+            photons = localizer.photons(torch.from_numpy(chunk.astype(np.float32)))
+            rows, image = localize_chunk(localizer, photons, first, tiles, plan.frames_per_pass, superres, image)
+            del photons
+            n_locs += len(rows)
+            if write is not None:
+                write(rows)
+            if write is None or keep_rows:
+                tables.append(rows)
             done = first + len(chunk)
-            progress.update(task, completed=done, fps=f"{done / (time.perf_counter() - t0):.0f} frames/s")
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    superres = None if total is None else total.cpu().numpy().astype(np.float32)
-    return StackResult(table, superres, time.perf_counter() - t0, len(stack))
+            progress.update(task, completed=done, rate=rate_text(done, time.perf_counter() - t0))
+    kept = write is None or keep_rows
+    table = (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()) if kept else None
+    picture = None if image is None else image.cpu().numpy().astype(np.float32)
+    return StackResult(table, picture, time.perf_counter() - t0, len(stack), n_locs)
+
+
+def localize_chunk(localizer: Localizer, photons: torch.Tensor, first: int, tiles: list[Tile], per_pass: int,
+                   superres: bool, image: torch.Tensor | None) -> tuple[pd.DataFrame, torch.Tensor | None]:
+    """Rows of frames (F, H, W) in photons, tile by tile in passes of ``per_pass`` frames, in the order a run
+    without tiles gives; the tiles' images are added to ``image`` (the whole frame's fine grid, made at the
+    first image), which is returned."""
+    results = []
+    for tile in tiles:
+        part = None
+        for i in range(0, len(photons), per_pass):
+            result = localizer.localize_tile(photons[i:i + per_pass], first + i, tile, superres)
+            results.append(result)
+            if result.image is not None:
+                part = result.image if part is None else part + result.image
+        if part is not None:
+            if image is None:
+                u = localizer.upsampling
+                image = part.new_zeros(u * tile.frame[0], u * tile.frame[1])
+            image[tile.core_in_frame(localizer.upsampling)] += part
+    table = pd.concat([r.table for r in results], ignore_index=True)
+    if len(tiles) > 1:
+        order = np.lexsort((np.concatenate([r.order for r in results]), table["frame"].to_numpy()))
+        table = table.iloc[order].reset_index(drop=True)
+    return table, image

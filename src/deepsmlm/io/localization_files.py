@@ -7,17 +7,21 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from deepsmlm.errors import UserInputError
 from deepsmlm.io import challenge, thunderstorm
-from deepsmlm.io.parquet import read_parquet, write_parquet
-from deepsmlm.io.picasso import read_picasso, write_picasso
-from deepsmlm.localizations import Localizations
+from deepsmlm.io.parquet import parquet_writer, read_parquet, write_parquet
+from deepsmlm.io.picasso import picasso_writer, read_picasso, write_picasso
+from deepsmlm.io.streaming import TableWriter
+from deepsmlm.localizations import Localizations, Metadata
 
 EXTENSIONS = {".csv": "thunderstorm", ".hdf5": "picasso", ".h5": "picasso", ".parquet": "parquet"}
 WRITERS = {"thunderstorm": thunderstorm.write_thunderstorm, "picasso": write_picasso,
            "challenge": challenge.write_challenge, "parquet": write_parquet}
+STREAMING_WRITERS = {"thunderstorm": thunderstorm.thunderstorm_writer, "picasso": picasso_writer,
+                     "challenge": challenge.challenge_writer, "parquet": parquet_writer}
 
 
 def format_of(path: str | os.PathLike) -> str:
@@ -57,3 +61,12 @@ def write_localizations(path: str | os.PathLike, locs: Localizations, format: st
     """Write ``locs`` as ``format`` (thunderstorm, picasso, challenge, parquet; default from the
     extension, ``.csv`` → thunderstorm) atomically; returns the path written."""
     return WRITERS[output_format(path, format)](path, locs)
+
+
+def localization_writer(path: str | os.PathLike, meta: Metadata, format: str | None = None
+                        ) -> AbstractContextManager[TableWriter]:
+    """``with localization_writer(path, meta) as write: write(table)…``: tables (canonical columns, 0-based
+    frames) streamed into one file as ``format`` (as :func:`write_localizations`), which appears atomically
+    when the block ends without error and holds what ``write_localizations`` writes for all tables together
+    (the same bytes for CSV, the same values for HDF5 and Parquet). Memory stays flat in the rows."""
+    return STREAMING_WRITERS[output_format(path, format)](path, meta)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +33,9 @@ import yaml
 from deepsmlm import __version__
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import atomic_path, write_text_atomic
-from deepsmlm.localizations import Localizations, Metadata, checked_localizations, nm_to_px, px_to_nm
+from deepsmlm.io.streaming import deferred_writer, empty_table
+from deepsmlm.localizations import (Localizations, Metadata, checked_localizations, nm_to_px, normalise_table,
+                                    px_to_nm)
 
 # Picasso field -> (canonical column, dtype), in the order written
 FIELDS = {
@@ -61,20 +65,24 @@ def yaml_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".yaml")
 
 
-def write_picasso(path: str | os.PathLike, locs: Localizations) -> Path:
-    """Write ``path`` (HDF5, ``/locs``) and its YAML atomically; needs the pixel size in ``locs.meta``."""
-    px = locs.meta.pixel_size_nm
-    if px is None:
+def _checked_pixel_size(path: str | os.PathLike, meta: Metadata) -> float:
+    if meta.pixel_size_nm is None:
         raise UserInputError(f"{path}: Picasso files are in camera pixels but the pixel size is unknown; "
                              f"give --pixel-size-nm")
-    t = locs.table
+    return meta.pixel_size_nm
+
+
+def _locs_array(path: str | os.PathLike, t: pd.DataFrame, px: float, has_z: bool
+                ) -> tuple[np.ndarray, dict[str, bool]]:
+    """The ``/locs`` records of a canonical table (fields as in the module docstring), non-finite values
+    replaced by their placeholders, and for each float field whether any of its values is finite."""
     columns: dict[str, np.ndarray] = {}  # Picasso field -> values, in the order written
     for f, (c, _) in FIELDS.items():
         if f in LENGTHS_PX:
             columns[f] = nm_to_px(t[c].to_numpy(), px) if c in t.columns else np.full(len(t), np.nan)
         elif f in POSITIONS:
             columns[f] = nm_to_px(t[c].to_numpy(), px) - 0.5
-        elif c in t.columns and (f != "z" or locs.has_z):
+        elif c in t.columns and (f != "z" or has_z):
             columns[f] = t[c].to_numpy()
     taken = {c for c, _ in FIELDS.values()}
     for c in t.columns:
@@ -83,31 +91,80 @@ def write_picasso(path: str | os.PathLike, locs: Localizations) -> Path:
                 raise UserInputError(f"{path}: column {c} is not numeric; Picasso HDF5 holds numbers only")
             columns[c] = t[c].to_numpy()
     fields = [(f, FIELDS[f][1] if f in FIELDS else values.dtype.str) for f, values in columns.items()]
-    locs_array = np.empty(len(t), dtype=fields)
-    unknown = []
-    for f in locs_array.dtype.names:
-        values = columns[f]
+    records = np.empty(len(t), dtype=fields)
+    finite = {}
+    for f, values in columns.items():
         if values.dtype.kind == "f":
-            finite = np.isfinite(values)
-            if len(values) and not finite.any():
-                unknown.append(f)
-            values = np.where(finite, values, PLACEHOLDER.get(f, 0.0))
-        locs_array[f] = values
+            known = np.isfinite(values)
+            finite[f] = bool(known.any())
+            values = np.where(known, values, PLACEHOLDER.get(f, 0.0))
+        records[f] = values
+    return records, finite
+
+
+@contextmanager
+def picasso_rows(path: str | os.PathLike, meta: Metadata, has_z: bool) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """``write(table)``: localization tables appended chunk by chunk to ``/locs`` of ``path`` (a resizable
+    dataset, so the rows never sit in memory together), ``has_z`` deciding the z field; the YAML follows
+    when the block ends. Both files are written atomically; needs the pixel size in ``meta``."""
+    px = _checked_pixel_size(path, meta)
+    rows, last_frame, extent = 0, -1, [0.0, 0.0]  # extent: largest y_nm, x_nm
+    finite: dict[str, bool] = {}  # float field -> any finite value so far
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
-        fh.create_dataset("locs", data=locs_array)
-    write_text_atomic(yaml_path(path), _info_yaml(locs, px, unknown))
+        dataset = None
+
+        def write(table: pd.DataFrame) -> None:
+            nonlocal rows, last_frame, dataset
+            t = normalise_table(table)
+            records, known = _locs_array(path, t, px, has_z)
+            for f, seen in known.items():
+                finite[f] = finite.get(f, False) or seen
+            if dataset is None:
+                dataset = fh.create_dataset("locs", shape=(0,), maxshape=(None,), dtype=records.dtype, chunks=True)
+            dataset.resize((rows + len(records),))
+            dataset[rows:] = records
+            rows += len(records)
+            last_frame = max(last_frame, int(np.max(t["frame"].to_numpy(), initial=-1)))
+            extent[:] = (max(extent[0], float(np.max(t["y_nm"].to_numpy(), initial=0.0))),
+                         max(extent[1], float(np.max(t["x_nm"].to_numpy(), initial=0.0))))
+
+        yield write
+        if dataset is None:
+            write(empty_table())
+    unknown = [f for f, seen in finite.items() if rows and not seen]
+    frames = meta.n_frames if meta.n_frames is not None else last_frame + 1
+    write_text_atomic(yaml_path(path), _info_yaml(meta, px, unknown, frames, extent))
+
+
+def write_picasso(path: str | os.PathLike, locs: Localizations) -> Path:
+    """Write ``path`` (HDF5, ``/locs``) and its YAML atomically; needs the pixel size in ``locs.meta``."""
+    with picasso_rows(path, locs.meta, locs.has_z) as write:
+        write(locs.table)
     return Path(path)
 
 
-def _info_yaml(locs: Localizations, px: float, unknown: list[str]) -> str:
-    """The two YAML documents Picasso reads: image size and frame count, then this export's pixel size."""
-    meta = locs.meta
+def picasso_writer(path: str | os.PathLike, meta: Metadata) -> AbstractContextManager[Callable[[pd.DataFrame], None]]:
+    """``write(table)`` streaming into a Picasso HDF5 file and its YAML, the same values as ``write_picasso``
+    of all tables together: rows wait in a spool until one has z ≠ 0 (or the stream ends), which decides
+    the z field."""
+    _checked_pixel_size(path, meta)
+    return deferred_writer(lambda has_z: picasso_rows(path, meta, has_z), has_nonzero_z, Path(path))
+
+
+def has_nonzero_z(table: pd.DataFrame) -> bool:
+    """Whether any z differs from 0 (``Localizations.has_z`` of the table)."""
+    return bool(len(table)) and bool(np.any(table["z_nm"].to_numpy() != 0))
+
+
+def _info_yaml(meta: Metadata, px: float, unknown: list[str], frames: int, extent: list[float]) -> str:
+    """The two YAML documents Picasso reads: image size and frame count, then this export's pixel size.
+    Without an image shape in ``meta`` the image is the smallest holding every localization (``extent``:
+    largest y_nm, x_nm)."""
     if meta.image_shape is not None:
         height, width = meta.image_shape
-    else:  # the smallest image holding every localization
-        height, width = (max(1, int(np.ceil(np.max(locs.table[c].to_numpy(), initial=0.0) / px)))
-                         for c in ("y_nm", "x_nm"))
-    image = {"Frames": int(locs.n_frames), "Height": int(height), "Width": int(width)}
+    else:
+        height, width = (max(1, int(np.ceil(e / px))) for e in extent)
+    image = {"Frames": int(frames), "Height": int(height), "Width": int(width)}
     export = {"Generated by": f"deepsmlm {__version__}", "Pixelsize": float(px),
               "deepsmlm": {"metadata": json.loads(meta.to_json()), "unknown fields": unknown}}
     return yaml.safe_dump_all([image, export], sort_keys=False)

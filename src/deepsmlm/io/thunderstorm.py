@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from deepsmlm.errors import UserInputError
-from deepsmlm.io.atomic import write_atomic
-from deepsmlm.localizations import Localizations, Metadata, checked_localizations, px_to_nm
+from deepsmlm.io.atomic import atomic_path
+from deepsmlm.io.streaming import deferred_writer, empty_table
+from deepsmlm.localizations import Localizations, Metadata, checked_localizations, normalise_table, px_to_nm
 
 # canonical column -> ThunderSTORM header, in the order written
 HEADERS = {
@@ -69,24 +72,36 @@ def read_csv_columns(path: str | os.PathLike) -> pd.DataFrame:
     return table.cast(schema).to_pandas()
 
 
+@contextmanager
+def csv_writer(path: str | os.PathLike, headers: list[str], quote_header: bool
+               ) -> Iterator[Callable[[list[np.ndarray]], None]]:
+    """``append(values)``: rows (one array per header) appended chunk by chunk to a CSV file whose header
+    line is ``headers``; numbers unquoted, NaN as ``NaN``, shortest exact floats. The file is written into
+    a temporary sibling that replaces ``path`` when the block ends without error."""
+    header = ",".join(f'"{h}"' if quote_header else h for h in headers)
+    names = [str(i) for i in range(len(headers))]
+    options = pacsv.WriteOptions(include_header=False, null_string="NaN")
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write((header + "\n").encode())
+
+        def append(values: list[np.ndarray]) -> None:
+            table = pa.table([pa.array(np.asarray(v), from_pandas=True) for v in values], names=names)
+            pacsv.write_csv(table, fh, options)
+
+        yield append
+
+
 def write_csv(path: str | os.PathLike, columns: dict[str, np.ndarray], quote_header: bool) -> Path:
-    """Write columns (header → values) atomically: numbers unquoted, NaN as ``NaN``, shortest exact floats."""
-    header = ",".join(f'"{h}"' if quote_header else h for h in columns)
-    table = pa.table([pa.array(np.asarray(v), from_pandas=True) for v in columns.values()],
-                     names=[str(i) for i in range(len(columns))])
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            fh.write((header + "\n").encode())
-            pacsv.write_csv(table, fh, pacsv.WriteOptions(include_header=False, null_string="NaN"))
-
-    return write_atomic(path, write)
+    """Write columns (header → values) atomically, as :func:`csv_writer` does."""
+    with csv_writer(path, list(columns), quote_header) as append:
+        append(list(columns.values()))
+    return Path(path)
 
 
-def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
-    """Write a table's columns, in its order, as ThunderSTORM CSV: canonical names become ThunderSTORM
-    headers (``HEADERS``), other columns keep their names; frames 0-based in ``table``, 1-based in the
-    file; known floats rounded to 3 decimals (nm, photons) or 6 (probabilities), others written exactly."""
+def thunderstorm_values(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """ThunderSTORM header → values of a table's columns, in its order: canonical names become
+    ThunderSTORM headers (``HEADERS``), other columns keep their names; frames 0-based in ``table``, 1-based
+    in the result; known floats rounded to 3 decimals (nm, photons) or 6 (probabilities), others exact."""
     out = {}
     for c in table.columns:
         values = table[c].to_numpy()
@@ -95,7 +110,55 @@ def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path
         elif c in HEADERS and values.dtype.kind == "f":
             values = np.round(values, 6 if c in PROBABILITIES else 3)
         out[HEADERS.get(c, c)] = values
-    return write_csv(path, out, quote_header=True)
+    return out
+
+
+def write_thunderstorm_csv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
+    """Write a table's columns, in its order, as ThunderSTORM CSV (see :func:`thunderstorm_values`)."""
+    return write_csv(path, thunderstorm_values(table), quote_header=True)
+
+
+def separate_xy(table: pd.DataFrame) -> bool:
+    """Whether sigma_x_nm and sigma_y_nm differ in any row (then both are written besides their RMS)."""
+    return not np.array_equal(table["sigma_x_nm"].to_numpy(), table["sigma_y_nm"].to_numpy(), equal_nan=True)
+
+
+def locs_columns(table: pd.DataFrame, separate: bool, first_id: int = 1) -> pd.DataFrame:
+    """The columns ``write_thunderstorm`` writes for a canonical table: ``id`` (the table's, else running
+    from ``first_id``), frame … bg, ``sigma_xy_nm`` (RMS of sigma_x_nm and sigma_y_nm), sigma_z_nm, both
+    sigmas when ``separate``, then the other columns."""
+    t = table
+    sx, sy = t["sigma_x_nm"].to_numpy(), t["sigma_y_nm"].to_numpy()
+    cols = {"id": t["id"].to_numpy() if "id" in t.columns else np.arange(first_id, first_id + len(t))}
+    cols.update({c: t[c].to_numpy() for c in ("frame", "x_nm", "y_nm", "z_nm", "photons", "bg")})
+    cols["sigma_xy_nm"] = np.sqrt((sx**2 + sy**2) / 2)
+    cols["sigma_z_nm"] = t["sigma_z_nm"].to_numpy()
+    if separate:
+        cols.update(sigma_x_nm=sx, sigma_y_nm=sy)
+    cols.update({c: t[c].to_numpy() for c in t.columns if c not in cols and c not in ("sigma_x_nm", "sigma_y_nm")})
+    return pd.DataFrame(cols)
+
+
+@contextmanager
+def thunderstorm_rows(path: str | os.PathLike, separate: bool) -> Iterator[Callable[[pd.DataFrame], None]]:
+    """``write(table)``: localization tables appended chunk by chunk as one ThunderSTORM CSV (ids running
+    on across chunks), ``separate`` deciding the ``uncertainty_x/y`` columns; the header comes from the
+    first table (an empty canonical table when none came). Atomic, as :func:`csv_writer`."""
+    with ExitStack() as stack:
+        append, rows = None, 0
+
+        def write(table: pd.DataFrame) -> None:
+            nonlocal append, rows
+            t = normalise_table(table)
+            values = thunderstorm_values(locs_columns(t, separate, rows + 1))
+            if append is None:
+                append = stack.enter_context(csv_writer(path, list(values), quote_header=True))
+            append(list(values.values()))
+            rows += len(t)
+
+        yield write
+        if append is None:
+            write(empty_table())
 
 
 def write_thunderstorm(path: str | os.PathLike, locs: Localizations) -> Path:
@@ -104,16 +167,17 @@ def write_thunderstorm(path: str | os.PathLike, locs: Localizations) -> Path:
     ``uncertainty_xy`` is the RMS of sigma_x_nm and sigma_y_nm (their common value when equal); when they
     differ anywhere, both are also written as ``uncertainty_x [nm]`` and ``uncertainty_y [nm]``.
     """
-    t = locs.table
-    sx, sy = t["sigma_x_nm"].to_numpy(), t["sigma_y_nm"].to_numpy()
-    cols = {"id": t["id"].to_numpy() if "id" in t.columns else np.arange(1, len(t) + 1)}
-    cols.update({c: t[c].to_numpy() for c in ("frame", "x_nm", "y_nm", "z_nm", "photons", "bg")})
-    cols["sigma_xy_nm"] = np.sqrt((sx**2 + sy**2) / 2)
-    cols["sigma_z_nm"] = t["sigma_z_nm"].to_numpy()
-    if not np.array_equal(sx, sy, equal_nan=True):
-        cols.update(sigma_x_nm=sx, sigma_y_nm=sy)
-    cols.update({c: t[c].to_numpy() for c in t.columns if c not in cols and c not in ("sigma_x_nm", "sigma_y_nm")})
-    return write_thunderstorm_csv(path, pd.DataFrame(cols))
+    with thunderstorm_rows(path, separate_xy(locs.table)) as write:
+        write(locs.table)
+    return Path(path)
+
+
+def thunderstorm_writer(path: str | os.PathLike, meta: Metadata | None = None
+                        ) -> AbstractContextManager[Callable[[pd.DataFrame], None]]:
+    """``write(table)`` streaming into a ThunderSTORM CSV, the same bytes as ``write_thunderstorm`` of all
+    tables together: rows wait in a spool until one has sigma_x_nm ≠ sigma_y_nm (or the stream ends), which
+    decides the header. ``meta`` is not stored (the format has no place for it)."""
+    return deferred_writer(lambda separate: thunderstorm_rows(path, separate), separate_xy, Path(path))
 
 
 def read_thunderstorm(path: str | os.PathLike, pixel_size_nm: float | None = None) -> Localizations:

@@ -30,6 +30,7 @@ from deepsmlm.sampling import smooth_field, standard_gamma
 
 ADU_MAX = 65535.0
 _MAP_KEYS = ("offset", "variance", "gain")
+_EXPECTED_MAPS = ".npz holding 2D arrays 'offset' (ADU), 'variance' (ADU²) and 'gain' (ADU/e⁻)"
 
 Scalar = float | torch.Tensor
 
@@ -39,17 +40,26 @@ def _load_scmos_maps(path: Path, shape: tuple[int, int] | None) -> dict[str, tor
     if not path.is_file():
         raise UserInputError(f"{path}: sCMOS maps file not found")
     try:
-        with np.load(path) as npz:
+        loaded = np.load(path)
+    except Exception as exc:  # garbage, pickles, truncated archives: numpy raises many kinds
+        raise UserInputError(f"{path}: not readable as sCMOS maps ({type(exc).__name__}); expected an "
+                             f"{_EXPECTED_MAPS}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise UserInputError(f"{path}: a single array, not sCMOS maps; expected an {_EXPECTED_MAPS}")
+    try:
+        with loaded as npz:
             arrays = {k: np.asarray(npz[k], dtype=np.float64) for k in _MAP_KEYS if k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"{path}: cannot read sCMOS maps ({exc})") from exc
+    except Exception as exc:  # a damaged member, or one that is not numeric
+        raise UserInputError(f"{path}: cannot read sCMOS maps ({type(exc).__name__}); expected an "
+                             f"{_EXPECTED_MAPS}") from None
     missing = [k for k in _MAP_KEYS if k not in arrays]
     if missing:
-        raise UserInputError(f"{path}: missing sCMOS map(s) {', '.join(missing)} (need offset, variance, gain)")
+        raise UserInputError(f"{path}: missing sCMOS map(s) {', '.join(missing)}; expected an {_EXPECTED_MAPS}")
     expected = tuple(shape) if shape is not None else arrays["offset"].shape
     for key, value in arrays.items():
         if value.ndim != 2 or value.shape != expected:
-            raise UserInputError(f"{path}: sCMOS map '{key}' has shape {value.shape}, expected {expected}")
+            want = expected if len(expected) == 2 else "a 2D (rows, columns) map"
+            raise UserInputError(f"{path}: sCMOS map '{key}' has shape {value.shape}, expected {want}")
         if not np.isfinite(value).all():
             raise UserInputError(f"{path}: sCMOS map '{key}' contains NaN or inf")
     if (arrays["gain"] <= 0).any() or (arrays["variance"] < 0).any():

@@ -39,8 +39,8 @@ class Emitters:
         z = torch.zeros(0, dtype=torch.int64)
         return cls(torch.zeros(0, 3, dtype=dtype), torch.zeros(0, dtype=dtype), z, z.clone())
 
-    def select(self, keep: torch.Tensor) -> "Emitters":
-        """Rows where the boolean mask (or index tensor) ``keep`` selects."""
+    def select(self, keep: torch.Tensor | slice) -> "Emitters":
+        """Rows where the boolean mask (or index tensor, or slice: a view) ``keep`` selects."""
         return Emitters(**{f.name: (getattr(self, f.name)[keep] if getattr(self, f.name) is not None else None)
                            for f in fields(self)})
 
@@ -126,7 +126,7 @@ def placement_area_um2(emitters: EmitterConfig, frame: FrameConfig) -> float:
     return (frame.width - inner) * (frame.height - inner) * (frame.pixel_size_nm / 1000) ** 2
 
 
-def _mean_count(emitters: EmitterConfig, frame: FrameConfig) -> float:
+def mean_emitters_per_frame(emitters: EmitterConfig, frame: FrameConfig) -> float:
     """Expected emitters per frame: (low + high) / 2 for a count range, else density x area."""
     if emitters.count is not None:
         return (emitters.count[0] + emitters.count[1]) / 2
@@ -140,7 +140,7 @@ def _counts_per_frame(
     if emitters.count is not None:
         low, high = emitters.count
         return torch.randint(low, high + 1, (n_frames,), generator=generator)
-    rate = torch.full((n_frames,), _mean_count(emitters, frame), dtype=torch.float64)
+    rate = torch.full((n_frames,), mean_emitters_per_frame(emitters, frame), dtype=torch.float64)
     return torch.poisson(rate, generator=generator).long()
 
 
@@ -190,7 +190,7 @@ def _blinking_emitters(
     on_fraction = stationary_on_fraction(blinking)
     if on_fraction == 0 or n_frames == 0:
         return Emitters.empty()
-    pool_mean = _mean_count(emitters, frame) / on_fraction
+    pool_mean = mean_emitters_per_frame(emitters, frame) / on_fraction
     if emitters.count is not None:
         n_mol = round(pool_mean)
     else:

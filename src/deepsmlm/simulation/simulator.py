@@ -17,7 +17,7 @@ from deepsmlm.config import EmitterConfig, SimulationConfig
 from deepsmlm.optics.factory import build_dye_psfs, build_psf
 from deepsmlm.optics.psf import PSF, render
 from deepsmlm.physics.camera import Camera
-from deepsmlm.simulation.background import sample_background
+from deepsmlm.simulation.background import background_chunks
 from deepsmlm.simulation.emitters import Emitters, sample_emitters
 
 
@@ -82,24 +82,25 @@ class Simulator:
               emitters: EmitterConfig | None = None) -> Iterator[FrameBatch]:
         """Yield a movie in chunks of frames; the same generator state gives the same movie.
 
-        Emitters (with blinking and structure) are drawn for the whole movie at once; frames are
-        rendered chunk by chunk to bound memory. ``emitters`` overrides the config's emitter statistics.
+        Emitters (with blinking and structure) are drawn for the whole movie at once (a few tens of
+        bytes each); background and frames are made chunk by chunk, so pixels take memory for one chunk
+        only. ``emitters`` overrides the config's emitter statistics.
         """
         emitters = sample_emitters(emitters or self.cfg.emitters, self.cfg.frame, n_frames, gen)
-        background = sample_background(self.cfg.background, self.cfg.frame, n_frames, gen)
+        backgrounds = background_chunks(self.cfg.background, self.cfg.frame, n_frames, chunk, gen)
         blur = self.blur_px(len(emitters), gen)
         dev_gen = _device_generator(gen, self.device)
-        for start in range(0, n_frames, chunk):
-            stop = min(start + chunk, n_frames)
-            sel = (emitters.frame >= start) & (emitters.frame < stop)
-            part = emitters.select(sel)
+        starts = range(0, n_frames, chunk)
+        # rows are sorted by frame: each chunk's emitters are one slice
+        bounds = torch.searchsorted(emitters.frame, torch.tensor([*starts, n_frames])).tolist()
+        for start, background, lo, hi in zip(starts, backgrounds, bounds, bounds[1:]):
+            part = emitters.select(slice(lo, hi))
             local = Emitters(part.xyz_nm, part.photons, part.frame - start, part.molecule, part.color)
-            part_blur = None if blur is None else blur[sel.to(blur.device)]
+            part_blur = None if blur is None else blur[lo:hi]
             with torch.no_grad():
-                photons = self.expected_photons(local, background[start:stop], part_blur)
+                photons = self.expected_photons(local, background, part_blur)
                 adu = self.camera(photons, generator=dev_gen)
-            yield FrameBatch(adu=adu, emitters=part, background=background[start:stop], first_frame=start,
-                             blur_px=part_blur)
+            yield FrameBatch(adu=adu, emitters=part, background=background, first_frame=start, blur_px=part_blur)
 
 
 def _device_generator(gen: torch.Generator, device: torch.device) -> torch.Generator:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from deepsmlm.errors import UserInputError
@@ -17,6 +18,7 @@ from deepsmlm.io.atomic import atomic_path, write_text_atomic
 
 STATE = "last.safetensors"
 META = "last.json"
+REQUIRED = {"step": int, "best_jaccard": (int, float), "history": list, "param_groups": list}  # in META
 
 
 def save_checkpoint(folder: Path, net: torch.nn.Module, optim: torch.optim.Optimizer, rng: torch.Generator,
@@ -35,17 +37,47 @@ def save_checkpoint(folder: Path, net: torch.nn.Module, optim: torch.optim.Optim
 
 def load_checkpoint(folder: Path, net: torch.nn.Module, optim: torch.optim.Optimizer,
                     rng: torch.Generator) -> dict:
-    """Restore network, optimizer and generator in place; returns the saved scalars."""
-    if not (folder / STATE).is_file() or not (folder / META).is_file():
+    """Restore network, optimizer and generator in place; returns the saved scalars (``step``,
+    ``best_jaccard``, ``history`` and what the trainer added). A missing, damaged or foreign checkpoint
+    is a one-line UserInputError naming the file."""
+    state_path, meta_path = folder / STATE, folder / META
+    if not state_path.is_file() or not meta_path.is_file():
         raise UserInputError(f"{folder}: nothing to resume (no {STATE} / {META})")
-    tensors = load_file(str(folder / STATE))
-    scalars = json.loads((folder / META).read_text())
-    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    try:
+        tensors = load_file(str(state_path))
+    except (SafetensorError, OSError) as err:
+        raise UserInputError(f"{state_path}: damaged checkpoint ({_first_line(err)})") from None
+    scalars = _read_scalars(meta_path)
     state: dict[int, dict] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, pid, key = k.split(".", 2)
-            state.setdefault(int(pid), {})[key] = v
-    optim.load_state_dict({"state": state, "param_groups": scalars.pop("param_groups")})
-    rng.set_state(tensors["rng"])
+    try:
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, key = k.split(".", 2)
+                state.setdefault(int(pid), {})[key] = v
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        rng.set_state(tensors["rng"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as err:
+        raise UserInputError(f"{state_path}: does not fit this model ({_first_line(err)})") from None
+    try:
+        optim.load_state_dict({"state": state, "param_groups": scalars.pop("param_groups")})
+    except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as err:
+        raise UserInputError(f"{meta_path}: optimizer state does not fit this model ({_first_line(err)})") from None
     return scalars
+
+
+def _read_scalars(path: Path) -> dict:
+    """The JSON scalars of a checkpoint, with the keys (and types) resuming needs."""
+    try:
+        scalars = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserInputError(f"{path}: damaged checkpoint ({_first_line(err)})") from None
+    if not isinstance(scalars, dict):
+        raise UserInputError(f"{path}: damaged checkpoint (not a JSON object)")
+    for key, kind in REQUIRED.items():
+        if not isinstance(scalars.get(key), kind) or isinstance(scalars.get(key), bool):
+            raise UserInputError(f"{path}: damaged checkpoint (missing or malformed '{key}')")
+    return scalars
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -12,6 +12,7 @@ threshold) is kept with that threshold, and a resumable checkpoint is written.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import time
@@ -21,23 +22,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn
 
 from deepsmlm.analysis.metrics import evaluate, recall_by_depth
 from deepsmlm.config import EmitterConfig, SimulationConfig
 from deepsmlm.inference.predict import DensityPredictor, normalised_input
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.localizations import Localizations, Metadata
-from deepsmlm.models.registry import build_network, save_model
+from deepsmlm.models.registry import TRAINING_LOG, build_network, save_model
 from deepsmlm.optics.psf import PSF
+from deepsmlm.resources import require_memory
 from deepsmlm.simulation.emitters import Emitters, placement_area_um2
 from deepsmlm.simulation.simulator import FrameBatch, Simulator
 from deepsmlm.training.checkpoint import load_checkpoint, save_checkpoint
 from deepsmlm.training.losses import deepstorm_loss
+from deepsmlm.training.requirements import training_memory_bytes
 from deepsmlm.training.targets import spike_volume
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-HISTORY = "training_log.json"
 
 
 def density_range(cfg: SimulationConfig) -> tuple[float, float]:
@@ -132,9 +134,13 @@ class Trainer:
 
     def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", psf: PSF | None = None,
                  dye_psfs: list[PSF] | None = None):
+        field = training_field(cfg)
+        f = field.frame
+        require_memory(training_memory_bytes(field, training_emitters(field, density_range(field)[1])),
+                       f"training on batches of {cfg.training.batch_size} frames of {f.height}×{f.width} px")
         self.out = out
         self.device = torch.device(device)
-        self.sim = Simulator(training_field(cfg), psf=psf, device=self.device, dye_psfs=dye_psfs)
+        self.sim = Simulator(field, psf=psf, device=self.device, dye_psfs=dye_psfs)
         if cfg.model.input_offset_photons is None or cfg.model.input_scale_photons is None:
             cfg = cfg.model_copy(deep=True)
             cfg.model.input_offset_photons, cfg.model.input_scale_photons = default_normalisation(cfg, self.sim.psf)
@@ -148,6 +154,8 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(cfg.training.seed)
         self.step = 0
         self.horizon = cfg.training.steps
+        self.time_budget: tuple[float, float] | None = None  # (start, seconds) of a --minutes session
+        self.trained_s = 0.0  # training time of earlier sessions (resumed runs)
         self.best_jaccard = -1.0
         self.history: list[dict] = []
         self.validation = ValidationSet.build(self.sim, training_field(cfg))
@@ -160,6 +168,7 @@ class Trainer:
         """Continue from ``last.safetensors`` in the output folder."""
         scalars = load_checkpoint(self.out, self.net, self.optim, self.rng)
         self.step, self.best_jaccard, self.history = scalars["step"], scalars["best_jaccard"], scalars["history"]
+        self.trained_s = float(scalars.get("trained_s", 0.0))
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One simulated batch: normalised input (B, 1, H, W) and occupancy target (B, D, uH, uW)."""
@@ -202,13 +211,20 @@ class Trainer:
     def save_best(self, cfg: SimulationConfig) -> None:
         save_model(self.out, cfg, self.net)
 
+    def progress(self) -> float:
+        """Fraction of the training budget spent, 0 … 1: steps over the ``horizon`` (total steps), or with a
+        time budget, time trained over the time of earlier sessions plus this session's budget."""
+        if self.time_budget is None:
+            return min(self.step / max(self.horizon, 1), 1.0)
+        start, seconds = self.time_budget
+        return min((self.trained_s + time.monotonic() - start) / (self.trained_s + seconds), 1.0)
+
     def learning_rate(self) -> float:
-        """Learning rate of the next step: constant, or cosine decay to 5 % over ``horizon`` steps."""
+        """Learning rate of the next step: constant, or cosine decay to 5 % over the training budget."""
         t = self.cfg.training
         if t.lr_schedule == "constant":
             return t.learning_rate
-        progress = min(self.step / max(self.horizon, 1), 1.0)
-        return t.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return t.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * self.progress())))
 
     def train_step(self) -> float:
         self.net.train()
@@ -271,27 +287,36 @@ class Trainer:
         return record
 
     def checkpoint(self, elapsed_s: float) -> None:
-        save_checkpoint(self.out, self.net, self.optim, self.rng,
-                        {"step": self.step, "best_jaccard": self.best_jaccard, "history": self.history})
-        write_text_atomic(self.out / HISTORY, json.dumps({"elapsed_s": elapsed_s, "history": self.history}, indent=1))
+        """Save the resumable state and the validation history; ``elapsed_s``: this session's time."""
+        trained_s = self.trained_s + elapsed_s
+        scalars = {"step": self.step, "best_jaccard": self.best_jaccard, "history": self.history, "trained_s": trained_s}
+        save_checkpoint(self.out, self.net, self.optim, self.rng, scalars)
+        log = {"elapsed_s": trained_s, "history": self.history}
+        write_text_atomic(self.out / TRAINING_LOG, json.dumps(log, indent=1))
 
     def run(self, steps: int | None = None, minutes: float | None = None) -> dict:
-        """Train until ``steps`` (total) or ``minutes`` of wall time; validate and checkpoint on the way."""
+        """Train until ``steps`` (total, this session and earlier ones) or for ``minutes`` of wall time (this
+        session); validate and checkpoint on the way. The summary's ``steps`` is the total, ``session_steps``
+        the steps of this session."""
+        t0 = time.monotonic()
+        first = self.step
         if steps is not None:
             total = self.horizon = steps
         else:
-            total = self.cfg.training.steps if minutes is None else 10**9
-        deadline = time.monotonic() + 60 * minutes if minutes is not None else None
+            total = self.cfg.training.steps if minutes is None else math.inf
+        if minutes is not None:
+            self.time_budget = (t0, 60 * minutes)
         every = self.cfg.training.validate_every
-        t0 = time.monotonic()
         last = {}
-        cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+        cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                TextColumn("{task.fields[info]}"))
         with Progress(*cols) as progress:
-            task = progress.add_task("training", total=total if total < 10**9 else None, completed=self.step, info="")
-            while self.step < total and (deadline is None or time.monotonic() < deadline):
+            task = progress.add_task("training", total=1.0, completed=self.progress(),
+                                     status=self.status(first, total, t0), info="")
+            while self.step < total and self.progress() < 1.0:
                 loss = self.train_step()
-                progress.update(task, completed=self.step, info=f"loss {loss:.3g}")
+                progress.update(task, completed=self.progress(), status=self.status(first, total, t0),
+                                info=f"loss {loss:.3g}")
                 if self.step % every == 0:
                     last = self.validate()
                     self.checkpoint(time.monotonic() - t0)
@@ -302,4 +327,21 @@ class Trainer:
         if not self.history or self.history[-1]["step"] != self.step:
             last = self.validate()
             self.checkpoint(time.monotonic() - t0)
-        return {"steps": self.step, "seconds": time.monotonic() - t0, "best_jaccard": self.best_jaccard, **last}
+        return {"steps": self.step, "session_steps": self.step - first, "seconds": time.monotonic() - t0,
+                "best_jaccard": self.best_jaccard, **last}
+
+    def status(self, first: int, total: float, start: float) -> str:
+        """Progress text: the step (of the total; this session's steps too when resumed), the time elapsed
+        since ``start`` and, with a time budget, the time left."""
+        text = f"step {self.step}" + (f"/{total}" if math.isfinite(total) else "")
+        if first:
+            text += f" ({self.step - first} this session)"
+        elapsed = time.monotonic() - start
+        text += f", {_clock(elapsed)} elapsed"
+        if self.time_budget is not None:
+            text += f", {_clock(max(self.time_budget[1] - elapsed, 0.0))} left"
+        return text
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(seconds)))
