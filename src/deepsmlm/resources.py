@@ -37,8 +37,9 @@ def require_memory(needed_bytes: float, what: str, budget_bytes: int | None = No
     """One-line error when ``what`` needs more than the budget (default: all memory available now)."""
     budget = available_memory_bytes() if budget_bytes is None else budget_bytes
     if needed_bytes > budget:
+        limit = "available" if budget_bytes is None else "of the memory budget (--max-memory-gb)"
         raise UserInputError(f"{what} needs about {needed_bytes / GIB:.3g} GiB of memory, more than the "
-                             f"{budget / GIB:.3g} GiB available")
+                             f"{budget / GIB:.3g} GiB {limit}")
 
 
 def check_device(name: str) -> torch.device:

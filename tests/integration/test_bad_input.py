@@ -21,6 +21,8 @@ import yaml
 from deepsmlm.cli import app
 from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
 from deepsmlm.config import dump_config, load_config
+from deepsmlm.io.images import open_stack
+from deepsmlm.io.tiff import write_stack
 from deepsmlm.models.registry import resolve_model_dir
 
 
@@ -76,6 +78,22 @@ CASES = [
     Case("train config inside the output folder", ("train", "model/config.yaml", "-o", "model", "--steps", "2",
                                                    "--overwrite"),
          "is the input CONFIG", untouched=("model",)),
+    # 5. data the model does not fit
+    Case("pixels 1.5x the model's, no metadata", ("localize", "movie150.tif", "--model", "default-2d", "-o",
+                                                   "out.csv"),
+         "--pixel-size-nm", untouched=("movie150.tif",), absent=("out.csv",)),
+    Case("declared pixel size differs", ("localize", "movie150.tif", "--model", "default-2d", "-o", "out.csv",
+                                         "--pixel-size-nm", "150"),
+         "pixel size 150 nm (declared) differs from 100 nm", absent=("out.csv",)),
+    Case("baseline not subtracted as trained", ("localize", "raised.tif", "--model", "default-2d", "-o", "out.csv"),
+         "--force", untouched=("raised.tif",), absent=("out.csv",)),
+    Case("ten times the photons", ("localize", "bright.tif", "--model", "default-2d", "-o", "out.csv"),
+         "photons", untouched=("bright.tif",), absent=("out.csv",)),
+    # 7. real-data files
+    Case("raw .npy as sCMOS maps", ("localize", "movie.tif", "--model", "gaussian-mle", "--config", "scmos.yaml",
+                                    "-o", "out.csv"),
+         "maps.npy", absent=("out.csv",),
+         configs={"scmos.yaml": {"camera": {"type": "scmos", "qe": 0.9, "scmos_maps": "maps.npy"}}}),
     # 2. output problems found before the work
     Case("output inside a regular file", ("localize", "movie.tif", "--model", "default-2d", "-o",
                                           "movie.tif/locs.csv"),
@@ -143,6 +161,21 @@ def workspace(tmp_path_factory) -> Path:
     shutil.copy(root / "gt.csv", root / "locs.csv")
     shutil.copytree(resolve_model_dir("default-2d"), root / "model")
     (root / "preset.yaml").write_text(dump_config(cfg))
+    np.save(root / "maps.npy", np.ones((64, 64)))
+    with open_stack(root / "movie.tif") as stack:
+        adu = stack[:].astype(np.int64)
+    write_stack(root / "raised.tif", (adu + 600).astype(np.uint16), cfg.frame.pixel_size_nm)
+    bright = cfg.model_copy(deep=True)
+    bright.emitters.photons.mean *= 10
+    simulate_to_folder(bright, root / "bright")
+    shutil.move(root / "bright" / "frames.tif", root / "bright.tif")
+    coarse = cfg.model_copy(deep=True)
+    coarse.frame.pixel_size_nm = 150.0
+    simulate_to_folder(coarse, root / "coarse")
+    with open_stack(root / "coarse" / "frames.tif") as stack:
+        write_stack(root / "movie150.tif", stack[:], None)  # no pixel size in the file
+    shutil.rmtree(root / "bright")
+    shutil.rmtree(root / "coarse")
     for name, damage in (("broken", "last.safetensors"), ("broken_json", "last.json")):
         (root / name).mkdir()
         shutil.copy(root / "model" / "config.yaml", root / name / "config.yaml")

@@ -17,17 +17,9 @@ from deepsmlm.cli import app
 from deepsmlm.config import config_from_dict
 from deepsmlm.models.registry import JACCARD_FLOOR, jaccard_warning, recorded_jaccard, shipped_models
 from deepsmlm.training.trainer import Trainer
+from tests.unit.test_deepstorm2d import tiny_config
 
-TINY = {
-    "name": "tiny",
-    "frame": {"height": 16, "width": 16, "pixel_size_nm": 100.0},
-    "psf": {"model": "gaussian", "gaussian": {"sigma_nm": 110.0}, "patch_px": 9},
-    "camera": {"type": "ccd", "qe": 1.0, "e_per_adu": 0.25, "baseline_adu": 100.0},
-    "emitters": {"density_per_um2": 2.0, "photons": {"distribution": "constant", "low": 800.0}},
-    "background": {"photons_per_px": [10.0, 10.0]},
-    "model": {"channels": 4, "head_channels": 2, "upsampling": 4},
-    "training": {"batch_size": 2, "validation_frames": 2, "validate_every": 2, "steps": 4},
-}
+TINY = {**tiny_config().model_dump(mode="json"), "name": "tiny"}  # the unit tests' tiny 2D run, as YAML data
 
 
 def train(runner, config: Path, out: Path, *extra: str):
