@@ -6,6 +6,7 @@ Unknown keys are rejected; errors name the file and the offending key in one lin
 
 from __future__ import annotations
 
+import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -104,13 +105,57 @@ class GaussianPSFConfig(_Strict):
     astig_depth_nm: float = Field(400.0, gt=0)
 
 
+class DipoleConfig(_Strict):
+    """The emitter's dipole for ``psf.model: vectorial``: freely rotating (the incoherent mean over x, y, z
+    dipoles, the physical default for dyes on flexible linkers) or fixed at (polar, azimuth) radians."""
+
+    free: bool = True
+    polar_rad: float = Field(0.0, ge=0, le=math.pi, description="fixed dipole: angle from +z (into the sample)")
+    azimuth_rad: float = Field(0.0, description="fixed dipole: angle from +x towards +y")
+
+    @model_validator(mode="after")
+    def _angles_for_fixed(self) -> "DipoleConfig":
+        if self.free and (self.polar_rad or self.azimuth_rad):
+            raise ValueError("dipole polar_rad/azimuth_rad describe a fixed dipole: set free: false")
+        return self
+
+    def orientation_rad(self) -> tuple[float, float] | None:
+        """(polar, azimuth) of a fixed dipole, None for a freely rotating one."""
+        return None if self.free else (self.polar_rad, self.azimuth_rad)
+
+
+PUPIL_MODELS = ("pupil", "vectorial")  # PSF models built on the pupil function (masks, design, cached z-stack)
+
+
 class PSFConfig(_Strict):
     """Which PSF model renders emitters, and its numerical parameters."""
 
-    model: Literal["gaussian", "pupil"] = "gaussian"
+    model: Literal["gaussian", "pupil", "vectorial"] = Field(
+        "gaussian", description="gaussian; pupil: scalar pupil function; vectorial: dipole emission with Fresnel "
+        "transmission and the aplanatic factor (optics/vectorial.py)"
+    )
+    dipole: DipoleConfig = DipoleConfig()
     gaussian: GaussianPSFConfig = GaussianPSFConfig()
     pupil_grid: int | None = Field(
-        None, ge=16, description="pupil/FFT grid size N; default: smallest N that holds the patch and the pupil"
+        None, ge=16, description="pupil/FFT grid size N; default: the mask's scale (× mask_oversample), else the "
+        "smallest odd N whose periodic field holds the patch and the defocused PSF over emitters.z_range_nm"
+    )
+    mask_oversample: int | None = Field(
+        None, ge=1, description="grid pixels per mask pixel and axis, q (odd) when the mask's pixel sets the grid; "
+        "default: the smallest q meeting the sampling condition; 1: the grid before issue 18 (reference: one grid "
+        "pixel per mask pixel, 2·patch_px·s + 1 without a mask)"
+    )
+    supercritical: Literal["evanescent", "cut"] = Field(
+        "evanescent", description="light beyond the critical angle (n_s < NA): evanescent, decaying as "
+        "exp(−k0·n_s·d·√(sin²θ_s − 1)) with depth d (physics), or cut (DeepSTORM3D reference)"
+    )
+    pixel_integration: bool = Field(
+        True, description="integrate intensity over each camera pixel (physics); false: sample it at the pixel "
+        "centre (DeepSTORM3D reference)"
+    )
+    zernike_aperture: Literal["open", "na"] = Field(
+        "open", description="disk on which the Zernike polynomials are orthonormal: open (the transmitted pupil, "
+        "NA/λ with evanescent light, min(NA, n_s)/λ when it is cut) or na (NA/λ always, reference)"
     )
     patch_px: int = Field(31, ge=3, description="side of the square patch an emitter is rendered into (odd)")
     mask: MaskConfig | None = None
@@ -133,6 +178,16 @@ class PSFConfig(_Strict):
         lo, hi = self.blur_sigma_px
         if lo < 0 or hi < lo:
             raise ValueError(f"blur_sigma_px must be 0 <= low <= high, got {self.blur_sigma_px}")
+        if self.mask_oversample is not None and self.mask_oversample % 2 == 0:
+            raise ValueError(f"mask_oversample must be odd (the axis on a grid sample), got {self.mask_oversample}")
+        if self.mask is None and (self.mask_oversample or 1) > 1:
+            raise ValueError(f"mask_oversample {self.mask_oversample} needs psf.mask (1 or unset without a mask)")
+        return self
+
+    @model_validator(mode="after")
+    def _dipole_for_vectorial(self) -> "PSFConfig":
+        if self.model != "vectorial" and self.dipole != DipoleConfig():
+            raise ValueError(f"psf.dipole applies to model: vectorial, not {self.model}")
         return self
 
     @field_validator("zernike_rad")
@@ -165,7 +220,8 @@ class CameraConfig(_Strict):
         None, description=".npz with per-pixel 'offset' (ADU), 'variance' (ADU^2), 'gain' (ADU/e-)"
     )
     baseline_subtracted: bool = Field(
-        False, description="frames on disk already have the baseline removed (inference side)"
+        False, description="frames hold ADU − baseline, clipped at 0: data read that way, and frames simulated "
+        "(for training too) that way"
     )
 
     @model_validator(mode="after")

@@ -229,3 +229,28 @@ def test_ranges_with_scmos_maps_are_refused(tmp_path: Path) -> None:
     maps = _write_maps(tmp_path / "maps.npz", (4, 4))
     with pytest.raises(ValueError, match="baseline_adu"):
         CameraConfig(type="scmos", scmos_maps=str(maps), baseline_adu=(20.0, 40.0))
+
+
+def test_baseline_subtracted_camera_records_adu_minus_baseline() -> None:
+    """Frames of a baseline-subtracted camera invert to the photons that made them (they were 100 ADU =
+    16.7 photons/px too high for the EPFL camera), are whole ADU ≥ 0, and lose only the dark tail."""
+    cam = Camera(CameraConfig(**EPFL, baseline_subtracted=True))
+    x = _flat(50.0)
+    assert torch.allclose(cam.adu_to_photons(cam.expected_adu(x)), x)
+    adu = cam(x, generator=_seeded())
+    assert torch.equal(adu, adu.round()) and float(adu.min()) >= 0.0
+    assert cam.adu_to_photons(adu).mean().item() == pytest.approx(50.0, rel=0.01)
+    raw = Camera(CameraConfig(**EPFL))(x, generator=_seeded())
+    assert torch.equal(adu, (raw - 100.0).clamp_min(0.0))  # the same frame, baseline removed
+    dark = cam(_flat(0.0), generator=_seeded(1))
+    assert (dark == 0).float().mean().item() > 0.5  # clipped: the negative read-noise half of empty pixels
+
+
+def test_rounding_to_whole_adu_is_in_the_variance() -> None:
+    """1/12 ADU² of rounding noise, here 22 % of the variance: 0.2 (shot) + 0.09 (read) + 0.083 ADU²."""
+    cfg = CameraConfig(type="ccd", qe=1.0, e_per_adu=10.0, baseline_adu=100.0, read_noise_e=3.0)
+    cam = Camera(cfg)
+    photons = cam.adu_to_photons(cam(_flat(20.0), generator=_seeded(13)))
+    expected = 20.0 + (3.0**2 + 10.0**2 / 12)  # photons²: shot + (σ_e² + (e⁻/ADU)²/12)/QE²
+    assert cam.variance_photons(torch.tensor(20.0)).item() == pytest.approx(expected)
+    assert photons.var().item() == pytest.approx(expected, rel=0.03)

@@ -55,7 +55,8 @@ def test_gaussian_crlb_matches_mortensen(n, b):
 
 def test_emccd_excess_noise_costs_sqrt2():
     psf = GaussianPSF(PX, 25, SIGMA)
-    cam = Camera(CameraConfig(type="emccd", qe=1.0, em_gain=300.0, e_per_adu=45.0, read_noise_e=0.0))
+    # 1 e⁻/ADU: the rounding noise, (1/300)²/12 photons², is negligible against 2λ
+    cam = Camera(CameraConfig(type="emccd", qe=1.0, em_gain=300.0, e_per_adu=1.0, read_noise_e=0.0))
     poisson = crlb(psf, theta(), params=("x", "y", "photons", "background"))[0, 0]
     emccd = crlb(psf, theta(), variance=cam.variance_photons, params=("x", "y", "photons", "background"))[0, 0]
     assert float(emccd / poisson) == pytest.approx(math.sqrt(2), rel=1e-6)
@@ -95,3 +96,26 @@ def test_frame_bound_of_lone_spots_and_of_spots_cut_by_the_edge_or_overlapping()
     assert float(b[1, 1] / lone[0, 1]) == pytest.approx(math.sqrt(2), rel=1e-4)
     assert float(b[1, 0]) > math.sqrt(2) * float(lone[0, 0])  # x also loses the left flank's information
     assert (b[2:, 0] > 3 * lone[0, 0]).all() and (b[2:, 1] > 1.2 * lone[0, 1]).all()  # worst along the pair
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zero_background_poisson_bound_is_the_b_to_0_limit(dtype):
+    """At background 0 the far pixels expect exactly 0 photons (0/0 gave NaN): they add nothing to the
+    signal parameters and make the background certain, so the bound is the b → 0 limit, Mortensen's
+    √(σ_a²/N) for x and y and √N for the photons (Poisson counting)."""
+    psf = GaussianPSF(PX, 25, SIGMA)
+    zero = theta(b=0.0).to(dtype)
+    assert (expected_counts(psf, zero) == 0).any()
+    p = ("x", "y", "photons", "background")
+    bounds = crlb(psf, zero, params=p)[0].double()
+    limit = crlb(psf, theta(b=1e-6), params=p)[0]  # b → 0 (far pixels still expect > 0)
+    assert torch.all(torch.isfinite(bounds)) and float(bounds[3]) == 0.0
+    torch.testing.assert_close(bounds[:3], limit[:3], rtol=1e-4, atol=0)
+    sa2 = SIGMA**2 + PX**2 / 12
+    assert float(bounds[0]) == pytest.approx(math.sqrt(sa2 / 1000.0), rel=1e-3)
+    assert float(bounds[2]) == pytest.approx(math.sqrt(1000.0), rel=1e-4)
+    without = crlb(psf, zero, params=("x", "y", "photons"))[0].double()  # background given: the same bound
+    torch.testing.assert_close(without, bounds[:3], rtol=1e-4, atol=0)
+    frame = frame_crlb(psf, torch.tensor([[3250.0, 3250.0, 0.0]], dtype=dtype), torch.tensor([1000.0], dtype=dtype),
+                       torch.zeros(1, dtype=torch.int64), 0.0, 1, 64, 64)
+    assert float(frame[0, 0]) == pytest.approx(math.sqrt(sa2 / 1000.0), rel=1e-3)

@@ -117,7 +117,7 @@ def test_unknown_key_in_a_plain_dict_names_the_source():
         ("emitters: {density_per_um2: 1.0, count: [1, 5]}\n", "density_per_um2"),  # both rates
         ("emitters: {z_range_nm: [500.0, -500.0]}\n", "z_range_nm"),
         ("frame: {height: abc}\n", "frame.height"),
-        ("psf: {model: vectorial}\n", "psf.model"),
+        ("psf: {model: airy}\n", "psf.model"),  # vectorial is a model since issue 18
         ("camera: {qe: 1.5}\n", "camera.qe"),
         ("camera: {baseline_adu: [40.0, 20.0]}\n", "baseline_adu"),  # range upside down
         ("camera: {read_noise_e: -1.0}\n", "read_noise_e"),

@@ -16,12 +16,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # 
 
 from deepsmlm.commands.optics import axial_range  # noqa: E402
 from deepsmlm.commands.train import steps_run, warn_if_weak  # noqa: E402
-from deepsmlm.config import load_config  # noqa: E402
+from deepsmlm.config import PUPIL_MODELS, load_config  # noqa: E402
 from deepsmlm.errors import UserInputError  # noqa: E402
 from deepsmlm.io.atomic import atomic_path, write_text_atomic  # noqa: E402
 from deepsmlm.io.outputs import check_output_folder  # noqa: E402
 from deepsmlm.optics.design import design_mask, mean_3d_crlb, zernike_modes  # noqa: E402
-from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um, mask_phase_for  # noqa: E402
+from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um  # noqa: E402
 from deepsmlm.optics.pupil import PupilPSF  # noqa: E402
 from deepsmlm.physics.camera import Camera  # noqa: E402
 from deepsmlm.plots import crlb_plot, psf_montage, save_figure, training_curves  # noqa: E402
@@ -52,7 +52,7 @@ def save_mask(phase: np.ndarray, out: Path, pitch_um: float) -> None:
     save_figure(fig, out / "mask.png")
 
 
-DESIGN_FILLED = ("psf.mask", "psf.pupil_grid", "psf.model")  # a learned model's config names its own mask and grid
+DESIGN_FILLED = ("psf.mask", "psf.pupil_grid")  # a learned model's config names its own mask and grid
 TETRAPOD_OUTPUTS = ("mask.npy", "mask.mat", "mask.png", "psf.png", "crlb.png", "design.json")
 
 
@@ -60,8 +60,8 @@ def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll
                         photons: float | None, background: float | None, planes: int, seed: int) -> None:
     check_output_folder(out, TETRAPOD_OUTPUTS, {"CONFIG": config})
     cfg = load_config(config)
-    if cfg.psf.model != "pupil":
-        raise UserInputError(f"{config}: mask design needs psf.model: pupil")
+    if cfg.psf.model not in PUPIL_MODELS:
+        raise UserInputError(f"{config}: mask design needs a pupil PSF (psf.model: {' or '.join(PUPIL_MODELS)})")
     if basis not in ("zernike", "pixel"):
         raise UserInputError(f"--basis {basis!r}: choose zernike or pixel")
     if cfg.camera.scmos_maps is not None:
@@ -69,11 +69,10 @@ def run_design_tetrapod(config: str, out: Path, basis: str, steps: int, max_noll
     n = photons if photons is not None else cfg.emitters.photons.expected()
     b = background if background is not None else float(np.mean(cfg.background.photons_per_px))
     z = torch.linspace(*axial_range(cfg), planes)
-    variance = Camera(cfg.camera, (cfg.frame.height, cfg.frame.width)).variance_photons
-    reference = build_pupil_psf(cfg)
-    shared = mask_phase_for(cfg, reference.grid)
-    psf = PupilPSF(reference.grid, cfg.psf.patch_px, cfg.optics.nominal_focal_plane_nm,
-                   zernike_rad=cfg.psf.zernike_rad)
+    variance = Camera(cfg.camera, (cfg.frame.height, cfg.frame.width)).fisher_variance_photons
+    psf = build_pupil_psf(cfg)  # the config's optics and grid; the design replaces its mask
+    shared = psf.mask_phase.clone() if cfg.psf.mask is not None else None
+    psf.mask_phase = torch.zeros_like(psf.mask_phase)
     out.mkdir(parents=True, exist_ok=True)
     cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
@@ -121,8 +120,8 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
     from deepsmlm.training.joint import JointTrainer
 
     cfg = training_config(config, out, steps, minutes, resume, overwrite, filled=(*TRAINER_FILLED, *DESIGN_FILLED))
-    if cfg.psf.model != "pupil":
-        raise UserInputError(f"{config}: learning a mask needs psf.model: pupil")
+    if cfg.psf.model not in PUPIL_MODELS:
+        raise UserInputError(f"{config}: learning a mask needs a pupil PSF (psf.model: {' or '.join(PUPIL_MODELS)})")
     if cfg.model.kind != "deepstorm3d":
         raise UserInputError(f"{config}: learning a mask trains a deepstorm3d model (model.kind)")
     if basis not in ("pixel", "zernike"):

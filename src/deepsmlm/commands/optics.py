@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from deepsmlm.config import MaskConfig, SimulationConfig, load_config
+from deepsmlm.config import PUPIL_MODELS, MaskConfig, SimulationConfig, load_config
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.outputs import check_outputs
@@ -71,7 +71,8 @@ def with_mask(cfg: SimulationConfig, mask: Path) -> SimulationConfig:
     """The config with its phase-mask file replaced: same mask geometry as the config's mask, or, for a
     config without one, a mask on the config's own pupil grid (as ``deepsmlm design`` writes them)."""
     cfg = cfg.model_copy(deep=True)
-    cfg.psf.model = "pupil"
+    if cfg.psf.model not in PUPIL_MODELS:
+        cfg.psf.model = "pupil"
     if cfg.psf.mask is None:
         pitch = grid_mask_pitch_um(cfg, pupil_grid_for(cfg))
         cfg.psf.mask = MaskConfig(file=str(mask), pixel_pitch_um=pitch)
@@ -85,11 +86,11 @@ def crlb_figures(cfg: SimulationConfig, photons: float, background: float, plane
     psf = build_psf(cfg, fast=False)
     camera = Camera(cfg.camera, (cfg.frame.height, cfg.frame.width))
     z = torch.linspace(*axial_range(cfg), planes)
-    encodes_z = cfg.psf.model == "pupil" or cfg.psf.gaussian.astig_focus_offset_nm != 0
+    encodes_z = cfg.psf.model in PUPIL_MODELS or cfg.psf.gaussian.astig_focus_offset_nm != 0
     params = ("x", "y", "z", "photons", "background") if encodes_z else ("x", "y", "photons", "background")
     if cfg.camera.scmos_maps is not None:
         raise UserInputError(f"{cfg.camera.scmos_maps}: CRLB vs z assumes a uniform camera; drop scmos_maps for it")
-    bounds = crlb_vs_z(psf, z, photons, background, variance=camera.variance_photons, params=params)
+    bounds = crlb_vs_z(psf, z, photons, background, variance=camera.fisher_variance_photons, params=params)
     fig = {"config": cfg.name, "photons": photons, "background_per_px": background,
            "noise": cfg.camera.type, "z_nm": z.tolist()}
     for axis in ("x", "y", "z"):

@@ -24,7 +24,8 @@ class SharedMaskPupilPSF(PupilPSF):
 
     def __init__(self, grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float, source: PupilPSF,
                  mask_step: float, phase_factor: float, zernike_rad: dict[int, float] | None = None):
-        super().__init__(grid, patch_px, nominal_focal_plane_nm, zernike_rad=zernike_rad)
+        super().__init__(grid, patch_px, nominal_focal_plane_nm, zernike_rad=zernike_rad,
+                         pixel_integration=source.pixel_integration)
         self.source = source
         self.mask_step = float(mask_step)  # the source mask's pixel at this wavelength, 1/nm
         self.phase_factor = float(phase_factor)

@@ -11,33 +11,53 @@ from deepsmlm.config import MaskConfig, SimulationConfig
 from deepsmlm.optics.masks import load_mask_array, mask_frequency_step, resample_mask, resolve_data_path
 from deepsmlm.optics.psf import PSF, GaussianPSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
+from deepsmlm.optics.sampling import fft_friendly_odd, lateral_spread_nm, mask_oversample_for, min_grid_size
 from deepsmlm.optics.stack import StackPSF
+from deepsmlm.optics.vectorial import VectorialPSF
 
 
-def oversampling_for(pixel_nm: float, wavelength_nm: float, na: float) -> int:
-    """Smallest odd s such that pixels of Δ/s sample the pupil's intensity band (Δ/s < λ/(2NA))."""
-    s = max(1, math.ceil(pixel_nm * 2 * na / wavelength_nm * 1.02))
+def oversampling_for(pixel_nm: float, wavelength_nm: float, na: float, pixel_integration: bool = False) -> int:
+    """Smallest odd s such that samples Δ/s apart hold the field's band NA/λ (Δ/s < λ/(2NA)), or, for
+    pixel integration, the intensity's band 2NA/λ without aliasing (Δ/s < λ/(4NA))."""
+    band = 4 if pixel_integration else 2
+    s = max(1, math.ceil(pixel_nm * band * na / wavelength_nm * 1.02))
     return s if s % 2 else s + 1
 
 
+def sampled_grid_size(cfg: SimulationConfig, oversample: int) -> int:
+    """Smallest odd N meeting the sampling condition (optics/sampling.py) for the patch and the emitter z range."""
+    o, p = cfg.optics, cfg.psf
+    depths = tuple(z + o.nominal_focal_plane_nm for z in cfg.emitters.z_range_nm)
+    spread = lateral_spread_nm(o.wavelength_nm, o.na, o.n_immersion, o.n_sample, o.nominal_focal_plane_nm,
+                               depths, p.supercritical == "evanescent")
+    return min_grid_size(p.patch_px, cfg.frame.pixel_size_nm, oversample, spread, o.wavelength_nm, o.na)
+
+
 def default_grid_size(cfg: SimulationConfig, oversample: int) -> int:
-    """N for the pupil grid: the mask's own scale when a mask is given, else twice the patch (odd)."""
+    """N for the pupil grid: ``psf.pupil_grid`` if set; with a mask, q × the grid whose pixel is one mask pixel
+    (q = ``psf.mask_oversample``, else the smallest odd q meeting the sampling condition); else the smallest
+    FFT-friendly odd N meeting it, or, with ``mask_oversample`` set (the reference), 2·P·s + 1 as before."""
     psf = cfg.psf
     if psf.pupil_grid is not None:
         return psf.pupil_grid
+    if psf.mask is None and psf.mask_oversample is not None:
+        return 2 * psf.patch_px * oversample + 1
+    needed = sampled_grid_size(cfg, oversample)
     if psf.mask is not None:
         step = mask_frequency_step(psf.mask.pixel_pitch_um, cfg.optics.magnification,
                                    cfg.optics.fourier_focal_length_mm, cfg.optics.wavelength_nm)
-        return int(round(oversample / (step * cfg.frame.pixel_size_nm)))
-    return 2 * psf.patch_px * oversample + 1
+        n_mask = int(round(oversample / (step * cfg.frame.pixel_size_nm)))
+        return n_mask * (psf.mask_oversample or mask_oversample_for(n_mask, needed))
+    return fft_friendly_odd(needed)
 
 
 def pupil_grid_for(cfg: SimulationConfig) -> PupilGrid:
     """The pupil grid implied by the optics, camera pixel and PSF settings."""
-    o = cfg.optics
-    s = oversampling_for(cfg.frame.pixel_size_nm, o.wavelength_nm, o.na)
+    o, p = cfg.optics, cfg.psf
+    s = oversampling_for(cfg.frame.pixel_size_nm, o.wavelength_nm, o.na, p.pixel_integration)
     return PupilGrid(default_grid_size(cfg, s), cfg.frame.pixel_size_nm, o.wavelength_nm, o.na, o.n_immersion,
-                     o.n_sample, oversample=s, angle_scale=cfg.psf.pupil_angle_scale)
+                     o.n_sample, oversample=s, angle_scale=p.pupil_angle_scale, supercritical=p.supercritical,
+                     zernike_aperture=p.zernike_aperture)
 
 
 def grid_mask_pitch_um(cfg: SimulationConfig, grid: PupilGrid) -> float:
@@ -101,11 +121,15 @@ def build_dye_psfs(cfg: SimulationConfig, fast: bool = True, base_dir: Path | No
 
 
 def build_pupil_psf(cfg: SimulationConfig, learnable_mask: bool = False, base_dir: Path | None = None) -> PupilPSF:
-    """The differentiable pupil PSF of a config."""
+    """The differentiable pupil PSF of a config: scalar (``psf.model: pupil``) or vectorial."""
     grid = pupil_grid_for(cfg)
-    return PupilPSF(grid, cfg.psf.patch_px, cfg.optics.nominal_focal_plane_nm,
-                    mask_phase=mask_phase_for(cfg, grid, base_dir), zernike_rad=cfg.psf.zernike_rad,
-                    learnable_mask=learnable_mask)
+    p = cfg.psf
+    args = dict(mask_phase=mask_phase_for(cfg, grid, base_dir), zernike_rad=p.zernike_rad,
+                learnable_mask=learnable_mask, pixel_integration=p.pixel_integration)
+    if p.model == "vectorial":
+        return VectorialPSF(grid, p.patch_px, cfg.optics.nominal_focal_plane_nm,
+                            orientation_rad=p.dipole.orientation_rad(), **args)
+    return PupilPSF(grid, p.patch_px, cfg.optics.nominal_focal_plane_nm, **args)
 
 
 def build_psf(cfg: SimulationConfig, fast: bool = True, base_dir: Path | None = None) -> PSF:
@@ -119,3 +143,29 @@ def build_psf(cfg: SimulationConfig, fast: bool = True, base_dir: Path | None = 
         return pupil
     z0, z1 = cfg.emitters.z_range_nm
     return StackPSF(pupil, z0, max(z1, z0 + p.cache_z_step_nm), p.cache_z_step_nm)
+
+
+PHYSICS_OPTIONS = ("supercritical", "pixel_integration", "zernike_aperture", "mask_oversample")
+
+
+def with_physical_psf(cfg: SimulationConfig) -> SimulationConfig:
+    """``cfg`` with the schema's physical defaults for the PSF physics options and a computed pupil grid
+    (``pupil_grid`` unset); presets state the reference-compatible values instead (issue 18)."""
+    out = cfg.model_copy(deep=True)
+    for key in (*PHYSICS_OPTIONS, "pupil_grid"):
+        setattr(out.psf, key, type(out.psf).model_fields[key].default)
+    return out
+
+
+def refined_grid(cfg: SimulationConfig, factor: int = 3) -> SimulationConfig:
+    """``cfg`` on a pupil grid ``factor``× finer in frequency (odd factor): N × factor, or with a mask
+    that sets the grid, its oversampling × factor (the convergence check of the sampling condition)."""
+    grid, out = pupil_grid_for(cfg), cfg.model_copy(deep=True)
+    if cfg.psf.mask is None or cfg.psf.pupil_grid is not None:
+        out.psf.pupil_grid = factor * grid.n
+    else:
+        o = cfg.optics
+        step = mask_frequency_step(cfg.psf.mask.pixel_pitch_um, o.magnification, o.fourier_focal_length_mm,
+                                   o.wavelength_nm)
+        out.psf.mask_oversample = factor * round(step / grid.freq_step)
+    return out

@@ -105,15 +105,17 @@ def resample_mask(mask: np.ndarray | torch.Tensor, mask_step: float, grid_n: int
     """Place a mask (radians, centre at its middle) onto an N×N pupil grid of ``grid_step`` 1/nm per pixel
     (float64; differentiable in a tensor ``mask``).
 
-    The mask's own pixel scale ``mask_step`` (1/nm) is honoured, not stretched to fit. Where the two
-    scales agree to within 0.05 px at the mask edge the pixels are copied (centred, cropped or
-    zero-padded); otherwise exp(iφ) is bilinearly resampled and its angle taken, so phase wraps do
-    not smear.
+    The mask's own pixel scale ``mask_step`` (1/nm) is honoured, not stretched to fit. Where a mask pixel
+    is q grid pixels (q = 1, 3, 5 …, to within 0.05 px at the mask edge) each becomes a q×q block,
+    exact for a pixelated SLM or plate (centred, cropped or zero-padded); otherwise exp(iφ) is
+    bilinearly resampled and its angle taken, so phase wraps do not smear.
     """
     h, w = mask.shape
     ratio = grid_step / mask_step  # mask pixels per grid pixel
-    if abs(ratio - 1.0) * max(h, w) / 2 < 0.05:
-        return _centre_copy(torch.as_tensor(mask, dtype=torch.float64), grid_n)
+    q = max(1, round(1 / ratio))
+    if q % 2 and abs(ratio * q - 1.0) * max(h, w) / 2 < 0.05:
+        block = torch.as_tensor(mask, dtype=torch.float64)
+        return _centre_copy(block.repeat_interleave(q, 0).repeat_interleave(q, 1), grid_n)
     field = torch.polar(torch.ones(h, w, dtype=torch.float64), torch.as_tensor(mask, dtype=torch.float64))
     k = torch.arange(grid_n, dtype=torch.float64) - grid_n // 2
     # mask pixel coordinates of each grid pixel, then normalised to [-1, 1] (align_corners=True)

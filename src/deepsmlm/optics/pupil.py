@@ -1,30 +1,52 @@
 """Scalar pupil-function PSF with refractive-index mismatch and a phase mask (PHYSICS.md, scalar pupil PSF).
 
 P(f) = A(f)·exp(i[φ_mask + φ_zernike − k0·n_imm·NFP·cosθ_imm + k0·n_s·d·cosθ_s + 2π f·r])
-I(u) = |FFT{P}|², normalised to the photon count over the whole N×N field, then cropped to the patch.
-An N-point grid of spacing δf = 1/(N·Δ/s) gives image pixels of Δ/s; s×s bins make one camera pixel.
+with f in 1/nm, k0 = 2π/λ (1/nm), d = z + NFP the emitter depth (nm), sinθ_imm = λ|f|/n_imm and
+sinθ_s = (n_imm/n_s)·sinθ_imm. Beyond the critical angle (sinθ_s > 1) cosθ_s = i·√(sin²θ_s − 1):
+with ``supercritical="evanescent"`` that light reaches the objective attenuated by
+exp(−k0·n_s·d·√(sin²θ_s − 1)) (A = 1 up to NA/λ); with ``"cut"`` A = 0 there (DeepSTORM3D's model).
+I(u) = |FFT{P}|², normalised to the photon count over the whole N×N field (N²·Σ|P|², Parseval: the
+photon count is the light the objective collects, evanescent share included), then cropped to the patch.
+An N-point grid of spacing δf = 1/(N·Δ/s) gives image samples Δ/s apart (Δ the camera pixel, nm).
+A camera pixel records I integrated over its Δ×Δ area (:func:`integrate_pixels`); the reference model
+instead samples I at the pixel centre (s = 1) or averages s×s samples.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 
 from deepsmlm.optics.psf import PSF, blur_patches
 from deepsmlm.optics.zernike import zernike_phase
 
+Supercritical = Literal["evanescent", "cut"]
+ZernikeAperture = Literal["open", "na"]
+
 
 class PupilGrid:
-    """Frequency-plane grids (1/nm) of an N×N pupil for a camera pixel Δ (nm) and odd oversampling s."""
+    """Frequency-plane grids (1/nm) of an N×N pupil for a camera pixel Δ (nm) and odd oversampling s.
+
+    ``cos_s`` is complex (imaginary beyond the critical angle, zero outside the aperture). ``rho`` is the
+    Zernike radius: 1 at NA/λ (``zernike_aperture="na"``, the reference) or at the edge of the disk the
+    pupil transmits (``"open"``): NA/λ with evanescent light, min(NA, n_s)/λ when it is cut.
+    """
 
     def __init__(self, n: int, pixel_nm: float, wavelength_nm: float, na: float, n_immersion: float,
-                 n_sample: float, oversample: int = 1, angle_scale: float = 1.0):
+                 n_sample: float, oversample: int = 1, angle_scale: float = 1.0,
+                 supercritical: Supercritical = "evanescent", zernike_aperture: ZernikeAperture = "open"):
         if oversample < 1 or oversample % 2 == 0:
             raise ValueError(f"oversample must be a positive odd integer, got {oversample}")
+        if supercritical not in ("evanescent", "cut"):
+            raise ValueError(f"supercritical must be evanescent or cut, got {supercritical!r}")
+        if zernike_aperture not in ("open", "na"):
+            raise ValueError(f"zernike_aperture must be open or na, got {zernike_aperture!r}")
         self.n, self.oversample = int(n), int(oversample)
         self.pixel_nm, self.wavelength_nm = float(pixel_nm), float(wavelength_nm)
         self.na, self.n_immersion, self.n_sample = float(na), float(n_immersion), float(n_sample)
+        self.supercritical, self.zernike_aperture = supercritical, zernike_aperture
         self.freq_step = oversample / (n * pixel_nm)  # 1/nm per pupil pixel
         if na / wavelength_nm > (n // 2) * self.freq_step:
             raise ValueError(
@@ -38,11 +60,23 @@ class PupilGrid:
         # angle_scale calibrates sinθ against the lateral frequency grid (1 = exact Fourier optics)
         sin_imm = angle_scale * wavelength_nm * fr / n_immersion
         sin_s = sin_imm * n_immersion / n_sample
-        self.aperture = ((angle_scale * fr <= na / wavelength_nm) & (sin_s < 1)).to(torch.float64)
+        inside = angle_scale * fr <= na / wavelength_nm
+        if supercritical == "cut":
+            inside = inside & (sin_s < 1)
+        self.aperture = inside.to(torch.float64)
         self.cos_imm = torch.sqrt(torch.clamp(1 - sin_imm**2, min=0)) * self.aperture
-        self.cos_s = torch.sqrt(torch.clamp(1 - sin_s**2, min=0)) * self.aperture
-        self.rho = fr / (na / wavelength_nm)  # 1 at the NA edge (Zernike coordinates)
+        # principal root: i·√(sin²θ_s − 1) beyond the critical angle
+        self.cos_s = torch.sqrt((1 - sin_s**2).to(torch.complex128)) * self.aperture
+        if zernike_aperture == "na":
+            self.rho = fr / (na / wavelength_nm)  # 1 at the NA edge (DeepSTORM3D's normalisation)
+        else:
+            self.rho = angle_scale * fr / (self.open_na / wavelength_nm)
         self.theta = torch.atan2(fy, fx)
+
+    @property
+    def open_na(self) -> float:
+        """n_imm·sinθ_imm at the transmitted pupil's edge: NA, or min(NA, n_s) when supercritical light is cut."""
+        return self.na if self.supercritical == "evanescent" else min(self.na, self.n_sample)
 
     @property
     def pupil_radius_px(self) -> float:
@@ -50,35 +84,61 @@ class PupilGrid:
         return self.na / self.wavelength_nm / self.freq_step
 
 
+def integrate_pixels(intensity: torch.Tensor, grid: PupilGrid) -> torch.Tensor:
+    """Camera-pixel integral of an intensity sampled on ``grid``'s image plane (Δ/s apart, periodic N×N).
+
+    (…, N, N) photons per Δ/s sample → (…, N, N) photons in a Δ×Δ pixel centred on each sample:
+    s²·IFFT{FFT{I}·sinc(fx·Δ)·sinc(fy·Δ)}, sinc(u) = sin(πu)/(πu), fx, fy in 1/nm. Exact for an
+    intensity band-limited to 2·NA/λ when 4·(NA/λ) ≤ N·δf (no aliasing of the intensity spectrum).
+    """
+    n, s = grid.n, grid.oversample
+    fy = torch.fft.fftfreq(n, d=1.0 / s, dtype=intensity.dtype, device=intensity.device)  # f·Δ
+    fx = torch.fft.rfftfreq(n, d=1.0 / s, dtype=intensity.dtype, device=intensity.device)
+    box = torch.sinc(fy)[:, None] * torch.sinc(fx)[None, :] * (s * s)
+    return torch.fft.irfft2(torch.fft.rfft2(intensity) * box, s=(n, n))
+
+
 class PupilPSF(PSF):
-    """Differentiable scalar pupil PSF; the mask phase (radians, N×N) may be a learnable parameter."""
+    """Differentiable scalar pupil PSF; the mask phase (radians, N×N) may be a learnable parameter.
+
+    ``pixel_integration``: True integrates over each camera pixel (:func:`integrate_pixels`, the
+    physics); False samples at pixel centres (s = 1) or averages s×s samples (the reference model).
+    """
 
     def __init__(self, grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float,
                  mask_phase: torch.Tensor | None = None, zernike_rad: dict[int, float] | None = None,
-                 learnable_mask: bool = False):
+                 learnable_mask: bool = False, pixel_integration: bool = True):
         super().__init__(grid.pixel_nm, patch_px)
         if patch_px * grid.oversample > grid.n:
             raise ValueError(f"patch of {patch_px} px × {grid.oversample} does not fit the N={grid.n} grid")
+        if pixel_integration and 4 * grid.pupil_radius_px > grid.n:
+            raise ValueError(f"pixel integration needs the intensity band 2NA/λ inside the N={grid.n} grid "
+                             f"(pupil radius {grid.pupil_radius_px:.1f} px > N/4); increase oversampling")
         self.grid = grid
         self.nfp_nm = float(nominal_focal_plane_nm)
+        self.pixel_integration = bool(pixel_integration)
         n = grid.n
         k0 = 2 * math.pi / grid.wavelength_nm
         f32 = dict(dtype=torch.float32)
         self.register_buffer("aperture", grid.aperture.to(**f32))
         self.register_buffer("fx", grid.fx.to(**f32))
         self.register_buffer("fy", grid.fy.to(**f32))
-        # per-nm-of-depth phase in the sample, and the fixed phase: focus displacement + Zernike aberrations
-        self.register_buffer("depth_phase", (k0 * grid.n_sample * grid.cos_s).to(**f32))
+        # per-nm-of-depth phase in the sample and evanescent decay (1/nm, zero below the critical angle);
+        # the fixed phase: focus displacement + Zernike aberrations
+        self.register_buffer("depth_phase", (k0 * grid.n_sample * grid.cos_s.real).to(**f32))
+        self.register_buffer("depth_decay", (k0 * grid.n_sample * grid.cos_s.imag).to(**f32))
+        self.evanescent = bool(grid.cos_s.imag.any())
         fixed = -k0 * grid.n_immersion * self.nfp_nm * grid.cos_imm
         if zernike_rad:
-            fixed = fixed + zernike_phase(zernike_rad, grid.rho, grid.theta)
+            open_disk = grid.aperture > 0 if grid.zernike_aperture == "open" else None
+            fixed = fixed + zernike_phase(zernike_rad, grid.rho, grid.theta, open_disk)
         self.register_buffer("fixed_phase", (fixed * grid.aperture).to(**f32))
         mask = torch.zeros(n, n, **f32) if mask_phase is None else mask_phase.to(**f32)
         if learnable_mask:
             self.mask_phase = torch.nn.Parameter(mask.clone())
         else:
             self.register_buffer("mask_phase", mask)
-        # Parseval: Σ|FFT P|² = N²·Σ|P|²
+        # Parseval for |P| = aperture: Σ|FFT P|² = N²·Σ|P|²
         self.norm = float(n * n * grid.aperture.sum())
 
     def mask(self) -> torch.Tensor:
@@ -86,23 +146,57 @@ class PupilPSF(PSF):
         return self.mask_phase
 
     def pupil_field(self, offset_nm: torch.Tensor) -> torch.Tensor:
-        """(E, N, N) complex pupil functions for emitters at (dx, dy, z) nm from the patch centre."""
+        """(E, N, N) complex pupil functions for emitters at (dx, dy, z) nm from the patch centre.
+
+        Evanescent light decays with depth d ≥ 0; an emitter above the coverslip (d < 0, unphysical
+        when n_s < NA) gets the d = 0 amplitude."""
         depth = offset_nm[:, 2] + self.nfp_nm
         phase = (self.mask() + self.fixed_phase)[None] + depth[:, None, None] * self.depth_phase[None]
         phase = phase + 2 * math.pi * (offset_nm[:, 0, None, None] * self.fx + offset_nm[:, 1, None, None] * self.fy)
-        return torch.polar(self.aperture.expand_as(phase), phase)
+        if not self.evanescent:
+            return torch.polar(self.aperture.expand_as(phase), phase)
+        amplitude = self.aperture * torch.exp(-depth.clamp(min=0)[:, None, None] * self.depth_decay)
+        return torch.polar(amplitude, phase)
+
+    def field_norm(self, field: torch.Tensor) -> torch.Tensor | float:
+        """N²·Σ|P|² per emitter (Parseval), so each emitter's full N×N image sums to one photon."""
+        if not self.evanescent:
+            return self.norm
+        return self.grid.n ** 2 * (field.real**2 + field.imag**2).sum(dim=(-2, -1))[:, None, None]
+
+    def pupil_energy(self, offset_nm: torch.Tensor) -> torch.Tensor:
+        """(E, N, N) collected power per pupil pixel, |P|² (arbitrary units)."""
+        field = self.pupil_field(offset_nm)
+        return field.real**2 + field.imag**2
+
+    def intensity(self, offset_nm: torch.Tensor) -> torch.Tensor:
+        """(E, N, N) image of each emitter over the whole FFT field, |FFT P|², normalised to unit sum."""
+        field = self.pupil_field(offset_nm)
+        img = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(field, dim=(-2, -1))), dim=(-2, -1))
+        return (img.real**2 + img.imag**2) / self.field_norm(field)
 
     def patches(self, offset_nm, photons, blur_px=None):
         n, s = self.grid.n, self.grid.oversample
         if len(offset_nm) == 0:  # an empty FFT batch is an error in some FFT back-ends
             return self.aperture.new_zeros(0, self.patch_px, self.patch_px)
-        field = self.pupil_field(offset_nm)
-        img = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(field, dim=(-2, -1))), dim=(-2, -1))
-        inten = (img.real**2 + img.imag**2) / self.norm
-        half = (self.patch_px * s) // 2
+        inten = self.intensity(offset_nm)
         c = n // 2
-        crop = inten[:, c - half:c + half + 1, c - half:c + half + 1]
-        if s > 1:
-            crop = torch.nn.functional.avg_pool2d(crop[:, None], s)[:, 0] * (s * s)
+        if self.pixel_integration:
+            half = (self.patch_px // 2) * s
+            crop = integrate_pixels(inten, self.grid)[:, c - half:c + half + 1:s, c - half:c + half + 1:s]
+        else:
+            half = (self.patch_px * s) // 2
+            crop = inten[:, c - half:c + half + 1, c - half:c + half + 1]
+            if s > 1:
+                crop = torch.nn.functional.avg_pool2d(crop[:, None], s)[:, 0] * (s * s)
         out = photons[:, None, None] * crop
         return out if blur_px is None else blur_patches(out, blur_px)
+
+
+def supercritical_fraction(psf: PupilPSF, depth_nm: float) -> float:
+    """Share of the collected pupil energy (|P|², or a vectorial PSF's dipole power) beyond the critical angle
+    for an emitter at depth d (nm)."""
+    offset = torch.tensor([[0.0, 0.0, depth_nm - psf.nfp_nm]], device=psf.device)
+    energy = psf.pupil_energy(offset)[0].cpu().double()
+    beyond = psf.grid.cos_s.imag > 0
+    return float(energy[beyond].sum() / energy.sum())

@@ -1,4 +1,5 @@
-"""Zernike polynomials on the unit pupil, Noll-indexed and RMS-normalised (Noll 1976)."""
+"""Zernike polynomials on the unit pupil, Noll-indexed and RMS-normalised (Noll 1976), optionally made
+orthonormal over the pixels of a sampled pupil."""
 
 from __future__ import annotations
 
@@ -40,9 +41,32 @@ def zernike(j: int, rho: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     return sqrt(2 * (n + 1)) * r * ang
 
 
-def zernike_phase(coeffs: dict[int, float], rho: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Sum of c_j Z_j (radians) over the pupil coordinates."""
+def zernike_phase(coeffs: dict[int, float], rho: torch.Tensor, theta: torch.Tensor,
+                  inside: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of c_j Z_j (radians) over the pupil coordinates.
+
+    With ``inside`` (bool, the pupil pixels that transmit), Z_1 … Z_J are first made exactly orthonormal
+    over those pixels (Gram–Schmidt in Noll order, Z' = L⁻¹Z with G = L·Lᵀ their Gram matrix), so each
+    c_j is RMS radians and independent on the sampled pupil, not only on the continuous disk.
+    """
+    if not coeffs:
+        return torch.zeros_like(rho)
+    if inside is None:
+        phase = torch.zeros_like(rho)
+        for j, c in coeffs.items():
+            phase = phase + c * zernike(int(j), rho, theta)
+        return phase
+    top = max(int(j) for j in coeffs)
+    c = torch.zeros(top, dtype=rho.dtype)
+    for j, v in coeffs.items():
+        c[int(j) - 1] = v
+    modes = torch.stack([zernike(j, rho[inside], theta[inside]) for j in range(1, top + 1)])  # (J, M)
+    try:
+        chol = torch.linalg.cholesky(modes @ modes.T / modes.shape[1])
+    except torch.linalg.LinAlgError:
+        raise ValueError(f"Zernike modes up to Noll {top} are not independent on the pupil's "
+                         f"{modes.shape[1]} pixels; use a finer pupil grid") from None
+    weights = torch.linalg.solve_triangular(chol.T, c[:, None], upper=True)[:, 0]  # Σ c_j Z'_j = Σ (L⁻ᵀc)_k Z_k
     phase = torch.zeros_like(rho)
-    for j, c in coeffs.items():
-        phase = phase + c * zernike(int(j), rho, theta)
+    phase[inside] = weights @ modes
     return phase

@@ -10,6 +10,12 @@ EMCCD / CCD (PHYSICS.md, "Camera"):
 sCMOS pixel i: ADU = round(g_i·Poisson(QE·λ_i) + Normal(o_i, √v_i)), clipped (g_i ADU/e⁻, o_i ADU,
 v_i ADU²). ``ideal``: ADU = Poisson(λ) with unit QE and gain, zero baseline, no read noise.
 
+``baseline_subtracted`` cameras record ADU − baseline, as software that removes the baseline and
+stores unsigned integers does: the frame is made as above, then the nominal baseline (the offset map for
+sCMOS) is subtracted and the result rounded and clipped at 0 — the negative read-noise tail of dark
+pixels is lost, as in real baseline-subtracted uint16 data, so training frames and the data the model
+reads look alike and ``adu_to_photons`` (which then skips the baseline) inverts them.
+
 Internally every type is one affine model: ``adu_per_e`` (ADU per photoelectron, EM gain included),
 ``offset`` (ADU), ``read_std`` (ADU), scalars or per-pixel (H, W) tensors. A baseline or read noise given
 as a (low, high) range varies in simulation (one baseline per frame; a smooth per-frame read-noise map
@@ -26,9 +32,11 @@ import torch
 
 from deepsmlm.config import CameraConfig, value_range
 from deepsmlm.errors import UserInputError
+from deepsmlm.physics import emccd
 from deepsmlm.sampling import smooth_field, standard_gamma
 
 ADU_MAX = 65535.0
+ROUNDING_VARIANCE = 1.0 / 12.0  # ADU²: rounding to whole ADU, uniform on ±½ ADU
 _MAP_KEYS = ("offset", "variance", "gain")
 _EXPECTED_MAPS = ".npz holding 2D arrays 'offset' (ADU), 'variance' (ADU²) and 'gain' (ADU/e⁻)"
 
@@ -120,7 +128,8 @@ class Camera(torch.nn.Module):
         return x if x.is_floating_point() else x.to(torch.float32)
 
     def forward(self, photons: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Noisy frames in ADU (float32 holding integers in [0, 65535]).
+        """Noisy frames in ADU (float32 holding integers in [0, 65535]), the baseline removed when
+        ``baseline_subtracted``.
 
         photons: expected incident photons per pixel, background included, (..., H, W); negative
         values (numerical noise) count as 0. ``generator`` (on photons' device) makes it
@@ -137,7 +146,10 @@ class Camera(torch.nn.Module):
         if isinstance(read_std, torch.Tensor) or read_std > 0:
             noise = torch.randn(adu.shape, generator=generator, device=adu.device, dtype=adu.dtype)
             adu = adu + noise * read_std
-        return torch.round(adu).clamp(0.0, ADU_MAX).to(torch.float32)
+        adu = torch.round(adu).clamp(0.0, ADU_MAX)
+        if self.baseline_subtracted:
+            adu = torch.round(adu - self._like(self.offset, adu)).clamp_min(0.0)
+        return adu.to(torch.float32)
 
     def _frame_offset(self, x: torch.Tensor, generator: torch.Generator | None) -> Scalar:
         """Baseline in ADU: the configured one, or with a range one uniform draw per frame (..., 1, 1)."""
@@ -161,9 +173,11 @@ class Camera(torch.nn.Module):
         return (low + (high - low) * unit).to(x.dtype).reshape(x.shape)
 
     def expected_adu(self, photons: torch.Tensor) -> torch.Tensor:
-        """Noiseless mean ADU: offset + (ADU/e⁻)·(QE·λ + c), without rounding or clipping."""
+        """Noiseless mean ADU: offset (0 when ``baseline_subtracted``) + (ADU/e⁻)·(QE·λ + c), without
+        rounding or clipping."""
         x = self._float(photons)
-        return self._like(self.offset, x) + self._like(self.adu_per_e, x) * (self.qe * x + self.spurious_charge)
+        signal = self._like(self.adu_per_e, x) * (self.qe * x + self.spurious_charge)
+        return signal if self.baseline_subtracted else self._like(self.offset, x) + signal
 
     def adu_to_photons(self, adu: torch.Tensor, baseline_subtracted: bool | None = None) -> torch.Tensor:
         """Incident photons from ADU, the inverse of ``expected_adu``: ((ADU − offset)/(ADU/e⁻) − c)/QE.
@@ -178,14 +192,48 @@ class Camera(torch.nn.Module):
         return (x / self._like(self.adu_per_e, x) - self.spurious_charge) / self.qe
 
     def variance_photons(self, mean_photons: torch.Tensor) -> torch.Tensor:
-        """Noise variance in incident-photon² units at mean λ, for Fisher information.
+        """Noise variance of ``adu_to_photons(forward(λ))`` in incident-photon² units at mean λ.
 
-        F²·(λ/QE + c/QE²) + σ_read²/(ADU/e⁻ · QE)², i.e. F²·λ/QE + σ_e²/(G·QE)² for EMCCD/CCD,
-        λ/QE + v_i/(g_i·QE)² for sCMOS and λ for ``ideal``.
+        F²·(λ/QE + c/QE²) + (σ_read² + 1/12)/(ADU/e⁻ · QE)² with σ_read in ADU and 1/12 ADU² the rounding
+        to whole ADU (exact when the noise before rounding is smooth on the ADU scale, σ ≳ 0.5 ADU),
+        i.e. F²·λ/QE + (σ_e² + (e⁻/ADU)²/12)/(G·QE)² for EMCCD/CCD, λ/QE + (v_i + 1/12)/(g_i·QE)² for
+        sCMOS and λ for ``ideal`` (whole counts, nothing rounded).
         """
         x = self._float(mean_photons)
         shot = self.excess_noise_factor * (x / self.qe + self.spurious_charge / self.qe**2)
-        return shot + (self._like(self.read_std, x) / (self._like(self.adu_per_e, x) * self.qe)) ** 2
+        if self.type == "ideal":
+            return shot
+        read = self._like(self.read_std, x) ** 2 + ROUNDING_VARIANCE
+        return shot + read / (self._like(self.adu_per_e, x) * self.qe) ** 2
+
+    def fisher_variance_photons(self, mean_photons: torch.Tensor) -> torch.Tensor:
+        """1/(Fisher information about a pixel's mean λ), photons²: the variance to put in the CRLB.
+
+        Equal to ``variance_photons`` (Poisson; Gaussian read noise as a shifted Poisson, Huang et al.
+        2013) except for an EMCCD with gain, whose exact Poisson–Gamma–Normal, ADU-quantised likelihood
+        carries more information than the excess-noise model below ~25 e⁻/px (physics/emccd.py): with
+        μ = QE·λ + c electrons and I(μ) its tabulated information, 1/(QE²·I(μ)); 0 at μ = 0, where the
+        pixel is a photon counter that is never wrong about an empty pixel.
+        """
+        x = self._float(mean_photons)
+        if self.excess_noise_factor == 1.0:
+            return self.variance_photons(x)
+        mu = self.qe * x + self.spurious_charge
+        log_mu, log_info = self._information_table(x)
+        step = log_mu[1] - log_mu[0]
+        t = (torch.log(mu.clamp_min(torch.finfo(x.dtype).tiny)) - log_mu[0]) / step
+        i = t.detach().floor().clamp(0, len(log_mu) - 2).long()  # outside the table: its end segments
+        info = torch.exp(log_info[i] + (t - i) * (log_info[i + 1] - log_info[i]))
+        exact = torch.where(mu > 0, 1.0 / (self.qe**2 * info), torch.zeros_like(x))
+        return torch.where(mu > emccd.MU_MAX, self.variance_photons(x), exact)
+
+    def _information_table(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log μ, log I(μ)) of this EMCCD's pixel (physics/emccd.py) on ``like``'s device and dtype."""
+        s = float(self.read_std) / float(self.adu_per_e)  # read noise, input-referred electrons
+        q = 1.0 / float(self.adu_per_e)  # one ADU step, input-referred electrons
+        log_mu, log_info = emccd.information_table(s, q)
+        return (torch.as_tensor(log_mu, dtype=like.dtype, device=like.device),
+                torch.as_tensor(log_info, dtype=like.dtype, device=like.device))
 
     def reparameterized(self, photons: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Differentiable noisy image in photon units: λ + √(variance_photons(λ))·ε, ε ~ N(0, 1).

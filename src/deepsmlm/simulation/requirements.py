@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import PUPIL_MODELS, SimulationConfig
 from deepsmlm.optics.stack import fft_size
 from deepsmlm.simulation.emitters import mean_emitters_per_frame, stationary_on_fraction
 
@@ -26,7 +26,7 @@ CSV_BYTES_PER_ROW = 60  # one ground-truth row (measured ~42 bytes; ids and fram
 def psf_cache_bytes(cfg: SimulationConfig) -> float:
     """The fast path's cached z-stack of patch spectra (a pupil PSF; per dye of a multicolour sample)."""
     p = cfg.psf
-    if p.model != "pupil":
+    if p.model not in PUPIL_MODELS:
         return 0.0
     z0, z1 = cfg.emitters.z_range_nm
     planes = max(2, round(max(z1 - z0, p.cache_z_step_nm) / p.cache_z_step_nm) + 1)

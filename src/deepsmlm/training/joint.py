@@ -66,7 +66,7 @@ class JointTrainer(Trainer):
             self.coefficients = torch.nn.Parameter(start.to(dev))
         super().__init__(cfg, out, device, psf=psf, dye_psfs=self.dye_psfs)
         self.mask_pitch_um = grid_mask_pitch_um(cfg, psf.grid)
-        self.variance = self.sim.camera.variance_photons
+        self.variance = self.sim.camera.fisher_variance_photons
         self.refresh_mask()
 
     def mask_parameter(self) -> torch.nn.Parameter:
@@ -131,7 +131,6 @@ class JointTrainer(Trainer):
     def saved_config(self) -> SimulationConfig:
         """The model config with the learned mask (saved beside it) as its phase mask."""
         cfg = pinned_grid(self.cfg, self.psf)
-        cfg.psf.model = "pupil"
         dispersion = cfg.psf.mask.dispersion_per_nm if cfg.psf.mask is not None else 0.0
         cfg.psf.mask = MaskConfig(file=MASK_FILE, pixel_pitch_um=self.mask_pitch_um, dispersion_per_nm=dispersion)
         return cfg

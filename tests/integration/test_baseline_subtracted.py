@@ -1,0 +1,45 @@
+"""camera.baseline_subtracted in a training/simulation config: the simulator records baseline-subtracted
+frames, so the network's inputs are the photons that made them (they were 100 ADU = 16.7 photons/px too
+high for the EPFL camera), and a movie simulated that way is read right by localize's data check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
+from deepsmlm.config import SimulationConfig, load_config
+from deepsmlm.errors import UserInputError
+from deepsmlm.inference.data_check import check_data
+from deepsmlm.inference.predict import normalised_input
+from deepsmlm.io.images import open_stack
+from deepsmlm.simulation.simulator import Simulator
+
+
+def epfl_config(subtracted: bool, background: float) -> SimulationConfig:
+    cfg = load_config("epfl2016_2d")
+    cfg.psf.model = "gaussian"
+    cfg.camera.baseline_subtracted = subtracted
+    cfg.background.photons_per_px = (background, background)
+    return cfg
+
+
+def test_training_inputs_of_a_baseline_subtracted_config_are_the_photons() -> None:
+    sim = Simulator(epfl_config(True, 100.0))
+    batch = sim.sample(4, torch.Generator().manual_seed(0))
+    inputs = normalised_input(sim.camera, batch.adu, 0.0, 1.0)  # the trainer's conversion, unscaled
+    truth = sim.expected_photons(batch.emitters, batch.background, batch.blur_px)
+    assert float(inputs.mean()) == pytest.approx(float(truth.mean()), rel=0.01)
+
+
+def test_a_baseline_subtracted_movie_passes_its_own_check_and_fails_the_raw_one(tmp_path: Path) -> None:
+    cfg = apply_overrides(epfl_config(True, 5.0), frames=8, seed=3, density=None, emitters=None)
+    simulate_to_folder(cfg, tmp_path / "sim")
+    with open_stack(tmp_path / "sim" / "frames.tif") as stack:
+        assert int(np.asarray(stack[:]).min()) == 0  # clipped at 0, as uint16 baseline-subtracted data are
+        assert check_data(stack, cfg, "config subtracted", trained=False) is not None
+        with pytest.raises(UserInputError, match="below the baseline 100 ADU"):
+            check_data(stack, epfl_config(False, 5.0), "config raw", trained=False)
