@@ -118,10 +118,13 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--data-config", default="tetrapod_paper",
+                    help="the physics the test frames are simulated with (e.g. benchmarks/configs/tetrapod_physical.yaml)")
+    ap.add_argument("--counts", default=",".join(map(str, COUNTS)), help="emitters per frame, comma-separated")
     args = ap.parse_args()
     cfg, net = load_model(args.model)
     predictor = DensityPredictor(cfg, fold_batchnorm(net))
-    sim_cfg = load_config("tetrapod_paper")
+    sim_cfg = load_config(args.data_config)
     fitter = GaussianMLE(sim_cfg)
 
     def deep(adu: torch.Tensor) -> pd.DataFrame:
@@ -130,7 +133,7 @@ def main() -> None:
 
     results = []
     with torch.inference_mode():
-        for count in COUNTS:
+        for count in (int(c) for c in args.counts.split(",")):
             adu, truth, counted = test_set(sim_cfg, count, args.frames)
             row = {"emitters_per_frame": count, "n_emitters": len(truth), "n_above_6000": int(counted.sum())}
             for key, name, localize in (("model", args.model, deep), ("gaussian-mle", "gaussian-mle", fitter.localize)):
@@ -143,7 +146,7 @@ def main() -> None:
         plot(results, args.plot)
     print(json.dumps({
         "benchmark": "deepstorm3d_tetrapod",
-        "setup": f"tetrapod_paper, 121x121 frames, {args.frames} frames per density, seeds 1000+N, emitters "
+        "setup": f"{args.data_config}, 121x121 frames, {args.frames} frames per density, seeds 1000+N, emitters "
                  f"{sim_cfg.emitters.margin_px:g} px from the edge (model_full_field: anywhere); "
                  "paper rule: GT above 6000 photons, 100 nm lateral and axial, dimmer emitters neutral",
         "paper_network_cpu": {str(k): {"jaccard": v[0], "rmse_lateral_nm": v[1], "rmse_axial_nm": v[2]}
