@@ -18,14 +18,17 @@ Both sides point-sample at pixel centres and are normalised to unit sum over the
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+
 import pytest
 import torch
 from scipy import special
 
 from deepsmlm.config import load_config
 from deepsmlm.optics.factory import build_psf
+from deepsmlm.optics.masks import shared_data_root
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
 from deepsmlm.optics.stack import StackPSF
 from deepsmlm.optics.vectorial import VectorialPSF
@@ -208,6 +211,8 @@ def test_x_gradient_matches_finite_differences():
     assert float(x.grad[0, 0]) == pytest.approx(float(fd), rel=2e-2)
 
 
+@pytest.mark.skipif(not (shared_data_root() or Path("/nonexistent")).joinpath("deepstorm3d_tetrapod").is_dir(),
+                    reason="the preset's Tetrapod mask lives in the shared reference data")
 def test_preset_builds_simulates_and_gives_finite_crlb():
     cfg = load_config("tetrapod_paper")
     cfg.psf.model = "vectorial"
