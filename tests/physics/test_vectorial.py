@@ -21,7 +21,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 import torch
 from scipy import special
