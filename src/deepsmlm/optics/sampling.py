@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+from deepsmlm.optics.stack import smooth_size
+
 SIN_MAX = 0.97  # largest sinθ_s whose geometric spread the grid must hold
 GUARD_AIRY = 18.0  # extra margin beyond the patch and the spread, in λ/NA
 
@@ -46,15 +48,7 @@ def min_grid_size(patch_px: int, pixel_nm: float, oversample: int, spread_nm: fl
 
 def fft_friendly_odd(n: int) -> int:
     """Smallest odd N' ≥ n with no prime factor above 7 (fast for pocketfft/cuFFT)."""
-    m = n if n % 2 else n + 1
-    while True:
-        r = m
-        for p in (3, 5, 7):
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 2
+    return smooth_size(n if n % 2 else n + 1, 2, (3, 5, 7))
 
 
 def mask_oversample_for(mask_grid_n: int, needed_n: int) -> int:

@@ -13,17 +13,23 @@ import torch
 from deepsmlm.optics.psf import PSF, shift_and_blur_factor
 
 
+def smooth_size(start: int, step: int, primes: tuple[int, ...]) -> int:
+    """The first of ``start``, ``start + step``, … whose prime factors all lie in ``primes`` (FFT sizes
+    that pocketfft/cuFFT transform fast)."""
+    m = start
+    while True:
+        r = m
+        for p in primes:
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += step
+
+
 def fft_size(n: int) -> int:
     """Smallest multiple of 8 that is ≥ n and has no prime factor above 5 (fast for pocketfft/cuFFT)."""
-    q = -(-n // 8) * 8
-    while True:
-        m = q
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return q
-        q += 8
+    return smooth_size(-(-n // 8) * 8, 8, (2, 3, 5))
 
 
 class StackPSF(PSF):
