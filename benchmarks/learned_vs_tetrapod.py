@@ -12,6 +12,9 @@ of the axial range (a mask that gives up part of the range shows there). Prints 
 
     python benchmarks/learned_vs_tetrapod.py --tetrapod MODEL_DIR --learned MODEL_DIR
         [--counts 10 20 36 54 72 88] [--frames 100] [--plot out.png] [--psf-plot psfs.png]
+        [--data-physics model|physical|reference]
+``--data-physics physical`` simulates the test frames (and footprints) with the presets' image formation of
+issue 18 (vectorial, evanescent, pixel-integrated, converged grid) whatever the models were trained with.
 
 The default counts per 121×121 frame of 110 nm pixels are 0.06 … 0.50 emitters/µm².
 """
@@ -29,17 +32,17 @@ from deepsmlm.analysis.metrics import evaluate, recall_by_depth
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import fold_batchnorm, load_model, resolve_model_dir
-from deepsmlm.optics.factory import build_psf
+from deepsmlm.optics.factory import PHYSICS_CHOICES, build_psf, with_physics
 from deepsmlm.optics.footprint import energy_radius_nm
 from deepsmlm.simulation.simulator import Simulator
 
 KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
 
 
-def scores(name: str, count: int, n_frames: int, label_photons: float) -> dict:
+def scores(name: str, count: int, n_frames: int, label_photons: float, physics: str = "model") -> dict:
     cfg, net = load_model(name)
     cfg.emitters.count, cfg.emitters.density_per_um2 = (count, count), None
-    sim = Simulator(cfg, base_dir=resolve_model_dir(name))
+    sim = Simulator(with_physics(cfg, physics), base_dir=resolve_model_dir(name))
     batch = sim.sample(n_frames, torch.Generator().manual_seed(2000 + count))
     em = batch.emitters
     xyz = em.xyz_nm.double().numpy()
@@ -64,9 +67,13 @@ def main() -> None:
     ap.add_argument("--label-photons", type=float, default=6000.0)
     ap.add_argument("--plot", default=None)
     ap.add_argument("--psf-plot", default=None, help="PSF z-stacks of both masks, one row each")
+    ap.add_argument("--data-physics", choices=PHYSICS_CHOICES, default="model",
+                    help="image formation of the test frames: each model's own (default), the presets' physical "
+                         "one (issue 18), or the reference")
     args = ap.parse_args()
     models = {"tetrapod": args.tetrapod, "learned": args.learned}
     out = {"benchmark": "learned_vs_tetrapod", "models": models, "frames": args.frames,
+           "data_physics": args.data_physics,
            "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
                        "python": platform.python_version()},
            "footprint_50_nm": {}, "footprint_90_nm": {}, "results": []}
@@ -74,7 +81,7 @@ def main() -> None:
     for key, name in models.items():
         cfg, _ = load_model(name)
         z = np.linspace(*cfg.emitters.z_range_nm, 9)
-        psf = build_psf(cfg, fast=False, base_dir=resolve_model_dir(name))
+        psf = build_psf(with_physics(cfg, args.data_physics), fast=False, base_dir=resolve_model_dir(name))
         with torch.no_grad():
             stacks.append(psf.z_stack(torch.tensor(z, dtype=torch.float32)).numpy())
         for fraction in (50, 90):
@@ -90,7 +97,7 @@ def main() -> None:
     for count in args.counts:
         row = {"emitters_per_frame": count, "density_per_um2": count / area_um2}
         for key, name in models.items():
-            row[key] = scores(name, count, args.frames, args.label_photons)
+            row[key] = scores(name, count, args.frames, args.label_photons, args.data_physics)
         out["results"].append(row)
     if args.plot:
         import matplotlib

@@ -13,7 +13,7 @@ before "-": ``--model standard-25nm=DIR --model learned-25nm=DIR …``).
 
     python benchmarks/multicolor_psf.py --model standard=DIR --model tetrapod=DIR --model learned=DIR
         [--photons 500 1000 2000 5000 10000] [--frames 400] [--plot out.png] [--separation-plot sep.png]
-        [--ideal] [--glrt]
+        [--ideal] [--glrt] [--data-physics model|physical|reference]
 
 ``--ideal`` adds the oracle that knows all but the dye; ``--glrt`` a likelihood-ratio classifier that
 fits position, photons, blur and background per dye (what the PSF allows without being told them).
@@ -32,6 +32,7 @@ from deepsmlm.analysis.metrics import evaluate
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import fold_batchnorm, load_model
+from deepsmlm.optics.factory import PHYSICS_CHOICES, with_physics
 from deepsmlm.simulation.emitters import Emitters
 from deepsmlm.simulation.simulator import FrameBatch, Simulator
 
@@ -52,9 +53,10 @@ def test_config(name: str, photons: float, background: float, field: int):
     return cfg, net
 
 
-def test_frames(cfg, photons: float, n_frames: int) -> FrameBatch:
-    """The seeded test frames of a photon level: the same emitters and dyes for every model."""
-    return Simulator(cfg).sample(n_frames, torch.Generator().manual_seed(3000 + int(photons)))
+def test_frames(cfg, photons: float, n_frames: int, physics: str = "model") -> FrameBatch:
+    """The seeded test frames of a photon level: the same emitters and dyes for every model, imaged with
+    the model's own physics or another (``with_physics``)."""
+    return Simulator(with_physics(cfg, physics)).sample(n_frames, torch.Generator().manual_seed(3000 + int(photons)))
 
 
 def scores(cfg, net, batch: FrameBatch) -> dict:
@@ -148,11 +150,14 @@ def main() -> None:
                     help="also the oracle's accuracy (truth known but the dye): the bound for each PSF")
     ap.add_argument("--glrt", action="store_true",
                     help="also a likelihood-ratio classifier that fits position, photons, blur and background")
+    ap.add_argument("--data-physics", choices=PHYSICS_CHOICES, default="model",
+                    help="image formation of the test frames: each model's own (default), the presets' physical "
+                         "one (issue 18), or the reference (--ideal and --glrt keep the model's)")
     args = ap.parse_args()
     models = dict(m.split("=", 1) for m in args.model)
     separation = {key: dye_separation_nm(name) for key, name in models.items()}
     out = {"benchmark": "multicolor_psf", "models": models, "dye_separation_nm": separation,
-           "frames_per_level": args.frames,
+           "frames_per_level": args.frames, "data_physics": args.data_physics,
            "background_photons_per_px": args.background, "field_px": args.field,
            "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
                        "python": platform.python_version()}, "results": []}
@@ -160,7 +165,7 @@ def main() -> None:
         row = {"photons": photons}
         for key, name in models.items():
             cfg, net = test_config(name, photons, args.background, args.field)
-            batch = test_frames(cfg, photons, args.frames)
+            batch = test_frames(cfg, photons, args.frames, args.data_physics)
             row[key] = scores(cfg, net, batch)
             if args.ideal:
                 row[key]["ideal_color_accuracy"] = ideal_color_accuracy(cfg, batch)

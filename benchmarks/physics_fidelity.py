@@ -1,11 +1,13 @@
-"""Reference vs physical scalar pupil PSF for every pupil preset (issue 18), as one JSON document.
+"""Reference vs physical pupil PSF for every pupil preset (issue 18), as one JSON document.
 
-For each preset: the PSF as the preset states it (reference-compatible: supercritical light cut, point
-sampling, Zernike on NA, the grid before issue 18) against the schema's physical defaults (evanescent
-supercritical light, pixel integration, Zernike on the open aperture, computed grid): the relative L2
-difference per plane over the preset's z range, the fitted σ of an integrated Gaussian near focus, and
-the convergence of the physical grid (refined 3×). Also the scalar supercritical share of the collected
-light against direct angular integration, and the cost of the converged tetrapod_paper grid.
+For each preset, three image formations of the same optics: the reference (DeepSTORM3D's: scalar pupil,
+supercritical light cut, point sampling, Zernike on NA, the grid before issue 18; what the models shipped
+before issue 18 were trained with), the scalar pupil with the physical options (evanescent supercritical
+light, pixel integration, Zernike on the open aperture, computed grid), and the preset as it states it
+(those options and the vectorial PSF of a freely rotating dipole): the relative L2 difference per plane
+from the reference over the preset's z range, the fitted σ of an integrated Gaussian near focus, and the
+convergence of the preset's grid (refined 3×). Also the scalar supercritical share of the collected light
+against direct angular integration, and the render cost of tetrapod_paper in each formation.
 
     python benchmarks/physics_fidelity.py [--planes 9] [--emitters 64] > benchmarks/results/physics_fidelity.json
 """
@@ -23,8 +25,8 @@ import torch
 from scipy.integrate import quad
 from scipy.optimize import least_squares
 
-from deepsmlm.config import SimulationConfig, load_config, preset_names
-from deepsmlm.optics.factory import build_pupil_psf, pupil_grid_for, refined_grid, with_physical_psf
+from deepsmlm.config import PUPIL_MODELS, SimulationConfig, load_config, preset_names
+from deepsmlm.optics.factory import build_pupil_psf, pupil_grid_for, refined_grid, with_physical_psf, with_reference_psf
 from deepsmlm.optics.psf import GaussianPSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF, supercritical_fraction
 from deepsmlm.optics.stack import StackPSF
@@ -37,13 +39,14 @@ def planes(cfg: SimulationConfig, count: int) -> np.ndarray:
     return np.linspace(z0, z1, count) if z1 > z0 else np.array([z0])
 
 
-def stack(cfg: SimulationConfig, z: np.ndarray) -> np.ndarray:
-    """Unit-photon patches of a centred emitter at each z (float64)."""
+def stack(cfg: SimulationConfig, z: np.ndarray, chunk: int = 3) -> np.ndarray:
+    """Unit-photon patches of a centred emitter at each z (float64), ``chunk`` planes at a time (memory)."""
     psf = build_pupil_psf(cfg)
     off = torch.zeros(len(z), 3)
     off[:, 2] = torch.as_tensor(z, dtype=torch.float32)
     with torch.no_grad():
-        return psf.patches(off, torch.ones(len(z))).double().numpy()
+        return np.concatenate([psf.patches(off[i:i + chunk], torch.ones(len(off[i:i + chunk]))).double().numpy()
+                               for i in range(0, len(z), chunk)])
 
 
 def fitted_sigma_nm(patch: np.ndarray, pixel_nm: float) -> float:
@@ -62,27 +65,28 @@ def fitted_sigma_nm(patch: np.ndarray, pixel_nm: float) -> float:
 
 
 def compare_preset(name: str, count: int) -> dict:
-    ref_cfg = load_config(name)
-    phys_cfg = with_physical_psf(ref_cfg)
-    z = planes(ref_cfg, count)
-    ref, phys = stack(ref_cfg, z), stack(phys_cfg, z)
-    fine = stack(refined_grid(phys_cfg), z)
+    cfgs = {"reference": with_reference_psf(load_config(name)),
+            "scalar_physical": with_physical_psf(load_config(name), vectorial=False), "preset": load_config(name)}
+    z = planes(cfgs["preset"], count)
+    psfs = {key: stack(cfg, z) for key, cfg in cfgs.items()}
+    ref, phys = psfs["reference"], psfs["preset"]
+    fine = stack(refined_grid(cfgs["preset"]), z)
     focus = int(np.argmin(np.abs(z)))
-    px = ref_cfg.frame.pixel_size_nm
+    px = cfgs["preset"].frame.pixel_size_nm
     norm = lambda a: np.linalg.norm(a, axis=(1, 2))  # noqa: E731
     return {
         "z_nm": z.tolist(),
-        "grid_reference": pupil_grid_for(ref_cfg).n, "grid_physical": pupil_grid_for(phys_cfg).n,
-        "oversample_physical": pupil_grid_for(phys_cfg).oversample,
-        "rel_l2_physical_vs_reference": (norm(phys - ref) / norm(phys)).round(4).tolist(),
-        "patch_sum_reference": ref.sum(axis=(1, 2)).round(4).tolist(),
-        "patch_sum_physical": phys.sum(axis=(1, 2)).round(4).tolist(),
+        "model": cfgs["preset"].psf.model,
+        "grid": {key: pupil_grid_for(cfg).n for key, cfg in cfgs.items()},
+        "oversample_preset": pupil_grid_for(cfgs["preset"]).oversample,
+        "rel_l2_vs_reference": {key: (norm(a - ref) / norm(a)).round(4).tolist()
+                                for key, a in psfs.items() if key != "reference"},
+        "patch_sum": {key: a.sum(axis=(1, 2)).round(4).tolist() for key, a in psfs.items()},
         "fit_plane_z_nm": float(z[focus]),
-        "fitted_sigma_nm": {"reference": round(fitted_sigma_nm(ref[focus], px), 2),
-                            "physical": round(fitted_sigma_nm(phys[focus], px), 2)},
-        "peak": {"reference": round(float(ref[focus].max()), 5), "physical": round(float(phys[focus].max()), 5)},
+        "fitted_sigma_nm": {key: round(fitted_sigma_nm(a[focus], px), 2) for key, a in psfs.items()},
+        "peak": {key: round(float(a[focus].max()), 5) for key, a in psfs.items()},
         "convergence_3x_refined": {
-            "grid_refined": pupil_grid_for(refined_grid(phys_cfg)).n,
+            "grid_refined": pupil_grid_for(refined_grid(cfgs["preset"])).n,
             "rel_l2_per_plane": (norm(phys - fine) / norm(fine)).round(5).tolist(),
             "patch_sum_change": (np.abs(phys.sum(axis=(1, 2)) / fine.sum(axis=(1, 2)) - 1)).round(5).tolist(),
         },
@@ -133,18 +137,22 @@ def main() -> None:
     parser.add_argument("--emitters", type=int, default=64)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    names = [n for n in preset_names() if load_config(n).psf.model == "pupil"]
+    names = [n for n in preset_names() if load_config(n).psf.model in PUPIL_MODELS]
     tetrapod = load_config("tetrapod_paper")
     report = {
         "benchmark": "physics_fidelity", "issue": 18, "torch_threads": 1,
         "machine": platform.processor() or platform.machine(),
-        "reference": "preset as shipped: supercritical cut, point sampling, Zernike on NA, grid before issue 18",
-        "physical": "schema defaults: evanescent supercritical light, pixel integration, Zernike on the open "
-                    "aperture, computed grid (mask oversampled q×)",
+        "reference": "DeepSTORM3D's: scalar pupil, supercritical cut, point sampling, Zernike on NA, grid before "
+                     "issue 18 (the models shipped before issue 18)",
+        "scalar_physical": "scalar pupil with the schema defaults: evanescent supercritical light, pixel integration, "
+                           "Zernike on the open aperture, computed grid (mask oversampled q×)",
+        "preset": "the preset as stated: those options and the vectorial PSF of a freely rotating dipole",
         "presets": {n: compare_preset(n, args.planes) for n in names},
         "supercritical_share_scalar_na1.45_water_on_oil": supercritical_shares([0.0, 100.0, 300.0, 1000.0]),
-        "cost_tetrapod_paper": {"reference": render_cost(tetrapod, args.emitters),
-                                "physical": render_cost(with_physical_psf(tetrapod), args.emitters)},
+        "cost_tetrapod_paper": {"reference": render_cost(with_reference_psf(tetrapod), args.emitters),
+                                "scalar_physical": render_cost(with_physical_psf(tetrapod, vectorial=False),
+                                                               args.emitters),
+                                "preset": render_cost(tetrapod, args.emitters)},
     }
     print(json.dumps(report, indent=1))
 

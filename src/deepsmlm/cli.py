@@ -207,12 +207,14 @@ def train(
     minutes: Optional[float] = MinutesOpt,
     resume: bool = typer.Option(False, "--resume", help="continue the run in the model folder exactly"),
     overwrite: bool = OverwriteOpt,
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", help="start from this model's weights (shipped name or folder; same network)"),
     device: str = DeviceOpt,
 ) -> None:
     """Train a model on batches simulated on the fly from the config's physics."""
     from deepsmlm.commands.train import run_train
 
-    _guard(run_train, config, out, steps, minutes, resume, device, overwrite)
+    _guard(run_train, config, out, steps, minutes, resume, device, overwrite, init_from)
 
 
 @app.command()

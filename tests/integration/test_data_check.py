@@ -52,9 +52,11 @@ GOOD = [
 
 
 @pytest.mark.parametrize("preset, model, config", GOOD)
-def test_each_shipped_model_accepts_frames_of_its_own_preset(tmp_path, preset, model, config):
-    stack_path = simulated(tmp_path, preset)
+def test_each_shipped_model_accepts_frames_of_its_own_physics(tmp_path, preset, model, config):
+    """Frames simulated with the physics a model states it was trained with (its folder's config: the
+    preset's set-up), or with the preset for the model-free fitter."""
     cfg = load_config(config) if model == "gaussian-mle" else load_model(model)[0]
+    stack_path = simulated(tmp_path, cfg)
     with open_stack(stack_path) as stack:
         data = check_data(stack, cfg, f"model {model}", trained=model != "gaussian-mle")
     assert data is not None and data.n_spots >= MIN_SPOTS  # the spot checks ran, not skipped
@@ -99,10 +101,10 @@ BAD = [
     pytest.param(lambda t: simulated(t, pixels_150(load_config("epfl2013_bundled_tubes")), pixel_metadata=False),
                  "default-2d", ["spots are 0.8", "px wide", "0.96 … 1.35 px", "--pixel-size-nm", "--force"],
                  id="px150"),
-    pytest.param(lambda t: simulated(t, "tetrapod_paper", frames=2, add_adu=600), "tetrapod-3d",
+    pytest.param(lambda t: simulated(t, load_model("tetrapod-3d")[0], frames=2, add_adu=600), "tetrapod-3d",
                  ["lies above the -10 … 10 photons/px over a baseline of 20 … 40 ADU", "--force"],
                  id="tetrapod+600ADU", marks=needs_data),
-    pytest.param(lambda t: simulated(t, "learned_paper", frames=2, add_adu=600), "learned-3d",
+    pytest.param(lambda t: simulated(t, load_model("learned-3d")[0], frames=2, add_adu=600), "learned-3d",
                  ["lies above the 7 … 78 photons/px over a baseline of 30 ADU", "--config", "--force"],
                  id="learned+600ADU"),
     pytest.param(lambda t: simulated(t, photons_10x(load_config("epfl2013_bundled_tubes"))), "default-2d",

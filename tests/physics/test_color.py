@@ -79,7 +79,8 @@ def test_dyes_label_molecules_and_render_with_their_own_psf():
     assert "color" in table and table["color"].tolist() == color.tolist()
 
 
-def learned_mask_config(tmp_path, phase: np.ndarray | None = None) -> tuple[SimulationConfig, "object"]:
+def learned_mask_config(tmp_path, phase: np.ndarray | None = None,
+                        model: str = "pupil") -> tuple[SimulationConfig, "object"]:
     """A two-dye config and the learnable design-grid PSF (random smooth-ish mask) of end-to-end design."""
     from deepsmlm.optics.factory import build_pupil_psf
 
@@ -87,7 +88,7 @@ def learned_mask_config(tmp_path, phase: np.ndarray | None = None) -> tuple[Simu
         "frame": {"height": 24, "width": 24, "pixel_size_nm": 100.0},
         "optics": {"wavelength_nm": 625.0, "na": 1.4, "n_immersion": 1.518, "n_sample": 1.518,
                    "magnification": 100.0, "fourier_focal_length_mm": 100.0},
-        "psf": {"model": "pupil", "patch_px": 15, "pupil_grid": 63},
+        "psf": {"model": model, "patch_px": 15, "pupil_grid": 63},
         "camera": {"type": "ideal"},
         "emitters": {"dyes": [{"wavelength_nm": 600.0}, {"wavelength_nm": 650.0}]},
     })
@@ -98,15 +99,18 @@ def learned_mask_config(tmp_path, phase: np.ndarray | None = None) -> tuple[Simu
     return cfg, source
 
 
-def test_dyes_sharing_a_learnable_mask_see_what_the_saved_mask_file_gives(tmp_path):
+@pytest.mark.parametrize("model", ["pupil", "vectorial"])
+def test_dyes_sharing_a_learnable_mask_see_what_the_saved_mask_file_gives(tmp_path, model):
     """The PSF a dye sees during end-to-end design (the design-grid mask re-centred on its own grid,
-    phase × λ_d/λ) equals the PSF the saved mask file gives that dye through the fixed-mask path."""
+    phase × λ_d/λ) equals the PSF the saved mask file gives that dye through the fixed-mask path, in the
+    scalar and the vectorial model."""
     from deepsmlm.config import MaskConfig
     from deepsmlm.optics.dye_masks import shared_mask_dye_psfs
     from deepsmlm.optics.factory import grid_mask_pitch_um
 
-    cfg, source = learned_mask_config(tmp_path)
+    cfg, source = learned_mask_config(tmp_path, model=model)
     learned = shared_mask_dye_psfs(cfg, source)
+    assert all(type(psf.source) is type(source) and isinstance(psf, type(source)) for psf in learned)
     np.save(tmp_path / "mask.npy", source.mask_phase.detach().numpy())
     fixed_cfg = cfg.model_copy(deep=True)
     fixed_cfg.psf.mask = MaskConfig(file=str(tmp_path / "mask.npy"), pixel_pitch_um=grid_mask_pitch_um(cfg, source.grid))
@@ -121,10 +125,11 @@ def test_dyes_sharing_a_learnable_mask_see_what_the_saved_mask_file_gives(tmp_pa
         assert float((learned[0].patches(offsets, torch.ones(2)) - learned[1].patches(offsets, torch.ones(2))).abs().sum()) > 0.05
 
 
-def test_every_dye_psf_carries_gradient_to_the_one_learnable_mask(tmp_path):
+@pytest.mark.parametrize("model", ["pupil", "vectorial"])
+def test_every_dye_psf_carries_gradient_to_the_one_learnable_mask(tmp_path, model):
     from deepsmlm.optics.dye_masks import shared_mask_dye_psfs
 
-    cfg, source = learned_mask_config(tmp_path)
+    cfg, source = learned_mask_config(tmp_path, model=model)
     for psf in shared_mask_dye_psfs(cfg, source):
         source.mask_phase.grad = None
         img = psf.patches(torch.tensor([[10.0, 0.0, 100.0]]), torch.ones(1))

@@ -8,7 +8,7 @@ import torch
 
 from deepsmlm.config import load_config
 from deepsmlm.errors import UserInputError
-from deepsmlm.optics.factory import build_pupil_psf, pupil_grid_for
+from deepsmlm.optics.factory import build_pupil_psf, pupil_grid_for, with_reference_psf
 from deepsmlm.optics.masks import load_mask_array, mask_frequency_step, resample_mask, shared_data_root
 from deepsmlm.optics.zernike import noll_to_nm, zernike
 
@@ -26,8 +26,8 @@ def test_tetrapod_mask_scale_follows_from_the_optics():
 
 
 @needs_data
-def test_tetrapod_preset_grid_is_203_with_a_48_px_pupil():
-    cfg = load_config("tetrapod_paper")
+def test_tetrapod_reference_grid_is_203_with_a_48_px_pupil():
+    cfg = with_reference_psf(load_config("tetrapod_paper"))
     grid = pupil_grid_for(cfg)
     assert grid.n == 203 and grid.oversample == 1
     assert grid.pupil_radius_px == pytest.approx(48.3, abs=0.05)
@@ -40,7 +40,7 @@ def test_tetrapod_preset_grid_is_203_with_a_48_px_pupil():
 @pytest.mark.parametrize("key,offset", [("centre", (0.0, 0.0)), ("offset", (330.0, -220.0))])
 def test_printed_tetrapod_reproduces_the_reference_psfs(key, offset):
     golden = np.load(DATA / "deepstorm3d_tetrapod" / "golden_psf.npz")
-    cfg = load_config("tetrapod_paper")
+    cfg = with_reference_psf(load_config("tetrapod_paper"))  # DeepSTORM3D's own image formation
     psf = build_pupil_psf(cfg)
     z = torch.tensor(golden["z_um_above_coverslip"] * 1000 - 1500.0, dtype=torch.float32)
     off = torch.zeros(len(z), 3)

@@ -11,9 +11,10 @@ import torch
 from scipy.integrate import quad
 
 import deepsmlm.pretrained
-from deepsmlm.config import load_config, preset_names
+from deepsmlm.config import PUPIL_MODELS, load_config, preset_names
 from deepsmlm.errors import UserInputError
-from deepsmlm.optics.factory import PHYSICS_OPTIONS, build_pupil_psf, pupil_grid_for, refined_grid, with_physical_psf
+from deepsmlm.optics.factory import (PHYSICS_OPTIONS, build_pupil_psf, pupil_grid_for, refined_grid,
+                                    with_physical_psf, with_reference_psf)
 from deepsmlm.optics.masks import resample_mask, shared_data_root
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF, supercritical_fraction
 from deepsmlm.optics.zernike import zernike_phase
@@ -21,7 +22,7 @@ from deepsmlm.optics.zernike import zernike_phase
 DATA = shared_data_root()
 HAS_DATA = DATA is not None and (DATA / "deepstorm3d_tetrapod").is_dir()
 MODELS_DIR = Path(deepsmlm.pretrained.__file__).parent
-PUPIL_PRESETS = [n for n in preset_names() if load_config(n).psf.model == "pupil"]
+PUPIL_PRESETS = [n for n in preset_names() if load_config(n).psf.model in PUPIL_MODELS]
 
 
 def test_pixel_integration_matches_a_41x_supersampled_integral():
@@ -125,8 +126,10 @@ def test_mask_oversampling_turns_each_mask_pixel_into_a_block():
 
 
 @pytest.mark.skipif(not HAS_DATA, reason="shared reference data not available")
-def test_computed_grid_oversamples_the_tetrapod_mask_three_times():
+def test_computed_grid_oversamples_the_tetrapod_mask_five_times_vectorial_three_times_scalar():
     cfg = with_physical_psf(load_config("tetrapod_paper"))
+    assert cfg.psf.model == "vectorial" and pupil_grid_for(cfg).n == 5 * 203
+    cfg.psf.model = "pupil"
     assert pupil_grid_for(cfg).n == 3 * 203
     cfg.psf.mask_oversample = 1
     assert pupil_grid_for(cfg).n == 203
@@ -134,10 +137,12 @@ def test_computed_grid_oversamples_the_tetrapod_mask_three_times():
 
 def test_reference_grid_rule_without_a_mask_is_the_old_one():
     """The design code drops a preset's mask (``--from-scratch``): mask_oversample 1 keeps 2·P·s + 1."""
-    cfg = load_config("tetrapod_paper")
+    cfg = with_reference_psf(load_config("tetrapod_paper"))
     cfg.psf.mask = None
     assert pupil_grid_for(cfg).n == 2 * 121 + 1
-    assert pupil_grid_for(with_physical_psf(cfg)).n == 525  # the sampling condition over z = −1.5 … 2.5 µm
+    # the sampling condition over z = −1.5 … 2.5 µm, with rays to sinθ_s 0.97 (scalar) or 0.99 (vectorial)
+    assert pupil_grid_for(with_physical_psf(cfg, vectorial=False)).n == 525
+    assert pupil_grid_for(with_physical_psf(cfg)).n == 675
 
 
 @pytest.mark.parametrize("name", PUPIL_PRESETS)
@@ -158,18 +163,18 @@ def test_grid_is_converged_for_every_preset(name):
     assert float(((a.sum(dim=(1, 2)) - b.sum(dim=(1, 2))) / b.sum(dim=(1, 2))).abs().max()) < 0.005
 
 
-def test_shipped_models_and_presets_state_the_reference_physics():
+def test_shipped_models_state_their_physics_and_presets_the_physical_one():
+    """Each shipped model's config states the PSF physics it was trained with (issue 18); the presets
+    follow the physics: the schema's defaults, and the vectorial model wherever a pupil is used."""
     for folder in sorted(p for p in MODELS_DIR.iterdir() if (p / "config.yaml").is_file()):
         text = (folder / "config.yaml").read_text()
-        cfg = load_config(folder / "config.yaml")
-        for key in PHYSICS_OPTIONS:
+        for key in ("model", *PHYSICS_OPTIONS):
             assert f"\n  {key}:" in text, (folder.name, key)
-        assert (cfg.psf.supercritical, cfg.psf.pixel_integration, cfg.psf.zernike_aperture,
-                cfg.psf.mask_oversample) == ("cut", False, "na", 1), folder.name
     for name in preset_names():
         psf = load_config(name).psf
         assert (psf.supercritical, psf.pixel_integration, psf.zernike_aperture, psf.mask_oversample) == \
-            ("cut", False, "na", 1), name
+            ("evanescent", True, "open", None), name
+        assert psf.model in ("vectorial", "gaussian") and psf.pupil_grid is None, name
 
 
 def test_bad_physics_options_are_one_line_errors(tmp_path):

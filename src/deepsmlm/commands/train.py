@@ -11,7 +11,7 @@ from rich.markup import escape
 from deepsmlm.config import SimulationConfig, load_config
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.outputs import check_output_folder, check_writable_folder
-from deepsmlm.models.registry import CONFIG, WEIGHTS, jaccard_warning
+from deepsmlm.models.registry import CONFIG, WEIGHTS, jaccard_warning, load_model
 from deepsmlm.training.checkpoint import STATE
 from deepsmlm.training.trainer import Trainer
 
@@ -84,12 +84,35 @@ def steps_run(summary: dict) -> str:
     return done if summary["session_steps"] == summary["steps"] else f"{done} (step {summary['steps']} in all)"
 
 
+def warm_start(cfg: SimulationConfig, init_from: str) -> tuple[SimulationConfig, dict]:
+    """(config, weights) for a run that starts from a trained model's weights (fine-tuning, e.g. to a
+    changed PSF): the network must be the config's, and the input normalisation is the model's, so the
+    weights see the inputs they were trained on."""
+    init_cfg, net = load_model(init_from)
+    ignored = ("model.threshold", "model.input_offset_photons", "model.input_scale_photons")
+    keys = [k for k in differing_keys(cfg.model.model_dump(mode="json"), init_cfg.model.model_dump(mode="json"),
+                                      "model.") if k not in ignored]
+    if keys:
+        raise UserInputError(f"--init-from {init_from}: its network differs from the config's at {', '.join(keys)}")
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.input_offset_photons = init_cfg.model.input_offset_photons
+    cfg.model.input_scale_photons = init_cfg.model.input_scale_photons
+    return cfg, net.state_dict()
+
+
 def run_train(config: str, out: Path, steps: int | None, minutes: float | None, resume: bool, device: str,
-              overwrite: bool = False) -> None:
+              overwrite: bool = False, init_from: str | None = None) -> None:
+    if resume and init_from:
+        raise UserInputError("give either --resume or --init-from, not both")
     cfg = training_config(config, out, steps, minutes, resume, overwrite)
+    weights = None
+    if init_from:
+        cfg, weights = warm_start(cfg, init_from)
     trainer = Trainer(cfg, out, device)
     if resume:
         trainer.resume()
+    if weights is not None:
+        trainer.net.load_state_dict(weights)
     summary = trainer.run(steps=steps, minutes=minutes)
     print(f"trained {steps_run(summary)} in {summary['seconds']:.0f} s; best validation Jaccard "
           f"{summary['best_jaccard']:.3f}; model in {out}")

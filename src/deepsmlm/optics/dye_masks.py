@@ -17,22 +17,45 @@ from deepsmlm.optics.factory import SpectralPSF, at_wavelength, pupil_grid_for, 
 from deepsmlm.optics.masks import resample_mask
 from deepsmlm.optics.psf import PSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
+from deepsmlm.optics.vectorial import VectorialPSF
 
 
-class SharedMaskPupilPSF(PupilPSF):
-    """A dye's pupil PSF through the (learnable) mask of ``source``, which lives on the design grid."""
+class SharedMask:
+    """Mixin for a pupil PSF whose mask is the (learnable) mask of ``source``, which lives on the design grid."""
 
-    def __init__(self, grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float, source: PupilPSF,
-                 mask_step: float, phase_factor: float, zernike_rad: dict[int, float] | None = None):
-        super().__init__(grid, patch_px, nominal_focal_plane_nm, zernike_rad=zernike_rad,
-                         pixel_integration=source.pixel_integration)
-        self.source = source
-        self.mask_step = float(mask_step)  # the source mask's pixel at this wavelength, 1/nm
-        self.phase_factor = float(phase_factor)
+    source: PupilPSF
+    mask_step: float  # the source mask's pixel at this wavelength, 1/nm
+    phase_factor: float
+    grid: PupilGrid
+    aperture: torch.Tensor
+
+    def share_mask(self, source: PupilPSF, mask_step: float, phase_factor: float) -> None:
+        self.source, self.mask_step, self.phase_factor = source, float(mask_step), float(phase_factor)
 
     def mask(self) -> torch.Tensor:
         phase = resample_mask(self.source.mask_phase, self.mask_step, self.grid.n, self.grid.freq_step)
         return phase.to(self.aperture.dtype) * self.phase_factor
+
+
+class SharedMaskPupilPSF(SharedMask, PupilPSF):
+    """A dye's scalar pupil PSF through the mask of ``source``."""
+
+
+class SharedMaskVectorialPSF(SharedMask, VectorialPSF):
+    """A dye's vectorial pupil PSF through the mask of ``source`` (the same dipole model as ``source``)."""
+
+
+def shared_mask_psf(grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float, source: PupilPSF,
+                    mask_step: float, phase_factor: float, zernike_rad: dict[int, float] | None = None) -> PupilPSF:
+    """A dye's PSF through the mask of ``source``, of the same model (scalar or vectorial) and pixel physics."""
+    args = dict(zernike_rad=zernike_rad, pixel_integration=source.pixel_integration)
+    if isinstance(source, VectorialPSF):
+        psf: PupilPSF = SharedMaskVectorialPSF(grid, patch_px, nominal_focal_plane_nm,
+                                               orientation_rad=source.orientation_rad, **args)
+    else:
+        psf = SharedMaskPupilPSF(grid, patch_px, nominal_focal_plane_nm, **args)
+    psf.share_mask(source, mask_step, phase_factor)
+    return psf
 
 
 def pinned_grid(cfg: SimulationConfig, source: PupilPSF) -> SimulationConfig:
@@ -52,9 +75,9 @@ def shared_mask_dye_psfs(cfg: SimulationConfig, source: PupilPSF) -> list[PSF]:
     out: list[PSF] = []
     for dye in cfg.emitters.dyes or []:
         samples = dye.spectrum or [(dye.wavelength_nm, 1.0)]
-        parts = [SharedMaskPupilPSF(pupil_grid_for(at_wavelength(pinned, wl)), cfg.psf.patch_px,
-                                    cfg.optics.nominal_focal_plane_nm, source, source.grid.freq_step * design_nm / wl,
-                                    relief_phase_factor(design_nm, wl, dispersion), cfg.psf.zernike_rad)
+        parts = [shared_mask_psf(pupil_grid_for(at_wavelength(pinned, wl)), cfg.psf.patch_px,
+                                 cfg.optics.nominal_focal_plane_nm, source, source.grid.freq_step * design_nm / wl,
+                                 relief_phase_factor(design_nm, wl, dispersion), cfg.psf.zernike_rad)
                  for wl, _ in samples]
         out.append(parts[0] if len(parts) == 1 else SpectralPSF(parts, [w for _, w in samples]))
     return out

@@ -11,7 +11,8 @@ from deepsmlm.config import MaskConfig, SimulationConfig
 from deepsmlm.optics.masks import load_mask_array, mask_frequency_step, resample_mask, resolve_data_path
 from deepsmlm.optics.psf import PSF, GaussianPSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
-from deepsmlm.optics.sampling import fft_friendly_odd, lateral_spread_nm, mask_oversample_for, min_grid_size
+from deepsmlm.optics.sampling import (SIN_MAX, SIN_MAX_VECTORIAL, fft_friendly_odd, lateral_spread_nm,
+                                     mask_oversample_for, min_grid_size)
 from deepsmlm.optics.stack import StackPSF
 from deepsmlm.optics.vectorial import VectorialPSF
 
@@ -29,7 +30,8 @@ def sampled_grid_size(cfg: SimulationConfig, oversample: int) -> int:
     o, p = cfg.optics, cfg.psf
     depths = tuple(z + o.nominal_focal_plane_nm for z in cfg.emitters.z_range_nm)
     spread = lateral_spread_nm(o.wavelength_nm, o.na, o.n_immersion, o.n_sample, o.nominal_focal_plane_nm,
-                               depths, p.supercritical == "evanescent")
+                               depths, p.supercritical == "evanescent",
+                               sin_max=SIN_MAX_VECTORIAL if p.model == "vectorial" else SIN_MAX)
     return min_grid_size(p.patch_px, cfg.frame.pixel_size_nm, oversample, spread, o.wavelength_nm, o.na)
 
 
@@ -148,13 +150,40 @@ def build_psf(cfg: SimulationConfig, fast: bool = True, base_dir: Path | None = 
 PHYSICS_OPTIONS = ("supercritical", "pixel_integration", "zernike_aperture", "mask_oversample")
 
 
-def with_physical_psf(cfg: SimulationConfig) -> SimulationConfig:
-    """``cfg`` with the schema's physical defaults for the PSF physics options and a computed pupil grid
-    (``pupil_grid`` unset); presets state the reference-compatible values instead (issue 18)."""
+def with_physical_psf(cfg: SimulationConfig, vectorial: bool = True) -> SimulationConfig:
+    """``cfg`` with the schema's physical defaults for the PSF physics options, a computed pupil grid
+    (``pupil_grid`` unset) and, when ``vectorial``, a scalar pupil made the vectorial PSF of a freely
+    rotating dipole: the image formation of the presets (issue 18)."""
     out = cfg.model_copy(deep=True)
     for key in (*PHYSICS_OPTIONS, "pupil_grid"):
         setattr(out.psf, key, type(out.psf).model_fields[key].default)
+    if vectorial and out.psf.model == "pupil":
+        out.psf.model, out.psf.dipole = "vectorial", type(out.psf.dipole)()
     return out
+
+
+REFERENCE_PHYSICS = dict(model="pupil", supercritical="cut", pixel_integration=False, zernike_aperture="na",
+                         mask_oversample=1)  # DeepSTORM3D's image formation: scalar, hard cut, point-sampled
+
+
+def with_reference_psf(cfg: SimulationConfig) -> SimulationConfig:
+    """``cfg`` with DeepSTORM3D's reference image formation (:data:`REFERENCE_PHYSICS`): what the golden
+    PSFs and the models trained before issue 18 assume; a Gaussian PSF stays Gaussian."""
+    out = cfg.model_copy(deep=True)
+    for key, value in REFERENCE_PHYSICS.items():
+        if key != "model" or out.psf.model != "gaussian":
+            setattr(out.psf, key, value)
+    return out
+
+
+PHYSICS_CHOICES = ("model", "physical", "reference")
+
+
+def with_physics(cfg: SimulationConfig, physics: str) -> SimulationConfig:
+    """``cfg`` as stated (``model``), with the presets' physical image formation, or with the reference one."""
+    if physics not in PHYSICS_CHOICES:
+        raise ValueError(f"physics must be one of {PHYSICS_CHOICES}, got {physics!r}")
+    return {"model": lambda c: c, "physical": with_physical_psf, "reference": with_reference_psf}[physics](cfg)
 
 
 def refined_grid(cfg: SimulationConfig, factor: int = 3) -> SimulationConfig:

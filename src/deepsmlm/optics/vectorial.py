@@ -82,6 +82,7 @@ class VectorialPSF(PupilPSF):
                  orientation_rad: tuple[float, float] | None = None):
         super().__init__(grid, patch_px, nominal_focal_plane_nm, mask_phase=mask_phase, zernike_rad=zernike_rad,
                          learnable_mask=learnable_mask, pixel_integration=pixel_integration)
+        self.orientation_rad = orientation_rad
         e = dipole_fields(grid)
         if orientation_rad is None:  # E_xx, E_xy (= E_yx, counted twice), E_xz, E_yy, E_yz; mean over 3 dipoles
             fields = torch.stack([e[0, 0], e[0, 1], e[0, 2], e[1, 1], e[1, 2]])
