@@ -173,3 +173,32 @@ def test_training_that_cannot_fit_in_memory_is_refused_before_any_work(runner, w
     line = one_line(res.stderr)
     assert "training on batches of 2 frames of 100000×100000 px" in line and "GiB of memory" in line
     assert not out.exists()
+
+
+def test_init_from_starts_from_the_models_weights_and_normalisation(runner, tiny, trained, tmp_path, one_line):
+    """Fine-tuning: `--init-from MODEL` starts from MODEL's weights and input normalisation (a fresh
+    optimiser and schedule); a model of another network, or together with --resume, is one line."""
+    from safetensors.torch import load_file
+
+    from deepsmlm.commands.train import warm_start
+    from deepsmlm.config import load_config
+    from deepsmlm.models.registry import load_model
+
+    source_cfg, source_net = load_model(trained)
+    cfg, weights = warm_start(load_config(tiny), str(trained))
+    assert (cfg.model.input_offset_photons, cfg.model.input_scale_photons) == \
+        (source_cfg.model.input_offset_photons, source_cfg.model.input_scale_photons)
+    assert all((weights[k] == v).all() for k, v in source_net.state_dict().items())
+    out = tmp_path / "tuned"
+    res = train(runner, tiny, out, "--steps", "1", "--init-from", str(trained))
+    assert res.exit_code == 0, res.stderr
+    tuned, source = load_file(str(out / "model.safetensors")), load_file(str(trained / "model.safetensors"))
+    params = [name for name, _ in source_net.named_parameters()]  # not BN statistics and counters
+    step = max(float((tuned[k] - source[k]).abs().max()) for k in params)
+    assert 0 < step < 0.01  # one Adam step (≤ lr 1e-3 a parameter) away from the source, not a fresh network
+    res = train(runner, tiny, tmp_path / "other", "--steps", "1", "--init-from", "tetrapod-3d")
+    assert res.exit_code == 2
+    line = one_line(res.stderr)
+    assert "--init-from tetrapod-3d: its network differs from the config's at" in line and "model.kind" in line
+    res = train(runner, tiny, trained, "--steps", "3", "--resume", "--init-from", str(trained))
+    assert res.exit_code == 2 and "not both" in one_line(res.stderr)
