@@ -16,6 +16,9 @@ the shipped tetrapod-3d) and gaussian-mle (lateral only) are scored four ways:
 - ``challenge``: every emitter, 250 nm laterally and 500 nm axially (SMLM 2016);
 - frames/s of the whole localization (network + post-processing), best of three passes over 16 frames.
 
+``--data-config`` picks the frames' config, hence their image formation: the preset (default) is issue 18's
+physical one; a model's ``config.yaml`` gives the physics that model was trained with (results measured
+before the presets switched, e.g. ``benchmarks/results/deepstorm3d_tetrapod.json``, used the reference one).
 Prints one JSON document; ``--plot`` writes Jaccard and RMSE against density with the paper's own
 network's figures at 5, 15 and 30 emitters (issue 5: measured on CPU on the paper's simulator).
 
@@ -40,6 +43,8 @@ from deepsmlm.inference.gaussian_mle import GaussianMLE
 from deepsmlm.inference.predict import DensityPredictor
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import fold_batchnorm, load_model
+from deepsmlm.optics.factory import build_psf
+from deepsmlm.optics.psf import PSF
 from deepsmlm.simulation.simulator import Simulator
 
 COUNTS = (5, 10, 15, 20, 25, 30, 35)
@@ -48,14 +53,14 @@ PAPER = {5: (0.897, 28.8, 34.3), 15: (0.782, 30.4, 36.7), 30: (0.664, 33.9, 39.5
 KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
 
 
-def test_set(cfg, count: int, n_frames: int, margin_px: float | None = None):
-    """Seeded frames (ADU) with exactly ``count`` emitters each (``margin_px`` from the edge; default:
-    the config's), and their ground truth."""
+def test_set(cfg, psf: PSF, count: int, n_frames: int, margin_px: float | None = None):
+    """Seeded frames (ADU) through ``psf`` (the config's, built once) with exactly ``count`` emitters each
+    (``margin_px`` from the edge; default: the config's), and their ground truth."""
     cfg = cfg.model_copy(deep=True)
     cfg.emitters.count, cfg.emitters.density_per_um2 = (count, count), None
     if margin_px is not None:
         cfg.emitters.margin_px = margin_px
-    batch = Simulator(cfg).sample(n_frames, torch.Generator().manual_seed(1000 + count))
+    batch = Simulator(cfg, psf=psf).sample(n_frames, torch.Generator().manual_seed(1000 + count))
     em = batch.emitters
     xyz = em.xyz_nm.double().numpy()
     meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(cfg.frame.height, cfg.frame.width),
@@ -119,12 +124,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--plot", default=None)
     ap.add_argument("--data-config", default="tetrapod_paper",
-                    help="the physics the test frames are simulated with (e.g. benchmarks/configs/tetrapod_physical.yaml)")
+                    help="the config the test frames are simulated with (default the preset, whose image formation "
+                         "is issue 18's physical one; a model's config.yaml gives the physics it was trained with)")
     ap.add_argument("--counts", default=",".join(map(str, COUNTS)), help="emitters per frame, comma-separated")
     args = ap.parse_args()
     cfg, net = load_model(args.model)
     predictor = DensityPredictor(cfg, fold_batchnorm(net))
     sim_cfg = load_config(args.data_config)
+    psf = build_psf(sim_cfg)
     fitter = GaussianMLE(sim_cfg)
 
     def deep(adu: torch.Tensor) -> pd.DataFrame:
@@ -134,12 +141,12 @@ def main() -> None:
     results = []
     with torch.inference_mode():
         for count in (int(c) for c in args.counts.split(",")):
-            adu, truth, counted = test_set(sim_cfg, count, args.frames)
+            adu, truth, counted = test_set(sim_cfg, psf, count, args.frames)
             row = {"emitters_per_frame": count, "n_emitters": len(truth), "n_above_6000": int(counted.sum())}
             for key, name, localize in (("model", args.model, deep), ("gaussian-mle", "gaussian-mle", fitter.localize)):
                 table, fps = timed(localize, adu)
                 row[key] = {"name": name, "frames_per_s": fps, **scores(truth, table, counted)}
-            adu, truth, counted = test_set(sim_cfg, count, args.frames, margin_px=0.0)
+            adu, truth, counted = test_set(sim_cfg, psf, count, args.frames, margin_px=0.0)
             row["model_full_field"] = {"name": args.model, **scores(truth, deep(adu), counted)}
             results.append(row)
     if args.plot:

@@ -22,6 +22,7 @@ The default counts per 121×121 frame of 110 nm pixels are 0.06 … 0.50 emitter
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 
@@ -34,15 +35,23 @@ from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import fold_batchnorm, load_model, resolve_model_dir
 from deepsmlm.optics.factory import PHYSICS_CHOICES, build_psf, with_physics
 from deepsmlm.optics.footprint import energy_radius_nm
+from deepsmlm.optics.psf import PSF
 from deepsmlm.simulation.simulator import Simulator
 
 KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
 
 
+@functools.cache
+def data_psf(name: str, physics: str) -> PSF:
+    """The cached PSF of a model's test frames under ``physics`` (built once: the z-stack takes minutes
+    for the physical Tetrapod grid)."""
+    return build_psf(with_physics(load_model(name)[0], physics), base_dir=resolve_model_dir(name))
+
+
 def scores(name: str, count: int, n_frames: int, label_photons: float, physics: str = "model") -> dict:
     cfg, net = load_model(name)
     cfg.emitters.count, cfg.emitters.density_per_um2 = (count, count), None
-    sim = Simulator(with_physics(cfg, physics), base_dir=resolve_model_dir(name))
+    sim = Simulator(with_physics(cfg, physics), psf=data_psf(name, physics), base_dir=resolve_model_dir(name))
     batch = sim.sample(n_frames, torch.Generator().manual_seed(2000 + count))
     em = batch.emitters
     xyz = em.xyz_nm.double().numpy()

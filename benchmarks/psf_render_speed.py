@@ -16,7 +16,7 @@ import time
 import torch
 
 from deepsmlm.config import load_config
-from deepsmlm.optics.factory import build_pupil_psf
+from deepsmlm.optics.factory import build_pupil_psf, with_reference_psf
 from deepsmlm.optics.psf import render, split_positions
 from deepsmlm.optics.stack import StackPSF
 from deepsmlm.simulation.emitters import sample_emitters
@@ -45,7 +45,7 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
 
 def measure(patch_px: int, n_emitters: int) -> dict:
     """Render the same emitters three ways at the tetrapod_paper set-up with a given patch size."""
-    cfg = load_config("tetrapod_paper")
+    cfg = with_reference_psf(load_config("tetrapod_paper"))  # the scalar N = 203 grid (physics_fidelity: the rest)
     cfg.psf.patch_px = patch_px
     h, w = cfg.frame.height, cfg.frame.width
     cfg.emitters.count = (30, 30)
