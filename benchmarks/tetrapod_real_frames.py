@@ -6,7 +6,7 @@ of localizations within 150 nm of either end of the model's z range (a model who
 the microscope piles its answers up at the range ends), the median detection confidence, and frames/s.
 For each pair of models: how many localizations they share (Hungarian within 100 nm laterally and
 200 nm axially, as a Jaccard of the two sets), and the median z difference of the shared ones.
-``--plot`` draws the depth-coloured renders (20 nm pixels, the same z colour range) side by side.
+``--plot`` draws the depth-coloured renders (40 nm pixels, the same z colour range) side by side.
 Prints one JSON document.
 
     python benchmarks/tetrapod_real_frames.py --model shipped=tetrapod-3d --model physical=DIR [--plot out.png]
@@ -29,7 +29,7 @@ from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.optics.masks import shared_data_root
 
 EDGE_NM = 150.0
-RENDER_PX_NM = 20.0
+RENDER_PX_NM = 40.0
 
 
 def describe(locs: Localizations, z_range: tuple[float, float], n_frames: int, fps: float) -> dict:
