@@ -1,25 +1,34 @@
-"""Figures people look at: PSF montages over z and CRLB-vs-z curves (PNG, written atomically)."""
+"""Figures people look at: PSF montages over z and CRLB-vs-z curves (PNG, written atomically).
+
+Figures are drawn on matplotlib ``Figure`` objects, never through pyplot, so a host application's backend
+(napari, Jupyter) is left as it is; matplotlib is imported only when a figure is drawn.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from deepsmlm.io.atomic import write_atomic
 
-from deepsmlm.io.atomic import write_atomic  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """An empty figure of ``figsize`` (width, height) inches, outside pyplot (no backend, no figure list)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Save a figure as PNG atomically and close it."""
+    """Save a figure as PNG atomically (matplotlib's Agg renderer, whatever the backend)."""
     write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
-    plt.close(fig)
 
 
 def add_scale_bar(ax, pixel_nm: float, n_px: int, color: str = "white", n_rows: int | None = None) -> None:
@@ -56,7 +65,8 @@ def psf_montage(stack: np.ndarray, z_nm: Sequence[float], pixel_nm: float, path:
     n = len(stack)
     cols = min(n, cols)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows + 0.3), squeeze=False)
+    fig = new_figure((2.0 * cols, 2.1 * rows + 0.3))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k, (img, z) in enumerate(zip(stack, z_nm)):
@@ -74,7 +84,8 @@ def psf_montage(stack: np.ndarray, z_nm: Sequence[float], pixel_nm: float, path:
 def crlb_plot(z_nm: np.ndarray, curves: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
               title: str = "") -> None:
     """√CRLB of x, y, z against z; ``curves`` maps a label (e.g. a mask) to {'x': …, 'y': …, 'z': …} in nm."""
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharex=True)
+    fig = new_figure((11, 3.2))
+    axes = fig.subplots(1, 3, sharex=True)
     for label, c in curves.items():
         for ax, key in zip(axes, ("x", "y", "z")):
             if key in c:
@@ -93,7 +104,8 @@ def crlb_plot(z_nm: np.ndarray, curves: Mapping[str, Mapping[str, np.ndarray]], 
 def comparison_figure(panels: Sequence[tuple[str, np.ndarray, float, str]], path: str | os.PathLike,
                       percentile: float = 99.5) -> None:
     """Side-by-side images, each (title, image, pixel_nm, cmap) with its own scale bar; the same field of view."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.5), squeeze=False)
+    fig = new_figure((4.2 * len(panels), 4.5))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, img, pixel_nm, cmap) in zip(axes[0], panels):
         pos = img[img > 0]
         vmax = float(np.percentile(pos, percentile)) if len(pos) else 1.0
@@ -110,7 +122,8 @@ def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: 
     recall in each depth band when the history has it (3D)."""
     steps = [h["step"] for h in history]
     by_depth = [h.get("recall_by_depth") for h in history]
-    fig, axes = plt.subplots(1, 3 if any(by_depth) else 2, figsize=(13.5 if any(by_depth) else 9, 3.2))
+    fig = new_figure((13.5 if any(by_depth) else 9, 3.2))
+    axes = fig.subplots(1, 3 if any(by_depth) else 2)
     if any(by_depth):
         bands = next(b for b in by_depth if b)
         for band in bands:

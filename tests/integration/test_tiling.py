@@ -37,8 +37,8 @@ def untiled_and_tiled(path, localizer, core_px: int) -> tuple[StackResult, Stack
     with open_stack(path) as stack:
         footprint = localizer.footprint(*stack.shape)
         halo = -(-footprint.reach_px // footprint.align_px) * footprint.align_px
-        whole = run_stack(stack, localizer, Plan(4, 4), show_progress=False, superres=True)
-        tiled = run_stack(stack, localizer, Plan(1, 1, core_px, halo), show_progress=False, superres=True)
+        whole = run_stack(stack, localizer, Plan(4, 4), superres=True)
+        tiled = run_stack(stack, localizer, Plan(1, 1, core_px, halo), superres=True)
     return whole, tiled
 
 

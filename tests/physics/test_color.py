@@ -105,7 +105,7 @@ def test_dyes_sharing_a_learnable_mask_see_what_the_saved_mask_file_gives(tmp_pa
     phase × λ_d/λ) equals the PSF the saved mask file gives that dye through the fixed-mask path, in the
     scalar and the vectorial model."""
     from deepsmlm.config import MaskConfig
-    from deepsmlm.optics.dye_masks import shared_mask_dye_psfs
+    from deepsmlm.design.dye_masks import shared_mask_dye_psfs
     from deepsmlm.optics.factory import grid_mask_pitch_um
 
     cfg, source = learned_mask_config(tmp_path, model=model)
@@ -127,7 +127,7 @@ def test_dyes_sharing_a_learnable_mask_see_what_the_saved_mask_file_gives(tmp_pa
 
 @pytest.mark.parametrize("model", ["pupil", "vectorial"])
 def test_every_dye_psf_carries_gradient_to_the_one_learnable_mask(tmp_path, model):
-    from deepsmlm.optics.dye_masks import shared_mask_dye_psfs
+    from deepsmlm.design.dye_masks import shared_mask_dye_psfs
 
     cfg, source = learned_mask_config(tmp_path, model=model)
     for psf in shared_mask_dye_psfs(cfg, source):

@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from deepsmlm.cli import app
-from deepsmlm.optics.design import crlb_3d, crlb_cap_penalty, mean_3d_crlb
+from deepsmlm.design.crlb_objective import crlb_3d, crlb_cap_penalty, mean_3d_crlb
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
 from deepsmlm.physics.crlb import poisson_variance
 from tests.integration.test_cli import _tetrapod_mask_present

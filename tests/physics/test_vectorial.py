@@ -242,7 +242,7 @@ def test_dipole_config_is_checked():
 
 
 def test_design_objective_gradient_through_the_mask_matches_finite_differences():
-    from deepsmlm.optics.design import mean_3d_crlb
+    from deepsmlm.design.crlb_objective import mean_3d_crlb
     from deepsmlm.physics.crlb import poisson_variance
 
     grid = PupilGrid(64, 110.0, 670.0, 1.45, 1.518, 1.33)

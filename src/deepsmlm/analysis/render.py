@@ -4,34 +4,31 @@ Geometry follows the camera convention at the render pixel p (nm): image row r c
 y ∈ [r·p, (r+1)·p), column c covers x ∈ [c·p, (c+1)·p), origin top-left. The field is
 ``extent_nm`` = (width, height) in nm, else the metadata's image shape × camera pixel, else the
 data bounds (from 0). Localizations outside the field, or with non-finite x/y, are left out.
+matplotlib (its colormaps, and ``Figure`` objects without pyplot) is imported only when used.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import os
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import tifffile
+from scipy.ndimage import gaussian_filter1d
+from scipy.special import erf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tifffile  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from scipy.ndimage import gaussian_filter1d  # noqa: E402
-from scipy.special import erf  # noqa: E402
+from deepsmlm.errors import UserInputError
+from deepsmlm.io.atomic import write_atomic
+from deepsmlm.io.outputs import RENDER_SOFTWARE
+from deepsmlm.localizations import Localizations
+from deepsmlm.plots import add_scale_bar, new_figure, save_figure
 
-from deepsmlm.errors import UserInputError  # noqa: E402
-from deepsmlm.io.atomic import write_atomic  # noqa: E402
-from deepsmlm.io.outputs import RENDER_SOFTWARE  # noqa: E402
-from deepsmlm.localizations import Localizations  # noqa: E402
-from deepsmlm.plots import add_scale_bar, save_figure  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Extent = tuple[float, float]
 
@@ -224,6 +221,8 @@ def depth_rgb(locs: Localizations, pixel_nm: float, z_range: Extent | None = Non
     z_range (nm) maps to turbo(0)…turbo(1), values outside are clipped; default ``depth_range``.
     The values are raw (a pixel's channel sum scales with its density); display scaling is ``save_render``'s.
     """
+    from matplotlib import colormaps
+
     z0, z1 = depth_range(locs) if z_range is None else z_range
     if not z1 > z0:
         raise UserInputError(f"z range ({z0:g}, {z1:g}) nm is empty")
@@ -232,7 +231,7 @@ def depth_rgb(locs: Localizations, pixel_nm: float, z_range: Extent | None = Non
     d = density(locs, pixel_nm, method, sigma_nm, extent).astype(np.float64)
     zsum = density(locs, pixel_nm, method, sigma_nm, extent, weights=z)
     mean_z = np.divide(zsum, d, out=np.full(d.shape, z0), where=d > 0)
-    colors = matplotlib.colormaps["turbo"](np.clip((mean_z - z0) / (z1 - z0), 0, 1))[..., :3]
+    colors = colormaps["turbo"](np.clip((mean_z - z0) / (z1 - z0), 0, 1))[..., :3]
     return (colors * d[..., None]).astype(np.float32)
 
 
@@ -304,7 +303,7 @@ def _image_figure(shown: np.ndarray, pixel_nm: float, cmap: str | None, vmin: fl
     """A borderless image figure, one PNG pixel per image pixel at 150 dpi within 4–12 in, with a scale bar."""
     rows, cols = shown.shape[:2]
     width = min(max(cols / 150, 4.0), 12.0)
-    fig = plt.figure(figsize=(width, width * rows / cols))
+    fig = new_figure((width, width * rows / cols))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax)
     ax.axis("off")
@@ -325,6 +324,10 @@ def save_render(image: np.ndarray, out_png: str | os.PathLike, pixel_nm: float,
     the DISPLAY_PERCENTILE of its brightest channel and over-bright pixels are scaled back to keep their hue,
     or, with ``per_channel`` (dye composites), each channel is scaled and clipped on its own.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Patch
+
     image = np.asarray(image, dtype=np.float32)
     res = 1e7 / pixel_nm  # pixels per cm
     tif = os.path.splitext(os.fspath(out_png))[0] + ".tif"
@@ -342,7 +345,7 @@ def save_render(image: np.ndarray, out_png: str | os.PathLike, pixel_nm: float,
         fig, ax = _image_figure(shown, pixel_nm, None, None, None)
     if colorbar is not None:
         label, vmin, vmax, bar_cmap = colorbar
-        mappable = plt.cm.ScalarMappable(norm=Normalize(vmin, vmax), cmap=bar_cmap)
+        mappable = ScalarMappable(norm=Normalize(vmin, vmax), cmap=bar_cmap)
         fig.colorbar(mappable, ax=ax, label=label, fraction=0.046, pad=0.02)
     if legend:
         handles = [Patch(facecolor=tuple(color), edgecolor="none", label=label) for label, color in legend]

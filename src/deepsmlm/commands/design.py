@@ -5,26 +5,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import scipy.io
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy.io  # noqa: E402
-import torch  # noqa: E402
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
-
-from deepsmlm.commands.optics import axial_range  # noqa: E402
-from deepsmlm.commands.train import steps_run, warn_if_weak  # noqa: E402
-from deepsmlm.config import PUPIL_MODELS, load_config  # noqa: E402
-from deepsmlm.errors import UserInputError  # noqa: E402
-from deepsmlm.io.atomic import atomic_path, write_text_atomic  # noqa: E402
-from deepsmlm.io.outputs import check_output_folder  # noqa: E402
-from deepsmlm.optics.design import design_mask, mean_3d_crlb, zernike_modes  # noqa: E402
-from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um  # noqa: E402
-from deepsmlm.optics.pupil import PupilPSF  # noqa: E402
-from deepsmlm.physics.camera import Camera  # noqa: E402
-from deepsmlm.plots import crlb_plot, psf_montage, save_figure, training_curves  # noqa: E402
+from deepsmlm.commands.optics import axial_range
+from deepsmlm.commands.progress_bars import TRAINING, progress_bar
+from deepsmlm.commands.train import steps_run, warn_if_weak
+from deepsmlm.config import PUPIL_MODELS, load_config
+from deepsmlm.design.crlb_design import design_mask
+from deepsmlm.design.crlb_objective import mean_3d_crlb
+from deepsmlm.design.mask_phase import zernike_modes
+from deepsmlm.errors import UserInputError
+from deepsmlm.io.atomic import atomic_path, write_text_atomic
+from deepsmlm.io.outputs import check_output_folder
+from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um
+from deepsmlm.optics.pupil import PupilPSF
+from deepsmlm.physics.camera import Camera
+from deepsmlm.plots import crlb_plot, new_figure, psf_montage, save_figure, training_curves
 
 ASTIGMATISM_RAD = (0.5, 1.0, 1.5, 2.0, 3.0)  # Z6 amplitudes tried for the astigmatic reference
 
@@ -44,7 +43,8 @@ def save_mask(phase: np.ndarray, out: Path, pitch_um: float) -> None:
         np.save(fh, phase)
     with atomic_path(out / "mask.mat") as tmp, open(tmp, "wb") as fh:
         scipy.io.savemat(fh, {"mask": phase, "pixel_pitch_um": pitch_um})
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    fig = new_figure((4.2, 3.6))
+    ax = fig.subplots()
     im = ax.imshow(phase, cmap="twilight", vmin=-np.pi, vmax=np.pi)
     ax.set_title(f"phase mask ({phase.shape[0]}×{phase.shape[1]} px of {pitch_um:.3g} µm)", fontsize=9)
     ax.axis("off")
@@ -117,7 +117,7 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
     """Train a JointTrainer on ``config``; writes the model folder, the best mask (.npy/.mat/.png) and the
     training curves; returns the trainer with its PSF set to the best mask, and the run summary."""
     from deepsmlm.commands.train import TRAINER_FILLED, training_config
-    from deepsmlm.training.joint import JointTrainer
+    from deepsmlm.design.end_to_end import JointTrainer
 
     cfg = training_config(config, out, steps, minutes, resume, overwrite, filled=(*TRAINER_FILLED, *DESIGN_FILLED))
     if cfg.psf.model not in PUPIL_MODELS:
@@ -133,7 +133,8 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
                            crlb_cap_nm=crlb_cap_nm)
     if resume:
         trainer.resume()
-    summary = trainer.run(steps=steps, minutes=minutes)
+    with progress_bar(TRAINING) as progress:
+        summary = trainer.run(steps=steps, minutes=minutes, progress=progress)
     phase = np.load(out / "mask.npy")
     save_mask(phase, out, trainer.mask_pitch_um)
     with torch.no_grad():

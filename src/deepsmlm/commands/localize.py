@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
+from deepsmlm.commands.progress_bars import LOCALIZING, progress_bar
 from deepsmlm.config import SimulationConfig, load_config
 from deepsmlm.errors import UserInputError, check_positive
 from deepsmlm.inference.data_check import check_data
@@ -130,8 +131,9 @@ def localize_stack(stack: ImageStack, model: str, config: str | None, device: st
     if not force:
         check_data(stack, cfg, source, trained=model != CLASSIC, pixel_declared=known)
     plan = plan_stack(stack, localizer, batch_size, max_memory_gb, superres, source)
-    with torch.inference_mode(), (nullcontext() if open_writer is None else open_writer(cfg)) as write:
-        result = run_stack(stack, localizer, plan, show_progress, write, superres, keep_rows)
+    with (torch.inference_mode(), (nullcontext() if open_writer is None else open_writer(cfg)) as write,
+          progress_bar(LOCALIZING, transient=True, show=show_progress) as progress):
+        result = run_stack(stack, localizer, plan, progress, write, superres, keep_rows)
     return cfg, result
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from deepsmlm.commands.progress_bars import TRAINING, progress_bar
 from deepsmlm.config import SimulationConfig, load_config
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.outputs import check_output_folder, check_writable_folder
@@ -113,7 +114,8 @@ def run_train(config: str, out: Path, steps: int | None, minutes: float | None, 
         trainer.resume()
     if weights is not None:
         trainer.net.load_state_dict(weights)
-    summary = trainer.run(steps=steps, minutes=minutes)
+    with progress_bar(TRAINING) as progress:
+        summary = trainer.run(steps=steps, minutes=minutes, progress=progress)
     print(f"trained {steps_run(summary)} in {summary['seconds']:.0f} s; best validation Jaccard "
           f"{summary['best_jaccard']:.3f}; model in {out}")
     warn_if_weak(summary["best_jaccard"], out)

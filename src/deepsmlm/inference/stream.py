@@ -1,4 +1,4 @@
-"""Streaming a stack through a localizer chunk by chunk, tile by tile, with progress and a frame rate.
+"""Streaming a stack through a localizer chunk by chunk, tile by tile, reporting progress and a frame rate.
 
 Rows go to a writer as each chunk is done (or are kept, when no writer is given); the super-resolved
 image is summed only when asked for. Memory is flat in the number of frames.
@@ -14,11 +14,11 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from deepsmlm.errors import UserInputError
 from deepsmlm.inference.tiling import Footprint, Plan, Tile, TileResult
 from deepsmlm.io.images import ImageStack, check_finite
+from deepsmlm.progress import ProgressCallback, ProgressEvent, ignore
 
 
 class Localizer(Protocol):
@@ -65,31 +65,29 @@ def check_frames(chunk: np.ndarray, path, first_frame: int) -> None:
             raise UserInputError(f"{path}: frame {first_frame + int(bad[0])} (0-based) has negative pixels")
 
 
-def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, show_progress: bool = True,
+def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, progress: ProgressCallback | None = None,
               write: Callable[[pd.DataFrame], None] | None = None, superres: bool = False,
               keep_rows: bool = False) -> StackResult:
     """Localize every frame of ``stack`` by ``plan``; rows, sorted by frame (0-based), go chunk by chunk to
     ``write`` and, without one or with ``keep_rows``, into the result's table. ``superres``: also sum the
-    super-resolved image."""
+    super-resolved image. ``progress`` hears of the frames done (and the frame rate) after each chunk."""
     tables, n_locs, image = [], 0, None
     tiles = plan.tiles(*stack.shape)
     t0 = time.perf_counter()
-    cols = (TextColumn("localizing"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
-            TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*cols, disable=not show_progress, transient=True) as progress:
-        task = progress.add_task("", total=len(stack), rate="")
-        for first, chunk in stack.iter_chunks(plan.frames_per_chunk):
-            check_frames(chunk, stack.path, first)
-            photons = localizer.photons(torch.from_numpy(chunk.astype(np.float32)))
-            rows, image = localize_chunk(localizer, photons, first, tiles, plan.frames_per_pass, superres, image)
-            del photons
-            n_locs += len(rows)
-            if write is not None:
-                write(rows)
-            if write is None or keep_rows:
-                tables.append(rows)
-            done = first + len(chunk)
-            progress.update(task, completed=done, rate=rate_text(done, time.perf_counter() - t0))
+    report = progress or ignore
+    report(ProgressEvent("localizing", 0, len(stack)))
+    for first, chunk in stack.iter_chunks(plan.frames_per_chunk):
+        check_frames(chunk, stack.path, first)
+        photons = localizer.photons(torch.from_numpy(chunk.astype(np.float32)))
+        rows, image = localize_chunk(localizer, photons, first, tiles, plan.frames_per_pass, superres, image)
+        del photons
+        n_locs += len(rows)
+        if write is not None:
+            write(rows)
+        if write is None or keep_rows:
+            tables.append(rows)
+        done = first + len(chunk)
+        report(ProgressEvent("localizing", done, len(stack), rate_text(done, time.perf_counter() - t0)))
     kept = write is None or keep_rows
     table = (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()) if kept else None
     picture = None if image is None else image.cpu().numpy().astype(np.float32)

@@ -6,7 +6,6 @@ covers M·p/(λ·f) of sample-plane spatial frequency (PHYSICS.md, "mask scaling
 
 from __future__ import annotations
 
-import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -137,8 +136,3 @@ def _centre_copy(mask: torch.Tensor, n: int) -> torch.Tensor:
     re, ce = min(r0 + h, n), min(c0 + w, n)
     out[rs:re, cs:ce] = mask[rs - r0:re - r0, cs - c0:ce - c0]
     return out
-
-
-def wrap_phase(phase: torch.Tensor) -> torch.Tensor:
-    """Wrap radians into [-π, π)."""
-    return torch.remainder(phase + math.pi, 2 * math.pi) - math.pi

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import BarColumn, Progress, TextColumn
 
 from deepsmlm.analysis.metrics import evaluate, recall_by_depth
 from deepsmlm.config import EmitterConfig, SimulationConfig
@@ -31,6 +30,7 @@ from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import TRAINING_LOG, build_network, save_model
 from deepsmlm.optics.psf import PSF
+from deepsmlm.progress import ProgressCallback, ProgressEvent, ignore
 from deepsmlm.resources import require_memory
 from deepsmlm.simulation.emitters import Emitters, placement_area_um2
 from deepsmlm.simulation.simulator import FrameBatch, Simulator
@@ -294,10 +294,12 @@ class Trainer:
         log = {"elapsed_s": trained_s, "history": self.history}
         write_text_atomic(self.out / TRAINING_LOG, json.dumps(log, indent=1))
 
-    def run(self, steps: int | None = None, minutes: float | None = None) -> dict:
+    def run(self, steps: int | None = None, minutes: float | None = None,
+            progress: ProgressCallback | None = None) -> dict:
         """Train until ``steps`` (total, this session and earlier ones) or for ``minutes`` of wall time (this
-        session); validate and checkpoint on the way. The summary's ``steps`` is the total, ``session_steps``
-        the steps of this session."""
+        session); validate and checkpoint on the way. ``progress`` hears of every step, and of each
+        validation by a message line. The summary's ``steps`` is the total, ``session_steps`` the steps of
+        this session."""
         t0 = time.monotonic()
         first = self.step
         if steps is not None:
@@ -308,22 +310,17 @@ class Trainer:
             self.time_budget = (t0, 60 * minutes)
         every = self.cfg.training.validate_every
         last = {}
-        cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
-                TextColumn("{task.fields[info]}"))
-        with Progress(*cols) as progress:
-            task = progress.add_task("training", total=1.0, completed=self.progress(),
-                                     status=self.status(first, total, t0), info="")
-            while self.step < total and self.progress() < 1.0:
-                loss = self.train_step()
-                progress.update(task, completed=self.progress(), status=self.status(first, total, t0),
-                                info=f"loss {loss:.3g}")
-                if self.step % every == 0:
-                    last = self.validate()
-                    self.checkpoint(time.monotonic() - t0)
-                    axial = f", axial {last['rmse_axial_nm'] or 0:.1f} nm" if "rmse_axial_nm" in last else ""
-                    progress.console.print(f"step {self.step}: val Jaccard {last['jaccard']:.3f} "
-                                           f"(threshold {last['threshold']}), RMSE {last['rmse_lateral_nm'] or 0:.1f} nm"
-                                           + axial)
+        report = progress or ignore
+        report(ProgressEvent("training", self.progress(), 1.0, self.status(first, total, t0)))
+        while self.step < total and self.progress() < 1.0:
+            loss = self.train_step()
+            message = None
+            if self.step % every == 0:
+                last = self.validate()
+                self.checkpoint(time.monotonic() - t0)
+                message = validation_line(last)
+            report(ProgressEvent("training", self.progress(), 1.0, self.status(first, total, t0), f"loss {loss:.3g}",
+                                 message))
         if not self.history or self.history[-1]["step"] != self.step:
             last = self.validate()
             self.checkpoint(time.monotonic() - t0)
@@ -341,6 +338,13 @@ class Trainer:
         if self.time_budget is not None:
             text += f", {_clock(max(self.time_budget[1] - elapsed, 0.0))} left"
         return text
+
+
+def validation_line(record: dict) -> str:
+    """One line of a validation record: its step, Jaccard, threshold and RMSE (axial too in 3D), nm."""
+    axial = f", axial {record['rmse_axial_nm'] or 0:.1f} nm" if "rmse_axial_nm" in record else ""
+    return (f"step {record['step']}: val Jaccard {record['jaccard']:.3f} (threshold {record['threshold']}), "
+            f"RMSE {record['rmse_lateral_nm'] or 0:.1f} nm" + axial)
 
 
 def _clock(seconds: float) -> str:

@@ -7,13 +7,13 @@ random emitters is rendered through it, the camera noise is reparameterised (λ 
 gradients reach the mask), and the network's localization loss is minimised over both network weights
 and mask phase; an optional smoothness penalty keeps the phase printable. Validation frames are
 re-rendered with the current mask (same seeded emitters) before each validation. The learned mask is
-saved wrapped to (−π, π] with the model; its config points at it, so the folder reproduces the PSF.
+saved wrapped to [−π, π) with the model; its config points at it, so the folder reproduces the PSF.
 
-An optional information floor (``crlb_cap_nm``) adds the mask-only penalty of
-``optics.design.crlb_cap_penalty`` at a few stratified random depths per step (a centred emitter of the
-config's mean photons on its mean background): the network's loss alone lets the mask give up on part of
-the axial range where dense emitters are hard, since a network that predicts nothing there sends the mask
-no gradient to keep those depths informative.
+An optional information floor (``crlb_cap_nm``) adds the mask-only penalty
+:func:`~deepsmlm.design.crlb_objective.crlb_cap_penalty` at a few stratified random depths per step (a
+centred emitter of the config's mean photons on its mean background): the network's loss alone lets the
+mask give up on part of the axial range where dense emitters are hard, since a network that predicts
+nothing there sends the mask no gradient to keep those depths informative.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from deepsmlm.config import EmitterConfig, MaskConfig, SimulationConfig
+from deepsmlm.design.crlb_objective import crlb_cap_penalty
+from deepsmlm.design.dye_masks import pinned_grid, shared_mask_dye_psfs
+from deepsmlm.design.mask_phase import (MaskPhase, check_basis, random_coefficients, smoothness, wrap_phase,
+                                        zernike_modes)
 from deepsmlm.io.atomic import atomic_path
 from deepsmlm.models.registry import save_model
-from deepsmlm.optics.design import START_NOISE_RAD, crlb_cap_penalty, smoothness, zernike_modes
-from deepsmlm.optics.dye_masks import pinned_grid, shared_mask_dye_psfs
 from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um
-from deepsmlm.optics.masks import wrap_phase
 from deepsmlm.simulation.background import sample_background
 from deepsmlm.simulation.emitters import Emitters, sample_emitters
 from deepsmlm.training.trainer import Trainer, ValidationSet, training_field
@@ -48,8 +49,7 @@ class JointTrainer(Trainer):
     def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", start_from_mask: bool = True,
                  smoothness_weight: float = 0.0, basis: str = "pixel", max_noll: int = 28,
                  crlb_cap_nm: float | None = None):
-        if basis not in ("pixel", "zernike"):
-            raise ValueError(f"basis must be pixel or zernike, got {basis!r}")
+        check_basis(basis)
         self.basis = basis
         psf = build_pupil_psf(cfg if start_from_mask else _without_mask(cfg), learnable_mask=basis == "pixel")
         self.smoothness_weight = smoothness_weight
@@ -58,29 +58,24 @@ class JointTrainer(Trainer):
         # multicolour: every dye sees the same learnable mask at its own wavelength
         self.dye_psfs = shared_mask_dye_psfs(cfg, psf) if cfg.emitters.dyes else None
         if basis == "zernike":  # mask = start mask + Σ c_k Z_k (Noll 4 … max_noll), c from small noise
-            dev = torch.device(device)
-            self.base_phase = psf.mask_phase.clone().to(dev)
-            self.modes = zernike_modes(psf, max_noll).to(dev)
-            gen = torch.Generator().manual_seed(cfg.training.seed)
-            start = START_NOISE_RAD * torch.randn(len(self.modes), generator=gen)
-            self.coefficients = torch.nn.Parameter(start.to(dev))
+            modes = zernike_modes(psf, max_noll)
+            self.mask = MaskPhase(random_coefficients(len(modes), cfg.training.seed), psf.aperture, modes,
+                                  base=psf.mask_phase.clone())
+        else:  # the PSF's own learnable mask is the parameter
+            self.mask = MaskPhase(psf.mask_phase, psf.aperture)
+        self.mask.to(device)
         super().__init__(cfg, out, device, psf=psf, dye_psfs=self.dye_psfs)
         self.mask_pitch_um = grid_mask_pitch_um(cfg, psf.grid)
         self.variance = self.sim.camera.fisher_variance_photons
         self.refresh_mask()
 
-    def mask_parameter(self) -> torch.nn.Parameter:
-        """What the optimizer moves: the pixel phases, or the Zernike coefficients."""
-        return self.psf.mask_phase if self.basis == "pixel" else self.coefficients
-
     def parameter_groups(self) -> list[dict]:
-        return super().parameter_groups() + [{"params": [self.mask_parameter()], "lr_scale": MASK_LR_SCALE}]
+        return super().parameter_groups() + [{"params": [self.mask.parameter], "lr_scale": MASK_LR_SCALE}]
 
     def refresh_mask(self) -> None:
-        """Zernike basis: recompute the PSF's phase from the coefficients (in the autograd graph unless
-        gradients are off)."""
-        if self.basis == "zernike":
-            self.psf.mask_phase = self.base_phase + torch.einsum("k,kij->ij", self.coefficients, self.modes)
+        """Image through the current mask phase (in the autograd graph unless gradients are off); in the
+        pixel basis the PSF's mask is the parameter itself, so this changes nothing."""
+        self.psf.mask_phase = self.mask()
 
     def simulate_input(self, emitters: EmitterConfig) -> tuple[torch.Tensor, Emitters]:
         """Frames rendered through the learnable mask with reparameterised camera noise (differentiable)."""
@@ -97,9 +92,7 @@ class JointTrainer(Trainer):
 
     def train_step(self) -> float:
         loss = super().train_step()
-        if self.basis == "pixel":
-            with torch.no_grad():
-                self.psf.mask_phase.copy_(wrap_phase(self.psf.mask_phase) * self.psf.aperture)
+        self.mask.wrap_()
         return loss
 
     def loss_terms(self, loss: torch.Tensor) -> torch.Tensor:
@@ -142,20 +135,18 @@ class JointTrainer(Trainer):
     def checkpoint(self, elapsed_s: float) -> None:
         self.save_mask(self.out / LAST_MASK_FILE)
         if self.basis == "zernike":
-            save_array(self.out / LAST_COEFFICIENTS_FILE, self.coefficients.detach().cpu().numpy())
+            save_array(self.out / LAST_COEFFICIENTS_FILE, self.mask.parameter.detach().cpu().numpy())
         super().checkpoint(elapsed_s)
 
     def resume(self) -> None:
+        saved = LAST_MASK_FILE if self.basis == "pixel" else LAST_COEFFICIENTS_FILE
         with torch.no_grad():
-            if self.basis == "pixel":
-                self.psf.mask_phase.copy_(torch.from_numpy(np.load(self.out / LAST_MASK_FILE)))
-            else:
-                self.coefficients.copy_(torch.from_numpy(np.load(self.out / LAST_COEFFICIENTS_FILE)))
+            self.mask.parameter.copy_(torch.from_numpy(np.load(self.out / saved)))
         super().resume()
         self.refresh_mask()
 
     def save_mask(self, path: Path) -> None:
-        """The current mask, wrapped to (−π, π] inside the aperture (float32 .npy)."""
+        """The current mask, wrapped to [−π, π) inside the aperture (float32 .npy)."""
         phase = wrap_phase(self.psf.mask_phase.detach()) * self.psf.aperture
         save_array(path, phase.cpu().numpy())
 

@@ -1,0 +1,41 @@
+"""The rich progress bars the CLI shows for the library's progress reports (``deepsmlm.progress``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeRemainingColumn
+
+from deepsmlm.progress import ProgressCallback, ProgressEvent, ignore
+
+TRAINING = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[detail]}"))
+"""Training: the fraction of the budget spent, the step and times, the last loss."""
+LOCALIZING = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
+              TextColumn("{task.fields[status]}"), TimeRemainingColumn())
+"""Localizing: frames done of the stack, the frame rate, the time left."""
+
+
+@contextmanager
+def progress_bar(columns: tuple[ProgressColumn, ...], transient: bool = False,
+                 show: bool = True) -> Iterator[ProgressCallback]:
+    """A callback drawing each event's task as a bar of ``columns``, printing its messages above the bars;
+    ``transient``: the bars vanish when done; ``show`` False: shows nothing."""
+    if not show:
+        yield ignore
+        return
+    with Progress(*columns, transient=transient) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def draw(event: ProgressEvent) -> None:
+            if event.task not in tasks:
+                tasks[event.task] = bars.add_task(event.task, total=event.total, completed=event.done,
+                                                  status=event.status, detail=event.detail)
+            else:
+                bars.update(tasks[event.task], total=event.total, completed=event.done, status=event.status,
+                            detail=event.detail)
+            if event.message is not None:
+                bars.console.print(event.message)
+
+        yield draw
