@@ -52,7 +52,8 @@ def measure(patch_px: int, n_emitters: int) -> dict:
     em = sample_emitters(cfg.emitters, cfg.frame, max(1, n_emitters // 30), torch.Generator().manual_seed(0))
     n_frames, n = int(em.frame.max()) + 1, len(em)
     pupil = build_pupil_psf(cfg)
-    t_build, fast = timed(lambda: StackPSF(pupil, *cfg.emitters.z_range_nm, cfg.psf.cache_z_step_nm))
+    t_build, fast = timed(lambda: StackPSF(pupil, *cfg.emitters.z_range_nm, cfg.psf.cache_z_step_nm,
+                                                    cache=False))
 
     with torch.inference_mode():
         t_naive, ref = timed(lambda: naive_loop(pupil, em.xyz_nm, em.photons, em.frame, n_frames, h, w), 2)

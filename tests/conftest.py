@@ -10,6 +10,23 @@ import yaml
 from deepsmlm.config import SimulationConfig, dump_config
 
 
+@pytest.fixture(scope="session", autouse=True)
+def psf_stack_cache(tmp_path_factory):
+    """One on-disk z-stack cache for the whole test session (hermetic: never the user's ~/.cache), shared
+    by the tests and the CLI subprocesses they start; the preset stacks are built once."""
+    import os
+
+    from deepsmlm.optics.stack_cache import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("psf_cache"))
+    yield Path(os.environ[CACHE_ENV])
+    if old is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = old
+
+
 @pytest.fixture
 def runner():
     """A typer CliRunner (stdout and stderr captured separately)."""

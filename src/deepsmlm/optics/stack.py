@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from deepsmlm.optics.psf import PSF, shift_and_blur_factor
+from deepsmlm.optics.stack_cache import cache_dir, load_spectra, save_spectra, stack_key
 
 
 def smooth_size(start: int, step: int, primes: tuple[int, ...]) -> int:
@@ -33,16 +34,24 @@ def fft_size(n: int) -> int:
 
 
 class StackPSF(PSF):
-    """Cached version of any PSF over [z_min, z_max]; differentiable in x, y, z (piecewise linear) and photons."""
+    """Cached version of any PSF over [z_min, z_max]; differentiable in x, y, z (piecewise linear) and photons.
+    With ``cache`` the z-stack is read from / written to the on-disk cache (optics/stack_cache.py)."""
 
-    def __init__(self, base: PSF, z_min_nm: float, z_max_nm: float, z_step_nm: float, chunk: int = 32):
+    def __init__(self, base: PSF, z_min_nm: float, z_max_nm: float, z_step_nm: float, chunk: int = 32,
+                 cache: bool = True):
         super().__init__(base.pixel_nm, base.patch_px)
         n_planes = max(2, int(round((z_max_nm - z_min_nm) / z_step_nm)) + 1)
         z = torch.linspace(z_min_nm, z_max_nm, n_planes)
         p, q = self.patch_px, fft_size(self.patch_px)
-        with torch.no_grad():
-            stack = torch.cat([base.z_stack(z[i:i + chunk]) for i in range(0, n_planes, chunk)])
-            spectra = torch.fft.rfft2(torch.nn.functional.pad(stack, (0, q - p, 0, q - p)))
+        key = stack_key(base, z, q) if cache and cache_dir() is not None else None
+        spectra = None if key is None else load_spectra(key)
+        if spectra is None:
+            with torch.no_grad():
+                stack = torch.cat([base.z_stack(z[i:i + chunk]) for i in range(0, n_planes, chunk)])
+                spectra = torch.fft.rfft2(torch.nn.functional.pad(stack, (0, q - p, 0, q - p)))
+            if key is not None:
+                save_spectra(key, spectra)
+        spectra = spectra.to(base.device)
         self.fft_px = q
         self.z_min_nm = float(z_min_nm)
         self.z_step_nm = (float(z_max_nm) - self.z_min_nm) / (n_planes - 1)
