@@ -132,15 +132,14 @@ def _z_stack(cfg, base_dir=None) -> np.ndarray:
 
 
 def test_shipped_learned_model_renders_the_learned_paper_preset_psf():
-    """learned-3d reads its mask from the package: its PSF is the learned_paper preset's under the physics
-    the model states (the reference one it was trained with)."""
+    """learned-3d reads its mask from the package and was trained with the preset's physics (issue 18):
+    its PSF is the learned_paper preset's."""
     from deepsmlm.config import load_config
     from deepsmlm.models.registry import load_model, resolve_model_dir
-    from deepsmlm.optics.factory import with_reference_psf
 
     cfg, _ = load_model("learned-3d")
-    np.testing.assert_allclose(_z_stack(cfg, resolve_model_dir("learned-3d")),
-                               _z_stack(with_reference_psf(load_config("learned_paper"))), atol=1e-6)
+    np.testing.assert_allclose(_z_stack(cfg, resolve_model_dir("learned-3d")), _z_stack(load_config("learned_paper")),
+                               atol=1e-6)
 
 
 @pytest.mark.skipif(not _tetrapod_mask_present(), reason="shared reference data (printed Tetrapod) not found")
