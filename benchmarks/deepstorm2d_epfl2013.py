@@ -16,11 +16,8 @@ import time
 
 import torch
 
-from deepsmlm.analysis.metrics import evaluate
-from deepsmlm.commands.localize import localize_stack
-from deepsmlm.config import load_config
+import deepsmlm
 from deepsmlm.io.images import open_stack
-from deepsmlm.io.localization_files import read_localizations
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.models.registry import build_network
 from deepsmlm.optics.masks import shared_data_root
@@ -30,8 +27,8 @@ KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "bias_x_nm", "bias_
 
 def paper_architecture_fps(frames: int = 8) -> float:
     """Frames/s of the published architecture (×8 upsampling) on 64×64 frames, random weights."""
-    cfg = load_config("epfl2013_bundled_tubes").model.model_copy(update={"architecture": "paper", "upsampling": 8,
-                                                                         "channels": 32})
+    cfg = deepsmlm.load_config("epfl2013_bundled_tubes").model.model_copy(
+        update={"architecture": "paper", "upsampling": 8, "channels": 32})
     net = build_network(cfg).eval()
     x = torch.randn(frames, 1, 64, 64)
     with torch.inference_mode():
@@ -52,18 +49,19 @@ def main() -> None:
     if root is None:
         raise SystemExit("shared reference data not found (set DEEPSMLM_DATA)")
     data = root / "epfl2013_bundled_tubes_hd"
-    truth = read_localizations(data / "ground_truth.csv")
+    truth = deepsmlm.read_localizations(data / "ground_truth.csv")
     out = {"benchmark": "deepstorm2d_epfl2013", "data": str(data), "n_gt": len(truth),
            "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
                        "python": platform.python_version()}, "methods": {}}
     with open_stack(data / "frames.tif") as stack:
         for name, config in ((args.model, None), ("gaussian-mle", "epfl2013_bundled_tubes")):
-            cfg, res = localize_stack(stack, name, config, "cpu", 32, show_progress=False)
+            run = deepsmlm.load_model(name, config=config).stream(stack, superres=True)
+            cfg, res = run.config, run.result
             meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=stack.shape, n_frames=len(stack))
             pred = Localizations(res.table, meta)
             row = {"frames_per_s": res.fps, "n_pred": len(pred)}
             for tol in (250.0, 100.0):
-                m = evaluate(truth, pred, tol, None)
+                m = deepsmlm.evaluate(truth, pred, tol, None)
                 row[f"tol_{tol:.0f}nm"] = {k: m[k] for k in KEYS}
             out["methods"][name] = row
     out["paper_architecture_frames_per_s"] = paper_architecture_fps()

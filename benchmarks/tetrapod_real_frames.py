@@ -22,8 +22,7 @@ import platform
 import numpy as np
 import torch
 
-from deepsmlm.analysis.metrics import evaluate
-from deepsmlm.commands.localize import localize_stack
+import deepsmlm
 from deepsmlm.io.images import open_stack
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.optics.masks import shared_data_root
@@ -43,7 +42,7 @@ def describe(locs: Localizations, z_range: tuple[float, float], n_frames: int, f
 
 
 def agreement(a: Localizations, b: Localizations) -> dict:
-    m = evaluate(a, b, 100.0, 200.0)
+    m = deepsmlm.evaluate(a, b, 100.0, 200.0)
     return {"jaccard": round(m["jaccard"], 4), "n_shared": m["n_tp"], "rmse_lateral_nm": round(m["rmse_lateral_nm"], 1),
             "rmse_axial_nm": round(m["rmse_axial_nm"], 1)}
 
@@ -83,7 +82,8 @@ def main() -> None:
     results, z_range = {}, None
     with open_stack(path) as stack:
         for label, name in models.items():
-            cfg, res = localize_stack(stack, name, None, "cpu", 4, show_progress=False, pixel_size_nm=110.0)
+            run = deepsmlm.load_model(name).stream(stack, batch_size=4, pixel_size_nm=110.0, superres=True)
+            cfg, res = run.config, run.result
             meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=stack.shape, n_frames=len(stack))
             results[label] = Localizations(res.table, meta)
             z_range = z_range or tuple(cfg.emitters.z_range_nm)

@@ -22,9 +22,7 @@ peak resident set (VmHWM) is its own peak memory. Prints one JSON document:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import json
 import os
 import platform
@@ -51,16 +49,13 @@ def vm_hwm_mb() -> float:
 def simulate(folder: Path, size: int, frames: int, seed: int = 3) -> Path:
     """``frames`` frames of size² px at DENSITY_PER_UM2 (uniform emitters) into folder/frames.tif, with
     the config beside it (config.yaml, the data's camera for gaussian-mle)."""
-    from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
-    from deepsmlm.config import load_config
+    import deepsmlm
 
-    cfg = load_config(PRESET)
+    cfg = deepsmlm.load_config(PRESET)
     cfg.frame.height = cfg.frame.width = size
     cfg.emitters.structure.kind = "uniform"
-    cfg = apply_overrides(cfg, frames=frames, seed=seed, density=DENSITY_PER_UM2, emitters=None)
-    with contextlib.redirect_stdout(io.StringIO()):  # its progress display; stdout carries the JSON only
-        simulate_to_folder(cfg, folder)
-    return folder / "frames.tif"
+    cfg.emitters.density_per_um2, cfg.emitters.count = DENSITY_PER_UM2, None
+    return deepsmlm.simulate(cfg, frames=frames, seed=seed, out_dir=folder).frames
 
 
 def first_frames(stack: Path, frames: int, name: str) -> Path:
@@ -74,7 +69,7 @@ def first_frames(stack: Path, frames: int, name: str) -> Path:
 
 def cycled_stack(source: Path, target: Path, frames: int) -> Path:
     """A stack of ``frames`` frames cycling through those of ``source``, written page by page."""
-    from deepsmlm.commands.simulate import write_frames
+    from deepsmlm.simulation.movies import write_frames
 
     bank = tifffile.imread(source)
     write_frames(target, (bank[i % len(bank)][None] for i in range(frames)), (frames, *bank.shape[1:]), PIXEL_NM)
@@ -86,7 +81,7 @@ def child_localize(argv: list[str]) -> dict:
     peak and baseline RSS, and the pass plan."""
     import torch  # noqa: F401  (imported before the baseline)
 
-    import deepsmlm.commands.localize as localize
+    import deepsmlm.api.model as model
     from deepsmlm.cli import app
 
     seen = {}
@@ -97,8 +92,8 @@ def child_localize(argv: list[str]) -> dict:
             return seen[name]
         return wrapped
 
-    localize.plan_stack = recording("plan", localize.plan_stack)
-    localize.run_stack = recording("result", localize.run_stack)
+    model.plan_stack = recording("plan", model.plan_stack)
+    model.run_stack = recording("result", model.run_stack)
     baseline = vm_hwm_mb()
     t0 = time.perf_counter()
     app(["localize", *argv], standalone_mode=False)

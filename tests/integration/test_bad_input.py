@@ -19,11 +19,12 @@ import pytest
 import yaml
 
 from deepsmlm.cli import app
-from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
+from deepsmlm.commands.simulate import apply_overrides
 from deepsmlm.config import dump_config, load_config
 from deepsmlm.io.images import open_stack
 from deepsmlm.io.tiff import write_stack
 from deepsmlm.models.registry import resolve_model_dir
+from deepsmlm.simulation.movies import simulate_to_folder
 
 
 @dataclass(frozen=True)

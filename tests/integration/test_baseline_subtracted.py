@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
+from deepsmlm.commands.simulate import apply_overrides
 from deepsmlm.config import SimulationConfig, load_config
 from deepsmlm.errors import UserInputError
 from deepsmlm.inference.data_check import check_data
 from deepsmlm.inference.predict import normalised_input
 from deepsmlm.io.images import open_stack
+from deepsmlm.simulation.movies import simulate_to_folder
 from deepsmlm.simulation.simulator import Simulator
 
 

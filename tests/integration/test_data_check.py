@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from deepsmlm.cli import app
-from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
+from deepsmlm.commands.simulate import apply_overrides
 from deepsmlm.config import SimulationConfig, dump_config, load_config
 from deepsmlm.inference.data_check import MIN_SPOTS, check_data
 from deepsmlm.io.images import open_stack
 from deepsmlm.io.tiff import write_stack
 from deepsmlm.models.registry import load_model
 from deepsmlm.optics.masks import shared_data_root
+from deepsmlm.simulation.movies import simulate_to_folder
 
 DATA = shared_data_root()
 needs_data = pytest.mark.skipif(DATA is None or not (DATA / "deepstorm3d_tetrapod").is_dir(),

@@ -13,13 +13,13 @@ import pytest
 import tifffile
 import torch
 
-import deepsmlm.commands.simulate as simulate_command
+import deepsmlm.simulation.movies as simulate_command
 from deepsmlm.cli import app
-from deepsmlm.commands.simulate import simulate_to_folder
 from deepsmlm.config import BackgroundConfig, FrameConfig, config_from_dict
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.images import open_stack
 from deepsmlm.simulation.background import background_chunks, sample_background
+from deepsmlm.simulation.movies import simulate_to_folder
 
 # every random part at once: blinking, per-emitter blur, an EMCCD with per-frame baseline and read-noise
 # maps, a modulated background; 70 frames = three chunks of which the last is partial

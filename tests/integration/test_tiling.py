@@ -11,7 +11,7 @@ import tifffile
 import torch
 
 from deepsmlm.cli import app
-from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
+from deepsmlm.commands.simulate import apply_overrides
 from deepsmlm.config import SimulationConfig, load_config
 from deepsmlm.inference.gaussian_mle import GaussianMLE
 from deepsmlm.inference.predict import DensityPredictor
@@ -20,6 +20,7 @@ from deepsmlm.inference.tiling import Plan
 from deepsmlm.io.images import open_stack
 from deepsmlm.io.tiff import write_stack
 from deepsmlm.models.registry import build_network, fold_batchnorm, load_model, save_model
+from deepsmlm.simulation.movies import simulate_to_folder
 
 
 @pytest.fixture(scope="module")

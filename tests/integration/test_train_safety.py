@@ -134,7 +134,7 @@ def test_a_near_zero_validation_score_is_warned_about_after_training_and_before_
         runner, trained, tmp_path, one_line):
     jaccard = recorded_jaccard(trained)
     assert jaccard is not None and jaccard < JACCARD_FLOOR  # 2 steps teach the network nothing
-    from deepsmlm.commands.simulate import simulate_to_folder
+    from deepsmlm.simulation.movies import simulate_to_folder
 
     simulate_to_folder(config_from_dict({**TINY, "frames": 2}), tmp_path / "movie")
     res = runner.invoke(app, ["localize", str(tmp_path / "movie" / "frames.tif"), "--model", str(trained),
@@ -180,7 +180,7 @@ def test_init_from_starts_from_the_models_weights_and_normalisation(runner, tiny
     optimiser and schedule); a model of another network, or together with --resume, is one line."""
     from safetensors.torch import load_file
 
-    from deepsmlm.commands.train import warm_start
+    from deepsmlm.api.training import warm_start
     from deepsmlm.config import load_config
     from deepsmlm.models.registry import load_model
 

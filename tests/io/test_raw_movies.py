@@ -157,7 +157,7 @@ def test_localize_cli_reads_a_dax_movie(runner, tmp_path):
     """`deepsmlm localize x.dax --model default-2d` finds the simulated emitters of a non-square movie, with the
     same localizations as from the TIFF of the same frames."""
     from deepsmlm.cli import app
-    from deepsmlm.commands.simulate import simulate_to_folder
+    from deepsmlm.simulation.movies import simulate_to_folder
     from deepsmlm.config import load_config
     from deepsmlm.io.localization_files import read_localizations
     from deepsmlm.models.registry import resolve_model_dir

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepsmlm.commands.simulate import ground_truth_table
+from deepsmlm.simulation.movies import ground_truth_table
 from deepsmlm.config import SimulationConfig
 from deepsmlm.optics.factory import at_wavelength, build_dye_psfs, build_psf, mask_phase_for, pupil_grid_for
 from deepsmlm.simulation.simulator import Simulator

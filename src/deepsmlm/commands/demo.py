@@ -15,15 +15,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from deepsmlm.analysis.metrics import evaluate
 from deepsmlm.analysis.render import gaussian_image, save_render, save_widefield, widefield_sum
-from deepsmlm.commands.localize import localize_stack
-from deepsmlm.commands.simulate import apply_overrides, simulate_to_folder
-from deepsmlm.config import load_config
+from deepsmlm.api import evaluate, load_model, simulate, write_localizations
+from deepsmlm.commands.progress_bars import LOCALIZING, SIMULATING, progress_bar
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.images import open_stack
 from deepsmlm.io.outputs import check_output_folder
-from deepsmlm.io.localization_files import read_localizations, write_localizations
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.plots import comparison_figure
 
@@ -35,20 +32,21 @@ DEMO_OUTPUTS = ("widefield.png", "superres.png", "superres.tif", "comparison.png
 def run_demo(out: Path, frames: int = FRAMES) -> None:
     check_output_folder(out, DEMO_OUTPUTS)
     console = Console(stderr=True)
-    cfg = apply_overrides(load_config(PRESET), frames=frames, seed=SEED, density=None, emitters=None)
-    sim = simulate_to_folder(cfg, out / "simulation")
-    console.print(f"simulated {sim['frames']} frames of {cfg.frame.height}×{cfg.frame.width} px with "
-                  f"{sim['emitters']} emitters ({cfg.emitters.density_per_um2:g} µm⁻², filaments)")
-    truth = read_localizations(out / "simulation" / "ground_truth.csv")
+    with progress_bar(SIMULATING, transient=True) as progress:
+        sim = simulate(PRESET, frames=frames, seed=SEED, out_dir=out / "simulation", progress=progress)
+    cfg, truth = sim.config, sim.truth
+    console.print(f"simulated {cfg.frames} frames of {cfg.frame.height}×{cfg.frame.width} px with "
+                  f"{sim.n_emitters} emitters ({cfg.emitters.density_per_um2:g} µm⁻², filaments)")
     shape = (cfg.frame.height, cfg.frame.width)
-    truth.meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=shape, n_frames=cfg.frames)
     field = (cfg.frame.width * cfg.frame.pixel_size_nm, cfg.frame.height * cfg.frame.pixel_size_nm)
 
     results, images = {}, {}
-    with open_stack(out / "simulation" / "frames.tif") as stack:
+    with open_stack(sim.frames) as stack:
         widefield = widefield_sum(c for _, c in stack.iter_chunks(64))
-        for name, model, config in ((MODEL, MODEL, None), ("gaussian-mle", "gaussian-mle", PRESET)):
-            model_cfg, res = localize_stack(stack, model, config, "cpu", 32, show_progress=True)
+        for name, config in ((MODEL, None), ("gaussian-mle", PRESET)):
+            model = load_model(name, config=config)
+            with progress_bar(LOCALIZING, transient=True) as progress:
+                res = model.stream(stack, progress=progress, superres=True).result
             meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=shape, n_frames=res.n_frames,
                             source=f"{name} on the demo simulation")
             locs = Localizations(res.table, meta)
@@ -59,7 +57,7 @@ def run_demo(out: Path, frames: int = FRAMES) -> None:
             images[name] = gaussian_image(locs, RENDER_NM, extent_nm=field)
             if name == MODEL:
                 save_render(res.superres, out / "superres.png",
-                            model_cfg.frame.pixel_size_nm / model_cfg.model.upsampling)
+                            model.config.frame.pixel_size_nm / model.config.model.upsampling)
 
     save_widefield(widefield, out / "widefield.png", cfg.frame.pixel_size_nm, title=f"widefield, {frames} frames")
     comparison_figure(

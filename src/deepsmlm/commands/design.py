@@ -116,7 +116,7 @@ def learn_mask_and_network(config: str, out: Path, steps: int | None, minutes: f
                            crlb_cap_nm: float | None = None, overwrite: bool = False):
     """Train a JointTrainer on ``config``; writes the model folder, the best mask (.npy/.mat/.png) and the
     training curves; returns the trainer with its PSF set to the best mask, and the run summary."""
-    from deepsmlm.commands.train import TRAINER_FILLED, training_config
+    from deepsmlm.api.training import TRAINER_FILLED, training_config
     from deepsmlm.design.end_to_end import JointTrainer
 
     cfg = training_config(config, out, steps, minutes, resume, overwrite, filled=(*TRAINER_FILLED, *DESIGN_FILLED))

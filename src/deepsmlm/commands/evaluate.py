@@ -9,10 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from deepsmlm.analysis.matching import check_method
-from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.api import evaluate
 from deepsmlm.errors import check_positive
 from deepsmlm.io.atomic import write_text_atomic
-from deepsmlm.io.localization_files import read_localizations
 from deepsmlm.io.outputs import check_outputs
 
 ROWS = (  # key, label, format
@@ -48,9 +47,7 @@ def run_evaluate(gt: Path, pred: Path, lateral_tol: float, axial_tol: float, mat
     check_method(match)
     check_positive(pixel_size_nm, "--pixel-size-nm")
     check_outputs({"--json": json_out}, {"--gt": gt, "--pred": pred})
-    truth = read_localizations(gt, pixel_size_nm=pixel_size_nm)
-    found = read_localizations(pred, pixel_size_nm=pixel_size_nm)
-    result = evaluate(truth, found, lateral_tol, axial_tol, match, border_nm)
+    result = evaluate(gt, pred, lateral_tol, axial_tol, match=match, border_nm=border_nm, pixel_size_nm=pixel_size_nm)
     for label, path, key in (("ground truth", gt, "n_gt_duplicates"), ("predictions", pred, "n_pred_duplicates")):
         if result[key]:
             Console(stderr=True).print(f"[yellow]warning:[/yellow] {path}: {result[key]} of the {label} rows repeat "

@@ -15,27 +15,36 @@ TRAINING = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fie
 LOCALIZING = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
               TextColumn("{task.fields[status]}"), TimeRemainingColumn())
 """Localizing: frames done of the stack, the frame rate, the time left."""
+SIMULATING = Progress.get_default_columns()
+"""Simulating: frames done, as a percentage, and the time left."""
 
 
 @contextmanager
 def progress_bar(columns: tuple[ProgressColumn, ...], transient: bool = False,
                  show: bool = True) -> Iterator[ProgressCallback]:
     """A callback drawing each event's task as a bar of ``columns``, printing its messages above the bars;
-    ``transient``: the bars vanish when done; ``show`` False: shows nothing."""
+    ``transient``: the bars vanish when done; ``show`` False: shows nothing. The bars appear at the first
+    event, so checks failing before any work leave the terminal as it was."""
     if not show:
         yield ignore
         return
-    with Progress(*columns, transient=transient) as bars:
-        tasks: dict[str, TaskID] = {}
+    bars = Progress(*columns, transient=transient)
+    tasks: dict[str, TaskID] = {}
 
-        def draw(event: ProgressEvent) -> None:
-            if event.task not in tasks:
-                tasks[event.task] = bars.add_task(event.task, total=event.total, completed=event.done,
-                                                  status=event.status, detail=event.detail)
-            else:
-                bars.update(tasks[event.task], total=event.total, completed=event.done, status=event.status,
-                            detail=event.detail)
-            if event.message is not None:
-                bars.console.print(event.message)
+    def draw(event: ProgressEvent) -> None:
+        if not tasks:
+            bars.start()
+        if event.task not in tasks:
+            tasks[event.task] = bars.add_task(event.task, total=event.total, completed=event.done,
+                                              status=event.status, detail=event.detail)
+        else:
+            bars.update(tasks[event.task], total=event.total, completed=event.done, status=event.status,
+                        detail=event.detail)
+        if event.message is not None:
+            bars.console.print(event.message)
 
+    try:
         yield draw
+    finally:
+        if tasks:
+            bars.stop()

@@ -1,36 +1,13 @@
-"""`deepsmlm simulate`: write a simulated movie, its ground truth and the resolved config.
-
-Frames and ground truth stream to disk chunk by chunk (memory does not grow with the number of frames'
-pixels), into temporary files renamed into place at the end; memory and disk space are checked before
-any work, and a failed run leaves no output behind.
-"""
+"""`deepsmlm simulate`: write a simulated movie, its ground truth and the resolved config into a folder."""
 
 from __future__ import annotations
 
-import math
-import shutil
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import tifffile
-import torch
-from rich.progress import Progress
-
-from deepsmlm.config import SimulationConfig, config_from_dict, dump_config, load_config
+from deepsmlm.api import simulate
+from deepsmlm.commands.progress_bars import SIMULATING, progress_bar
+from deepsmlm.config import SimulationConfig, config_from_dict, load_config
 from deepsmlm.errors import UserInputError
-from deepsmlm.io.atomic import atomic_path, write_text_atomic
-from deepsmlm.io.thunderstorm import HEADERS, csv_writer, thunderstorm_values
-from deepsmlm.resources import GIB, require_memory
-from deepsmlm.simulation.emitters import mean_emitters_per_frame
-from deepsmlm.simulation.requirements import movie_file_bytes, movie_memory_bytes
-from deepsmlm.simulation.simulator import FrameBatch, Simulator, to_uint16
-
-CHUNK = 32  # frames per chunk; part of what a seed means (the camera noise is drawn chunk by chunk)
-TRUTH_COLUMNS = ("frame", "x_nm", "y_nm", "z_nm", "photons", "bg")  # then "color" for multicolour samples
 
 
 def apply_overrides(cfg: SimulationConfig, frames: int | None, seed: int | None, density: float | None,
@@ -50,110 +27,9 @@ def apply_overrides(cfg: SimulationConfig, frames: int | None, seed: int | None,
     return config_from_dict(cfg.model_dump(), "command-line options")
 
 
-def ground_truth_table(batch: FrameBatch, pixel_nm: float) -> pd.DataFrame:
-    """Canonical ground-truth rows (0-based frames) of one simulated chunk, with the local background
-    (and the dye index ``color`` of multicolour samples)."""
-    em = batch.emitters
-    xyz = em.xyz_nm.cpu().numpy().astype(np.float64)
-    frame = em.frame.cpu().numpy()
-    h, w = batch.background.shape[-2:]
-    rows = np.clip((xyz[:, 1] // pixel_nm).astype(int), 0, h - 1)
-    cols = np.clip((xyz[:, 0] // pixel_nm).astype(int), 0, w - 1)
-    bg = batch.background.cpu().numpy()[frame - batch.first_frame, rows, cols]
-    table = pd.DataFrame({"frame": frame, "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2],
-                          "photons": em.photons.cpu().numpy().astype(np.float64), "bg": bg.astype(np.float64)})
-    if em.color is not None:
-        table["color"] = em.color.cpu().numpy().astype(np.int64)
-    return table
-
-
-def check_room(cfg: SimulationConfig, out: Path, chunk: int = CHUNK) -> None:
-    """Refuse, in one line, a simulation whose working memory or files cannot fit on this machine."""
-    f = cfg.frame
-    per_frame = mean_emitters_per_frame(cfg.emitters, f)
-    require_memory(movie_memory_bytes(cfg, cfg.frames, chunk),
-                   f"simulating {cfg.frames} frames of {f.height}×{f.width} px with ~{per_frame:.3g} emitters each")
-    folder = next(p for p in (out, *out.parents) if p.exists())
-    need, free = movie_file_bytes(cfg, cfg.frames), shutil.disk_usage(folder).free
-    if need > free:
-        raise UserInputError(f"{out}: {cfg.frames} frames of {f.height}×{f.width} px and their ground truth need "
-                             f"about {need / GIB:.3g} GiB of disk, more than the {free / GIB:.3g} GiB free there")
-
-
-@contextmanager
-def output_folder(out: Path) -> Iterator[Path]:
-    """Create ``out`` (and missing parents) for this run; on failure remove the folders this run created."""
-    created = [p for p in (out, *out.parents) if not p.exists()]
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        yield out
-    except BaseException:
-        if created:
-            shutil.rmtree(created[-1], ignore_errors=True)
-        raise
-
-
-def write_frames(path: Path, chunks: Iterable[np.ndarray], shape: tuple[int, int, int],
-                 pixel_size_nm: float) -> None:
-    """Write uint16 frames arriving chunk by chunk as one multi-page TIFF with contiguous pages (memory-
-    mappable; ImageJ-compatible with the pixel size, BigTIFF when over 2 GiB), as ``io.tiff.write_stack``
-    writes a whole stack."""
-    if math.prod(shape) * 2 > 2**31:
-        kwargs: dict = {"bigtiff": True}
-    else:
-        res = 1e3 / pixel_size_nm  # pixels per µm
-        kwargs = {"imagej": True, "resolution": (res, res), "metadata": {"unit": "um", "axes": "TYX"}}
-    tifffile.imwrite(path, chunks, shape=shape, dtype=np.uint16, photometric="minisblack", **kwargs)
-
-
-@contextmanager
-def ground_truth_csv(path: Path, colors: bool) -> Iterator[Callable[[pd.DataFrame], int]]:
-    """``append(table) -> rows so far``: ``ground_truth_table`` chunks written as one ThunderSTORM CSV (ids
-    1, 2, … across chunks; a ``color`` column when ``colors``), replacing ``path`` when the block ends
-    without error."""
-    columns = ["id", *TRUTH_COLUMNS, *(["color"] if colors else [])]
-    with csv_writer(path, [HEADERS[c] for c in columns], quote_header=True) as write:
-        rows = 0
-
-        def append(table: pd.DataFrame) -> int:
-            nonlocal rows
-            table.insert(0, "id", np.arange(rows + 1, rows + len(table) + 1))
-            write(list(thunderstorm_values(table[columns]).values()))
-            rows += len(table)
-            return rows
-
-        yield append
-
-
-def simulate_to_folder(cfg: SimulationConfig, out: Path, device: str = "cpu", chunk: int = CHUNK) -> dict:
-    """Simulate ``cfg.frames`` frames with ``cfg.seed`` into ``out``; returns a small summary."""
-    check_room(cfg, out, chunk)
-    sim = Simulator(cfg, device=device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    f = cfg.frame
-    rows = 0
-    t0 = time.perf_counter()
-    with (output_folder(out),
-          atomic_path(out / "frames.tif") as tif,
-          ground_truth_csv(out / "ground_truth.csv", bool(cfg.emitters.dyes)) as append,
-          Progress(transient=True) as progress):
-        task = progress.add_task("simulating", total=cfg.frames)
-
-        def frames() -> Iterator[np.ndarray]:
-            nonlocal rows
-            for batch in sim.movie(cfg.frames, gen, chunk=chunk):
-                rows = append(ground_truth_table(batch, f.pixel_size_nm))
-                progress.advance(task, batch.adu.shape[0])
-                yield to_uint16(batch.adu)
-
-        write_frames(tif, frames(), (cfg.frames, f.height, f.width), f.pixel_size_nm)
-        write_text_atomic(out / "config.yaml", dump_config(cfg))
-    return {"frames": cfg.frames, "emitters": rows, "seconds": time.perf_counter() - t0}
-
-
 def run_simulate(config: str, out: Path, frames: int | None, seed: int | None, density: float | None,
                  emitters: int | None, device: str) -> None:
     cfg = apply_overrides(load_config(config), frames, seed, density, emitters)
-    summary = simulate_to_folder(cfg, out, device)
-    print(f"wrote {summary['frames']} frames with {summary['emitters']} emitters to {out} "
-          f"in {summary['seconds']:.1f} s")
+    with progress_bar(SIMULATING, transient=True) as progress:
+        sim = simulate(cfg, out_dir=out, device=device, progress=progress)
+    print(f"wrote {sim.config.frames} frames with {sim.n_emitters} emitters to {out} in {sim.seconds:.1f} s")

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from deepsmlm import __version__
+from deepsmlm._version import __version__
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import atomic_path, write_text_atomic
 from deepsmlm.io.streaming import deferred_writer, empty_table

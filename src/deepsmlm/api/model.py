@@ -1,0 +1,215 @@
+"""`deepsmlm.load_model`: a trained network (batch norm folded into its convolutions) or the classic Gaussian
+MLE fitter, with the config it localizes by, run over a stack chunk by chunk into a localization table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
+from deepsmlm.config import SimulationConfig
+from deepsmlm.errors import UserInputError, check_positive
+from deepsmlm.inference.data_check import check_data
+from deepsmlm.inference.gaussian_mle import GaussianMLE
+from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.inference.stream import Localizer, StackResult, run_stack
+from deepsmlm.inference.tiling import Plan, plan_passes
+from deepsmlm.io.images import ImageStack
+from deepsmlm.io.streaming import TableWriter
+from deepsmlm.localizations import Localizations, Metadata
+from deepsmlm.models import registry
+from deepsmlm.models.deepstorm3d import receptive_field_px
+from deepsmlm.progress import ProgressCallback
+from deepsmlm.resources import check_device, memory_budget_bytes
+
+CLASSIC = "gaussian-mle"
+
+
+def with_experiment(model_cfg: SimulationConfig, experiment: SimulationConfig, model: str,
+                    config: str) -> SimulationConfig:
+    """The model's config with the experiment's camera (ADU → photons by the data's own camera, so a model
+    survives a change of gain or baseline); its pixel size must match and, for a 3D model, its axial range
+    must lie within the trained one."""
+    if abs(experiment.frame.pixel_size_nm / model_cfg.frame.pixel_size_nm - 1) > 0.01:
+        raise UserInputError(f"{config}: pixel size {experiment.frame.pixel_size_nm:g} nm differs from "
+                             f"{model_cfg.frame.pixel_size_nm:g} nm of model {model}")
+    if model_cfg.model.z_planes > 1:
+        (z0, z1), (t0, t1) = experiment.emitters.z_range_nm, model_cfg.emitters.z_range_nm
+        if z0 < t0 or z1 > t1:
+            raise UserInputError(f"{config}: z range {z0:g} … {z1:g} nm lies outside the range {t0:g} … {t1:g} nm "
+                                 f"model {model} was trained for")
+    out = model_cfg.model_copy(deep=True)
+    out.camera = experiment.camera.model_copy(deep=True)
+    return out
+
+
+def run_config(cfg: SimulationConfig, threshold: float | None, baseline_subtracted: bool,
+               classic: bool) -> SimulationConfig:
+    """``cfg`` for one run: ``baseline_subtracted`` frames had the camera baseline removed already;
+    ``threshold`` (None: the config's) is gaussian-mle's detection threshold (standard deviations of the
+    filtered background noise, > 0) or a network's (the summed density of a detection, 0–1)."""
+    model = cfg.model
+    if threshold is not None and classic:
+        if not threshold > 0:
+            raise UserInputError(f"--threshold {threshold:g}: gaussian-mle needs a positive threshold "
+                                 f"(standard deviations of the background noise)")
+        model = model.model_copy(update={"gaussian_mle_threshold": threshold})
+    elif threshold is not None:
+        if not 0 <= threshold <= 1:
+            raise UserInputError(f"--threshold {threshold:g}: a network's threshold is a summed density "
+                                 f"between 0 and 1")
+        model = model.model_copy(update={"threshold": threshold})
+    subtracted = cfg.camera.baseline_subtracted or baseline_subtracted
+    camera = cfg.camera.model_copy(update={"baseline_subtracted": subtracted})
+    return cfg.model_copy(update={"camera": camera, "model": model})
+
+
+def check_pixel_size(stack: ImageStack, cfg: SimulationConfig, source: str, declared_nm: float | None = None,
+                     force: bool = False) -> bool:
+    """The data's pixel size (``declared_nm``, else the file's) must match the model's within 1 % unless
+    ``force``. Returns whether the data's pixel size is known (else the model's is assumed)."""
+    px = declared_nm if declared_nm is not None else stack.pixel_size_nm
+    model_px = cfg.frame.pixel_size_nm
+    if px is not None and abs(px / model_px - 1) > 0.01 and not force:
+        origin = "declared" if declared_nm is not None else "in the file"
+        raise UserInputError(f"{stack.path}: pixel size {px:g} nm ({origin}) differs from {model_px:g} nm of "
+                             f"{source}; run anyway with --force")
+    return px is not None
+
+
+def check_field(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
+    """A 3D model needs frames at least as large as its receptive field (the Tetrapod's lobes)."""
+    if cfg.model.kind != "deepstorm3d":
+        return
+    need = receptive_field_px(cfg.model.dilations)
+    height, width = stack.shape
+    if min(height, width) < need:
+        raise UserInputError(f"{stack.path}: frames of {height}×{width} px are smaller than the {need} px "
+                             f"receptive field of {source}")
+
+
+def plan_stack(stack: ImageStack, localizer: Localizer, batch_size: int, max_memory_gb: float | None,
+               superres: bool, source: str) -> Plan:
+    """Frames per pass and tiles for ``stack`` within the memory budget (``max_memory_gb``, default a share
+    of the memory available); a super-resolved image is held throughout, with one chunk's part."""
+    height, width = stack.shape
+    u = localizer.upsampling
+    image_bytes = 2 * 4 * u * height * u * width if superres and isinstance(localizer, DensityPredictor) else 0
+    return plan_passes(stack.shape, stack.dtype.itemsize, localizer.footprint(height, width),
+                       memory_budget_bytes(max_memory_gb), batch_size,
+                       f"localizing {height}×{width} px frames with {source}", image_bytes)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pass of a model over a stack: the config it ran by (the model's, with the run's threshold and
+    camera), the metadata of its table, and the stream's result (rows unless they went only to a writer,
+    the super-resolved image when asked for, seconds, frames/s)."""
+
+    config: SimulationConfig
+    metadata: Metadata
+    result: StackResult
+
+    @property
+    def localizations(self) -> Localizations:
+        """The rows kept, with the run's metadata."""
+        return Localizations(self.result.table, self.metadata)
+
+
+class Model:
+    """A localizer ready to run: a trained network or the classic fitter, with its config.
+
+    ``name``: the shipped name or folder it was loaded from (or gaussian-mle); ``config``: the config it
+    localizes by (the model's own, with the experiment's camera when one was given); ``device``: where it
+    runs. Make one with :func:`load_model`.
+    """
+
+    def __init__(self, name: str, config: SimulationConfig, net: nn.Module | None, device: torch.device,
+                 source: str):
+        self.name, self.config, self.device, self.source = name, config, device, source
+        self._net = net
+
+    @property
+    def classic(self) -> bool:
+        """True for the Gaussian MLE fitter, False for a network."""
+        return self._net is None
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, device={str(self.device)!r})"
+
+    def localize(self, frames: Frames, *, batch_size: int = 32, threshold: float | None = None,
+                 pixel_size_nm: float | None = None, baseline_subtracted: bool = False, force: bool = False,
+                 max_memory_gb: float | None = None, progress: ProgressCallback | None = None) -> Localizations:
+        """Localize every frame of ``frames`` (ADU: a TIFF / folder / .dax / .raw path, an open ImageStack,
+        or an array (frames, height, width)) into a table in nm and photons, 0-based frames.
+
+        ``batch_size``: most frames read at once; ``threshold``: detection threshold (a network's summed
+        density, 0–1, or gaussian-mle's in noise standard deviations; default the model's);
+        ``pixel_size_nm``: the data's pixel size (nm; default the file's, else the model's is assumed);
+        ``baseline_subtracted``: the frames had the camera baseline removed; ``force``: run even when the
+        data do not fit the model; ``max_memory_gb``: the working-memory budget (GiB); ``progress``: hears
+        of the frames done. Bad input raises a one-line :class:`~deepsmlm.errors.UserInputError`.
+
+        Example::
+
+            locs = deepsmlm.load_model("default-2d").localize("frames.tif")
+            locs.table[["frame", "x_nm", "y_nm", "photons"]]
+        """
+        check_positive(pixel_size_nm, "--pixel-size-nm")
+        with opened(frames) as stack:
+            return self.stream(stack, batch_size=batch_size, threshold=threshold, pixel_size_nm=pixel_size_nm,
+                               baseline_subtracted=baseline_subtracted, force=force, max_memory_gb=max_memory_gb,
+                               progress=progress).localizations
+
+    def stream(self, stack: ImageStack, *, batch_size: int = 32, threshold: float | None = None,
+               pixel_size_nm: float | None = None, baseline_subtracted: bool = False, force: bool = False,
+               max_memory_gb: float | None = None, progress: ProgressCallback | None = None,
+               superres: bool = False,
+               open_writer: Callable[[Metadata], AbstractContextManager[TableWriter]] | None = None,
+               keep_rows: bool = False) -> Run:
+        """:meth:`localize` over an open stack, for long stacks: rows go to ``open_writer(metadata)``'s
+        writer chunk by chunk when given (and are kept too with ``keep_rows``), else into the result's
+        table; ``superres``: also sum the network's super-resolved image."""
+        cfg = run_config(self.config, threshold, baseline_subtracted, self.classic)
+        localizer = (GaussianMLE(cfg, device=self.device) if self.classic
+                     else DensityPredictor(cfg, self._net, self.device))
+        check_field(stack, cfg, self.source)
+        known = check_pixel_size(stack, cfg, self.source, pixel_size_nm, force)
+        if not force:
+            check_data(stack, cfg, self.source, trained=not self.classic, pixel_declared=known)
+        plan = plan_stack(stack, localizer, batch_size, max_memory_gb, superres, self.source)
+        meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=stack.shape, n_frames=len(stack),
+                        config=cfg.model_dump(mode="json"), source=str(stack.path))
+        with torch.inference_mode(), (nullcontext() if open_writer is None else open_writer(meta)) as write:
+            result = run_stack(stack, localizer, plan, progress, write, superres, keep_rows)
+        return Run(cfg, meta, result)
+
+
+def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: ConfigLike | None = None) -> Model:
+    """A model by shipped name (``default-2d``, ``tetrapod-3d``, ``learned-3d``, ``multicolor-2dye``), by
+    model folder (what ``train`` writes), or the classic fitter ``gaussian-mle``, on ``device`` (cpu, cuda).
+
+    ``config`` (a preset name, YAML path or loaded config) describes the data: the camera (and pixel size)
+    gaussian-mle needs, or, for a network, the experiment's camera that replaces the model's (its pixel
+    size must match, its z range lie within the trained one).
+
+    Example::
+
+        model = deepsmlm.load_model("default-2d")
+        fitter = deepsmlm.load_model("gaussian-mle", config="epfl2016_2d")
+    """
+    where = check_device(device)
+    name = str(name_or_dir)
+    if name == CLASSIC:
+        if config is None:
+            raise UserInputError("gaussian-mle needs --config CONFIG (camera and pixel size of the data)")
+        return Model(name, as_config(config), None, where, f"config {config_label(config)}")
+    cfg, net = registry.load_model(name_or_dir, where)
+    if config is not None:
+        cfg = with_experiment(cfg, as_config(config), name, config_label(config))
+    return Model(name, cfg, registry.fold_batchnorm(net), where, f"model {name}")
