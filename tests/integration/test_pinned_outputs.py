@@ -16,7 +16,7 @@ from deepsmlm.models.registry import resolve_model_dir
 # sha256 of the ThunderSTORM CSV written by `localize` (recorded on this project's machines)
 PINNED = {
     "default-2d": "c0fb3e1d3c41d745840b561a1a25f8b86ebc3bd13391871bd4a45ba608093196",
-    "tetrapod-3d": "00f7c0061238c021be7fb2eb5b92ca38fddb8e96ca110379a38e146ede5faec5",
+    "tetrapod-3d": "0a48b57c4d86d1dff2adc50ac54cb476b72cb5b886feaf6c0a3af48e4dddcca7",
     "learned-3d": "e7026e1614bde0218193221fe1805ca7c0b28ea49b35adad4aef0e0ca20573c7",
     "multicolor-2dye": "73a4e23e498b6c35c9fbcf50a5c9f1aaf22ab1de600f7607b791da0f8bd4e4fc",
     "gaussian-mle": "e5f8804fbbf47b53d5dea2fa1a687f889407c1a36c7bf01237cc604ce4f0024e",
