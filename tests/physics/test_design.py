@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from deepsmlm.cli import app
 from deepsmlm.design.crlb_objective import crlb_3d, crlb_cap_penalty, mean_3d_crlb
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
+from deepsmlm.optics.vectorial import VectorialPSF
 from deepsmlm.physics.crlb import poisson_variance
 from tests.integration.test_cli import _tetrapod_mask_present
 
@@ -29,14 +30,15 @@ TINY = {
 }
 
 
-def test_mask_gradient_of_the_mean_3d_crlb_matches_finite_differences():
+@pytest.mark.parametrize("kind", [PupilPSF, VectorialPSF], ids=["scalar", "vectorial"])
+def test_mask_gradient_of_the_mean_3d_crlb_matches_finite_differences(kind):
     grid = PupilGrid(64, 110.0, 670.0, 1.45, 1.518, 1.33)
     g = torch.Generator().manual_seed(0)
     mask = 0.5 * torch.randn(64, 64, generator=g) * grid.aperture.float()
     z = torch.linspace(-800, 800, 3)
 
     def objective(phase: torch.Tensor) -> torch.Tensor:
-        psf = PupilPSF(grid, 21, 1500.0)
+        psf = kind(grid, 21, 1500.0)
         psf.mask_phase = phase
         return mean_3d_crlb(psf, z, 3000.0, 20.0, poisson_variance)[0]
 
