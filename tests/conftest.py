@@ -28,6 +28,17 @@ def psf_stack_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def one_thread():
+    """Convolution sums are ordered by the thread count: bytes pinned by tests are pinned for one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def runner():
     """A typer CliRunner (stdout and stderr captured separately)."""
     from typer.testing import CliRunner

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-import torch
 
 from deepsmlm.cli import app
 from deepsmlm.models.registry import resolve_model_dir
@@ -26,15 +25,6 @@ PINNED = {
 
 def config_of(model: str) -> str:
     return "epfl2016_2d" if model == "gaussian-mle" else str(resolve_model_dir(model) / "config.yaml")
-
-
-@pytest.fixture
-def one_thread():
-    """Convolution sums are ordered by the thread count: the bytes are pinned for one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def needs_data(model: str):
