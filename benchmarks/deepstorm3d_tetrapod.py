@@ -22,63 +22,49 @@ before the presets switched, e.g. ``benchmarks/results/deepstorm3d_tetrapod.json
 Prints one JSON document; ``--plot`` writes Jaccard and RMSE against density with the paper's own
 network's figures at 5, 15 and 30 emitters (issue 5: measured on CPU on the paper's simulator).
 
-    python benchmarks/deepstorm3d_tetrapod.py [--model tetrapod-3d] [--frames 100] [--plot out.png]
+    python benchmarks/deepstorm3d_tetrapod.py [--model tetrapod-3d] [--frames 100] [--plot out.png] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import platform
-import time
-
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
+import deepsmlm
+import harness
 from deepsmlm.analysis.metrics import evaluate
-from deepsmlm.config import load_config
-from deepsmlm.inference.gaussian_mle import GaussianMLE
-from deepsmlm.inference.predict import DensityPredictor
-from deepsmlm.localizations import Localizations, Metadata
-from deepsmlm.models.registry import fold_batchnorm, load_model
+from deepsmlm.assembly.simulators import build_simulator
+from deepsmlm.config import load_config, updated
+from deepsmlm.localizations import Localizations
 from deepsmlm.optics.factory import build_psf
 from deepsmlm.optics.psf import PSF
-from deepsmlm.simulation.simulator import Simulator
 
 COUNTS = (5, 10, 15, 20, 25, 30, 35)
 LABEL_PHOTONS = 6000.0
 PAPER = {5: (0.897, 28.8, 34.3), 15: (0.782, 30.4, 36.7), 30: (0.664, 33.9, 39.5)}  # Jaccard, lateral, axial nm
-KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
 
 
-def test_set(cfg, psf: PSF, count: int, n_frames: int, margin_px: float | None = None):
+def test_set(cfg, psf: PSF, count: int, n_frames: int, margin_px: float | None = None
+             ) -> tuple[torch.Tensor, Localizations, np.ndarray]:
     """Seeded frames (ADU) through ``psf`` (the config's, built once) with exactly ``count`` emitters each
-    (``margin_px`` from the edge; default: the config's), and their ground truth."""
-    cfg = cfg.model_copy(deep=True)
-    cfg.emitters.count, cfg.emitters.density_per_um2 = (count, count), None
+    (``margin_px`` from the edge; default: the config's), their ground truth, and which emitters count
+    (above LABEL_PHOTONS)."""
+    changes = {"emitters.count": (count, count), "emitters.density_per_um2": None}
     if margin_px is not None:
-        cfg.emitters.margin_px = margin_px
-    batch = Simulator(cfg, psf=psf).sample(n_frames, torch.Generator().manual_seed(1000 + count))
-    em = batch.emitters
-    xyz = em.xyz_nm.double().numpy()
-    meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(cfg.frame.height, cfg.frame.width),
-                    n_frames=n_frames)
-    truth = Localizations.from_arrays(em.frame.numpy(), xyz[:, 0], xyz[:, 1], xyz[:, 2], meta=meta)
-    return batch.adu, truth, em.photons.numpy() > LABEL_PHOTONS
+        changes["emitters.margin_px"] = margin_px
+    cfg = updated(cfg, changes)
+    batch, truth = harness.test_set(build_simulator(cfg, psf=psf), n_frames, 1000 + count, cfg.frame.pixel_size_nm)
+    return batch.adu, truth, truth.table["photons"].to_numpy() > LABEL_PHOTONS
 
 
 def timed(localize, adu: torch.Tensor, timing_frames: int = 16) -> tuple[pd.DataFrame, float]:
     """Localizations of all frames, and frames/s: the best of three passes over the first frames."""
     table = localize(adu)
     part = adu[:timing_frames]
-    best = math.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        localize(part)
-        best = min(best, time.perf_counter() - t0)
-    return table, len(part) / best
+    seconds, _ = harness.best_seconds(lambda: localize(part))
+    return table, len(part) / seconds
 
 
 def scores(truth: Localizations, table: pd.DataFrame, counted: np.ndarray) -> dict:
@@ -86,16 +72,13 @@ def scores(truth: Localizations, table: pd.DataFrame, counted: np.ndarray) -> di
     runs = {"paper": evaluate(truth, pred, 100.0, 100.0, counted=counted),
             "all_100": evaluate(truth, pred, 100.0, 100.0),
             "challenge": evaluate(truth, pred, 250.0, 500.0)}
-    return {name: {k: m[k] for k in KEYS} for name, m in runs.items()}
+    return {name: harness.scores(m, harness.SCORES_3D) for name, m in runs.items()}
 
 
 def plot(results: list[dict], path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     counts = [r["emitters_per_frame"] for r in results]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     for method, style in (("model", "o-"), ("gaussian-mle", "s--")):
         j = [r[method]["paper"]["jaccard"] for r in results]
         axes[0].plot(counts, j, style, label=f"{results[0][method]['name']} (≥6k photons, 100 nm)")
@@ -118,32 +101,33 @@ def plot(results: list[dict], path: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--model", default="tetrapod-3d")
     ap.add_argument("--frames", type=int, default=100)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8, help="frames the model localizes at once")
     ap.add_argument("--plot", default=None)
     ap.add_argument("--data-config", default="tetrapod_paper",
                     help="the config the test frames are simulated with (default the preset, whose image formation "
                          "is issue 18's physical one; a model's config.yaml gives the physics it was trained with)")
     ap.add_argument("--counts", default=",".join(map(str, COUNTS)), help="emitters per frame, comma-separated")
     args = ap.parse_args()
-    cfg, net = load_model(args.model)
-    predictor = DensityPredictor(cfg, fold_batchnorm(net))
+    model = deepsmlm.load_model(args.model)
     sim_cfg = load_config(args.data_config)
     psf = build_psf(sim_cfg)
-    fitter = GaussianMLE(sim_cfg)
+    fitter = deepsmlm.load_model("gaussian-mle", config=sim_cfg)
 
     def deep(adu: torch.Tensor) -> pd.DataFrame:
-        return pd.concat([predictor.localize(predictor.density(adu[i:i + args.batch]), i)
-                          for i in range(0, len(adu), args.batch)], ignore_index=True)
+        return harness.localize(model, adu, args.batch)
+
+    def classic(adu: torch.Tensor) -> pd.DataFrame:
+        return harness.localize(fitter, adu, len(adu))
 
     results = []
     with torch.inference_mode():
         for count in (int(c) for c in args.counts.split(",")):
             adu, truth, counted = test_set(sim_cfg, psf, count, args.frames)
             row = {"emitters_per_frame": count, "n_emitters": len(truth), "n_above_6000": int(counted.sum())}
-            for key, name, localize in (("model", args.model, deep), ("gaussian-mle", "gaussian-mle", fitter.localize)):
+            for key, name, localize in (("model", args.model, deep), ("gaussian-mle", "gaussian-mle", classic)):
                 table, fps = timed(localize, adu)
                 row[key] = {"name": name, "frames_per_s": fps, **scores(truth, table, counted)}
             adu, truth, counted = test_set(sim_cfg, psf, count, args.frames, margin_px=0.0)
@@ -151,17 +135,16 @@ def main() -> None:
             results.append(row)
     if args.plot:
         plot(results, args.plot)
-    print(json.dumps({
+    harness.report({
         "benchmark": "deepstorm3d_tetrapod",
         "setup": f"{args.data_config}, 121x121 frames, {args.frames} frames per density, seeds 1000+N, emitters "
                  f"{sim_cfg.emitters.margin_px:g} px from the edge (model_full_field: anywhere); "
                  "paper rule: GT above 6000 photons, 100 nm lateral and axial, dimmer emitters neutral",
         "paper_network_cpu": {str(k): {"jaccard": v[0], "rmse_lateral_nm": v[1], "rmse_axial_nm": v[2]}
                               for k, v in PAPER.items()},
-        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "python": platform.python_version()},
+        "machine": harness.machine(),
         "results": results,
-    }, indent=2))
+    }, args.out)
 
 
 if __name__ == "__main__":

@@ -4,21 +4,17 @@ Prints one JSON document. 10,000 frames × 100 emitters uniform over a 6.4 × 6.
 are the GT plus 20 nm Gaussian noise per axis, with 5% of emitters dropped and 5% spurious predictions
 added at random frames and places. Times cover `evaluate` (matching + metrics) from the tables in memory.
 
-    python benchmarks/evaluate_speed.py [--frames 10000] [--per-frame 100] [--seed 0]
+    python benchmarks/evaluate_speed.py [--frames 10000] [--per-frame 100] [--seed 0] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import time
 
 import numpy as np
-import scipy
 
-from deepsmlm.analysis.metrics import evaluate
+import deepsmlm
+import harness
 from deepsmlm.localizations import Localizations
 
 FIELD_NM = 6400.0
@@ -42,7 +38,7 @@ def make_case(n_frames: int, per_frame: int, seed: int) -> tuple[Localizations, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--frames", type=int, default=10_000)
     ap.add_argument("--per-frame", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
@@ -51,18 +47,17 @@ def main() -> None:
     runs = {}
     for method in ("hungarian", "greedy"):
         t0 = time.perf_counter()
-        r = evaluate(gt, pred, 250.0, 500.0, method)
+        r = deepsmlm.evaluate(gt, pred, 250.0, 500.0, match=method)
         runs[method] = {"seconds": time.perf_counter() - t0,
-                        **{k: r[k] for k in ("jaccard", "n_tp", "n_fp", "n_fn", "rmse_lateral_nm")}}
-    print(json.dumps({
+                        **harness.scores(r, ("jaccard", *harness.COUNTS, "rmse_lateral_nm"))}
+    harness.report({
         "benchmark": "evaluate_speed",
         "setup": f"{args.frames} frames x {args.per_frame} emitters, {FIELD_NM / 1000:g} um field, "
                  f"{NOISE_NM:g} nm noise, {DROPPED:.0%} dropped, {SPURIOUS:.0%} spurious, lateral tol 250 nm",
         "n_gt": len(gt), "n_pred": len(pred),
-        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "scipy": scipy.__version__},
+        "machine": harness.machine(),
         "runs": runs,
-    }, indent=2))
+    }, args.out)
 
 
 if __name__ == "__main__":

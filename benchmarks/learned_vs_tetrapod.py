@@ -12,7 +12,7 @@ of the axial range (a mask that gives up part of the range shows there). Prints 
 
     python benchmarks/learned_vs_tetrapod.py --tetrapod MODEL_DIR --learned MODEL_DIR
         [--counts 10 20 36 54 72 88] [--frames 100] [--plot out.png] [--psf-plot psfs.png]
-        [--data-physics model|physical|reference]
+        [--data-physics model|physical|reference] [--out FILE]
 ``--data-physics physical`` simulates the test frames (and footprints) with the presets' image formation of
 issue 18 (vectorial, evanescent, pixel-integrated, converged grid) whatever the models were trained with.
 
@@ -21,54 +21,85 @@ The default counts per 121×121 frame of 110 nm pixels are 0.06 … 0.50 emitter
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import platform
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
+import deepsmlm
+import harness
 from deepsmlm.analysis.metrics import evaluate, recall_by_depth
-from deepsmlm.inference.predict import DensityPredictor
-from deepsmlm.localizations import Localizations, Metadata
-from deepsmlm.models.registry import fold_batchnorm, load_model, resolve_model_dir
-from deepsmlm.optics.factory import PHYSICS_CHOICES, build_psf, with_physics
-from deepsmlm.optics.footprint import energy_radius_nm
+from deepsmlm.api.model import Model
+from deepsmlm.assembly.simulators import build_simulator
+from deepsmlm.config import updated
+from deepsmlm.localizations import Localizations
+from deepsmlm.models.registry import resolve_model_dir
+from deepsmlm.optics.factory import build_psf, with_physics
 from deepsmlm.optics.psf import PSF
-from deepsmlm.simulation.simulator import Simulator
-
-KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "rmse_axial_nm", "n_tp", "n_fp", "n_fn")
+from footprint import energy_radius_nm
 
 
 @functools.cache
-def data_psf(name: str, physics: str) -> PSF:
+def data_psf(model: Model, physics: str) -> PSF:
     """The cached PSF of a model's test frames under ``physics`` (built once: the z-stack takes minutes
     for the physical Tetrapod grid)."""
-    return build_psf(with_physics(load_model(name)[0], physics), base_dir=resolve_model_dir(name))
+    return build_psf(with_physics(model.config, physics), base_dir=resolve_model_dir(model.name))
 
 
-def scores(name: str, count: int, n_frames: int, label_photons: float, physics: str = "model") -> dict:
-    cfg, net = load_model(name)
-    cfg.emitters.count, cfg.emitters.density_per_um2 = (count, count), None
-    sim = Simulator(with_physics(cfg, physics), psf=data_psf(name, physics), base_dir=resolve_model_dir(name))
-    batch = sim.sample(n_frames, torch.Generator().manual_seed(2000 + count))
-    em = batch.emitters
-    xyz = em.xyz_nm.double().numpy()
-    meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=sim.shape, n_frames=n_frames)
-    truth = Localizations.from_arrays(em.frame.numpy(), xyz[:, 0], xyz[:, 1], xyz[:, 2], meta=meta)
-    predictor = DensityPredictor(cfg, fold_batchnorm(net))
-    with torch.inference_mode():
-        table = predictor.localize_frames(batch.adu)
-    pred = Localizations(table, meta)
-    counted = em.photons.numpy() > label_photons
+def scores(model: Model, count: int, n_frames: int, label_photons: float, physics: str = "model") -> dict:
+    """Paper-rule scores and recall by depth of ``model`` on the seeded test set of ``count`` emitters per frame."""
+    cfg = updated(model.config, {"emitters.count": (count, count), "emitters.density_per_um2": None})
+    sim = build_simulator(with_physics(cfg, physics), psf=data_psf(model, physics),
+                          base_dir=resolve_model_dir(model.name))
+    batch, truth = harness.test_set(sim, n_frames, 2000 + count, cfg.frame.pixel_size_nm)
+    pred = Localizations(harness.localize(model, batch.adu), truth.meta)
+    counted = truth.table["photons"].to_numpy() > label_photons
     m = evaluate(truth, pred, 100.0, 100.0, counted=counted)
     by_depth = recall_by_depth(truth, pred, cfg.emitters.z_range_nm, 100.0, 100.0, counted)
-    return {**{k: m[k] for k in KEYS}, "recall_by_depth_nm": by_depth}
+    return {**harness.scores(m, harness.SCORES_3D), "recall_by_depth_nm": by_depth}
+
+
+def footprints(models: dict[str, Model], physics: str, psf_plot: str | None) -> dict[str, dict[str, float]]:
+    """The 50 % and 90 % energy radii (nm) of each model's PSF, averaged over 9 planes of its z range;
+    ``psf_plot``: also draw the z-stacks, one row per model."""
+    out: dict[str, dict[str, float]] = {"footprint_50_nm": {}, "footprint_90_nm": {}}
+    stacks = []
+    for key, model in models.items():
+        cfg = model.config
+        z = np.linspace(*cfg.emitters.z_range_nm, 9)
+        psf = build_psf(with_physics(cfg, physics), fast=False, base_dir=resolve_model_dir(model.name))
+        with torch.no_grad():
+            stacks.append(psf.z_stack(torch.tensor(z, dtype=torch.float32)).numpy())
+        for fraction in (50, 90):
+            radii = energy_radius_nm(stacks[-1], cfg.frame.pixel_size_nm, fraction / 100)
+            out[f"footprint_{fraction}_nm"][key] = float(radii.mean())
+    if psf_plot:
+        from deepsmlm.plots import psf_montage
+
+        psf_montage(np.concatenate(stacks), np.tile(z, 2), cfg.frame.pixel_size_nm, psf_plot,
+                    row_labels=list(models), cols=len(z))
+    return out
+
+
+def plot(results: list[dict], path: str) -> None:
+    dens = [r["density_per_um2"] for r in results]
+    fig = Figure(figsize=(12, 3.6))
+    axes = fig.subplots(1, 3)
+    for key, style in (("tetrapod", "ko-"), ("learned", "o-")):
+        for ax, metric in zip(axes, ("jaccard", "rmse_lateral_nm", "rmse_axial_nm")):
+            ax.plot(dens, [r[key][metric] for r in results], style, label=key)
+            ax.set_ylabel(metric.replace("_nm", " (nm)").replace("_", " "))
+    for ax in axes:
+        ax.set_xlabel("emitters per µm²")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--tetrapod", required=True)
     ap.add_argument("--learned", required=True)
     ap.add_argument("--counts", type=int, nargs="+", default=[10, 20, 36, 54, 72, 88])
@@ -76,56 +107,24 @@ def main() -> None:
     ap.add_argument("--label-photons", type=float, default=6000.0)
     ap.add_argument("--plot", default=None)
     ap.add_argument("--psf-plot", default=None, help="PSF z-stacks of both masks, one row each")
-    ap.add_argument("--data-physics", choices=PHYSICS_CHOICES, default="model",
-                    help="image formation of the test frames: each model's own (default), the presets' physical "
-                         "one (issue 18), or the reference")
+    harness.add_data_physics(ap)
     args = ap.parse_args()
-    models = {"tetrapod": args.tetrapod, "learned": args.learned}
-    out = {"benchmark": "learned_vs_tetrapod", "models": models, "frames": args.frames,
-           "data_physics": args.data_physics,
-           "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "python": platform.python_version()},
-           "footprint_50_nm": {}, "footprint_90_nm": {}, "results": []}
-    stacks = []
-    for key, name in models.items():
-        cfg, _ = load_model(name)
-        z = np.linspace(*cfg.emitters.z_range_nm, 9)
-        psf = build_psf(with_physics(cfg, args.data_physics), fast=False, base_dir=resolve_model_dir(name))
-        with torch.no_grad():
-            stacks.append(psf.z_stack(torch.tensor(z, dtype=torch.float32)).numpy())
-        for fraction in (50, 90):
-            radii = energy_radius_nm(stacks[-1], cfg.frame.pixel_size_nm, fraction / 100)
-            out[f"footprint_{fraction}_nm"][key] = float(radii.mean())
-    if args.psf_plot:
-        from deepsmlm.plots import psf_montage
-
-        psf_montage(np.concatenate(stacks), np.tile(z, 2), cfg.frame.pixel_size_nm, args.psf_plot,
-                    row_labels=list(models), cols=len(z))
-    cfg, _ = load_model(args.tetrapod)
-    area_um2 = cfg.frame.height * cfg.frame.width * (cfg.frame.pixel_size_nm / 1000) ** 2
+    names = {"tetrapod": args.tetrapod, "learned": args.learned}
+    models = {key: deepsmlm.load_model(name) for key, name in names.items()}
+    sizes = footprints(models, args.data_physics, args.psf_plot)
+    f = models["tetrapod"].config.frame
+    area_um2 = f.height * f.width * (f.pixel_size_nm / 1000) ** 2
+    results = []
     for count in args.counts:
         row = {"emitters_per_frame": count, "density_per_um2": count / area_um2}
-        for key, name in models.items():
-            row[key] = scores(name, count, args.frames, args.label_photons, args.data_physics)
-        out["results"].append(row)
+        for key, model in models.items():
+            row[key] = scores(model, count, args.frames, args.label_photons, args.data_physics)
+        results.append(row)
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        dens = [r["density_per_um2"] for r in out["results"]]
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-        for key, style in (("tetrapod", "ko-"), ("learned", "o-")):
-            for ax, metric in zip(axes, ("jaccard", "rmse_lateral_nm", "rmse_axial_nm")):
-                ax.plot(dens, [r[key][metric] for r in out["results"]], style, label=key)
-                ax.set_ylabel(metric.replace("_nm", " (nm)").replace("_", " "))
-        for ax in axes:
-            ax.set_xlabel("emitters per µm²")
-            ax.grid(alpha=0.3)
-        axes[0].legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-    print(json.dumps(out, indent=2))
+        plot(results, args.plot)
+    harness.report({"benchmark": "learned_vs_tetrapod", "models": names, "frames": args.frames,
+                    "data_physics": args.data_physics, "machine": harness.machine(), **sizes,
+                    "results": results}, args.out)
 
 
 if __name__ == "__main__":

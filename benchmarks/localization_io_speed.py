@@ -3,21 +3,17 @@
 Prints one JSON document. The table (seeded) has every canonical column, 3D, with known uncertainties,
 over a 256×256 px field of 100 nm pixels and 10,000 frames; files go to a temporary folder.
 
-    python benchmarks/localization_io_speed.py [--rows 1000000] [--seed 0]
+    python benchmarks/localization_io_speed.py [--rows 1000000] [--seed 0] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from deepsmlm.io.localization_files import read_localizations, write_localizations
+import deepsmlm
+import harness
 from deepsmlm.localizations import Localizations, Metadata
 
 FILES = {"thunderstorm": "locs.csv", "picasso": "locs.hdf5", "challenge": "activations.csv",
@@ -36,30 +32,29 @@ def random_locs(n: int, seed: int) -> Localizations:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     locs = random_locs(args.rows, args.seed)
     figures = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with harness.scratch() as tmp:
         for fmt, name in FILES.items():
-            path = Path(tmp) / name
+            path = tmp / name
             t0 = time.perf_counter()
-            write_localizations(path, locs, format=fmt)
+            deepsmlm.write_localizations(path, locs, format=fmt)
             t1 = time.perf_counter()
-            back = read_localizations(path)
+            back = deepsmlm.read_localizations(path)
             t2 = time.perf_counter()
             assert len(back) == args.rows
             figures[fmt] = {"write_s": round(t1 - t0, 3), "read_s": round(t2 - t1, 3),
                             "write_rows_per_s": round(args.rows / (t1 - t0)),
                             "read_rows_per_s": round(args.rows / (t2 - t1)),
-                            "file_mb": round(sum(p.stat().st_size for p in Path(tmp).glob(path.stem + ".*")) / 1e6, 1)}
-            for p in Path(tmp).iterdir():
+                            "file_mb": round(sum(p.stat().st_size for p in tmp.glob(path.stem + ".*")) / 1e6, 1)}
+            for p in tmp.iterdir():
                 p.unlink()
-    print(json.dumps({"benchmark": "localization_io_speed", "rows": args.rows, "seed": args.seed,
-                      "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-                      "formats": figures}, indent=2))
+    harness.report({"benchmark": "localization_io_speed", "rows": args.rows, "seed": args.seed,
+                    "machine": harness.machine(), "formats": figures}, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ before "-": ``--model standard-25nm=DIR --model learned-25nm=DIR …``).
 
     python benchmarks/multicolor_psf.py --model standard=DIR --model tetrapod=DIR --model learned=DIR
         [--photons 500 1000 2000 5000 10000] [--frames 400] [--plot out.png] [--separation-plot sep.png]
-        [--ideal] [--glrt] [--data-physics model|physical|reference]
+        [--ideal] [--glrt] [--data-physics model|physical|reference] [--out FILE]
 
 ``--ideal`` adds the oracle that knows all but the dye; ``--glrt`` a likelihood-ratio classifier that
 fits position, photons, blur and background per dye (what the PSF allows without being told them).
@@ -21,56 +21,44 @@ fits position, photons, blur and background per dye (what the PSF allows without
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-
-import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
+import deepsmlm
+import harness
 from deepsmlm.analysis.metrics import evaluate
-from deepsmlm.inference.predict import DensityPredictor
-from deepsmlm.localizations import Localizations, Metadata
-from deepsmlm.models.registry import fold_batchnorm, load_model
-from deepsmlm.optics.factory import PHYSICS_CHOICES, with_physics
+from deepsmlm.api.model import Model
+from deepsmlm.assembly.simulators import build_simulator
+from deepsmlm.config import SimulationConfig, updated
+from deepsmlm.localizations import Localizations
+from deepsmlm.optics.factory import with_physics
 from deepsmlm.simulation.emitters import Emitters
 from deepsmlm.simulation.simulator import FrameBatch, Simulator
 
-KEYS = ("jaccard", "rmse_lateral_nm", "n_tp", "n_fp", "n_fn", "color_accuracy", "color_confusion")
+KEYS = ("jaccard", "rmse_lateral_nm", *harness.COUNTS, "color_accuracy", "color_confusion")
 
 
-def test_config(name: str, photons: float, background: float, field: int):
-    """A model's config and network, set to single emitters of ``photons`` on a flat ``background``,
-    every dye equally often, in ``field``-px frames."""
-    cfg, net = load_model(name)
-    cfg.frame.height = cfg.frame.width = field
-    cfg.emitters.count, cfg.emitters.density_per_um2 = (1, 1), None
-    cfg.emitters.photons.distribution, cfg.emitters.photons.low = "constant", photons
-    cfg.background.photons_per_px = (background, background)
-    cfg.background.nonuniform_amplitude = 0.0
-    for dye in cfg.emitters.dyes:
-        dye.fraction = 1.0
-    return cfg, net
+def test_config(cfg: SimulationConfig, photons: float, background: float, field: int) -> SimulationConfig:
+    """A model's config set to single emitters of ``photons`` on a flat ``background``, every dye equally
+    often, in ``field``-px frames."""
+    return updated(cfg, {"frame.height": field, "frame.width": field, "emitters.count": (1, 1),
+                        "emitters.density_per_um2": None, "emitters.photons.distribution": "constant",
+                        "emitters.photons.low": photons, "background.photons_per_px": (background, background),
+                        "background.nonuniform_amplitude": 0.0,
+                        "emitters.dyes": [updated(dye, {"fraction": 1.0}) for dye in cfg.emitters.dyes]})
 
 
-def test_frames(cfg, photons: float, n_frames: int, physics: str = "model") -> FrameBatch:
-    """The seeded test frames of a photon level: the same emitters and dyes for every model, imaged with
-    the model's own physics or another (``with_physics``)."""
-    return Simulator(with_physics(cfg, physics)).sample(n_frames, torch.Generator().manual_seed(3000 + int(photons)))
+def test_set(cfg: SimulationConfig, photons: float, n_frames: int, physics: str = "model"
+             ) -> tuple[FrameBatch, Localizations]:
+    """The seeded test frames of a photon level and their ground truth: the same emitters and dyes for every
+    model, imaged with the model's own physics or another (``with_physics``)."""
+    sim = build_simulator(with_physics(cfg, physics))
+    return harness.test_set(sim, n_frames, 3000 + int(photons), cfg.frame.pixel_size_nm)
 
 
-def scores(cfg, net, batch: FrameBatch) -> dict:
-    em = batch.emitters
-    xyz = em.xyz_nm.double().numpy()
-    meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=batch.adu.shape[-2:],
-                    n_frames=len(batch.adu))
-    truth = Localizations(pd.DataFrame({"frame": em.frame.numpy(), "x_nm": xyz[:, 0], "y_nm": xyz[:, 1],
-                                        "color": em.color.numpy()}), meta)
-    predictor = DensityPredictor(cfg, fold_batchnorm(net))
-    with torch.inference_mode():
-        table = predictor.localize_frames(batch.adu)
-    m = evaluate(truth, Localizations(table, meta), 250.0, None)
-    return {k: m.get(k) for k in KEYS}
+def scores(model: Model, batch: FrameBatch, truth: Localizations) -> dict:
+    pred = Localizations(harness.localize(model, batch.adu), truth.meta)
+    return harness.scores(evaluate(truth, pred, 250.0, None), KEYS)
 
 
 def photon_counts(cfg, batch: FrameBatch) -> torch.Tensor:
@@ -95,7 +83,7 @@ def ideal_color_accuracy(cfg, batch: FrameBatch) -> float:
     """Accuracy of the oracle that knows each emitter's position, photons, blur and the background and
     picks the dye whose expected image makes the frame most likely: an upper bound on what any classifier
     can reach on these frames."""
-    sim, em, counts = Simulator(cfg), batch.emitters, photon_counts(cfg, batch)
+    sim, em, counts = build_simulator(cfg), batch.emitters, photon_counts(cfg, batch)
     with torch.no_grad():
         log_lik = [log_likelihood(cfg, sim, counts, em, dye, batch.background, batch.blur_px)
                    for dye in range(len(cfg.emitters.dyes))]
@@ -108,7 +96,7 @@ def glrt_color_accuracy(cfg, batch: FrameBatch, iterations: int = 150) -> float:
     emitter's x, y, photons, blur (within the configured range) and a flat background, started from the
     truth (a fitter that has found the emitter); the dye whose fit is likelier wins. Unlike the oracle it
     does not know blur and brightness, which a wider PSF can trade against the dye. Single emitters."""
-    sim, em, counts = Simulator(cfg), batch.emitters, photon_counts(cfg, batch)
+    sim, em, counts = build_simulator(cfg), batch.emitters, photon_counts(cfg, batch)
     lo, hi = cfg.psf.blur_sigma_px
     n = len(counts)
     best = []
@@ -138,8 +126,8 @@ def glrt_color_accuracy(cfg, batch: FrameBatch, iterations: int = 150) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", action="append", required=True, help="label=model folder or shipped name")
+    ap = harness.parser(__doc__)
+    harness.add_labelled_models(ap)
     ap.add_argument("--photons", type=float, nargs="+", default=[500, 1000, 2000, 5000, 10000])
     ap.add_argument("--background", type=float, default=20.0)
     ap.add_argument("--field", type=int, default=40)
@@ -150,66 +138,62 @@ def main() -> None:
                     help="also the oracle's accuracy (truth known but the dye): the bound for each PSF")
     ap.add_argument("--glrt", action="store_true",
                     help="also a likelihood-ratio classifier that fits position, photons, blur and background")
-    ap.add_argument("--data-physics", choices=PHYSICS_CHOICES, default="model",
-                    help="image formation of the test frames: each model's own (default), the presets' physical "
-                         "one (issue 18), or the reference (--ideal and --glrt keep the model's)")
+    harness.add_data_physics(ap, " (--ideal and --glrt keep the model's)")
     args = ap.parse_args()
-    models = dict(m.split("=", 1) for m in args.model)
-    separation = {key: dye_separation_nm(name) for key, name in models.items()}
-    out = {"benchmark": "multicolor_psf", "models": models, "dye_separation_nm": separation,
-           "frames_per_level": args.frames, "data_physics": args.data_physics,
-           "background_photons_per_px": args.background, "field_px": args.field,
-           "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "python": platform.python_version()}, "results": []}
+    names = dict(args.model)
+    models = {key: deepsmlm.load_model(name) for key, name in names.items()}
+    results = []
     for photons in args.photons:
         row = {"photons": photons}
-        for key, name in models.items():
-            cfg, net = test_config(name, photons, args.background, args.field)
-            batch = test_frames(cfg, photons, args.frames, args.data_physics)
-            row[key] = scores(cfg, net, batch)
+        for key, model in models.items():
+            cfg = test_config(model.config, photons, args.background, args.field)
+            batch, truth = test_set(cfg, photons, args.frames, args.data_physics)
+            row[key] = scores(model, batch, truth)
             if args.ideal:
                 row[key]["ideal_color_accuracy"] = ideal_color_accuracy(cfg, batch)
             if args.glrt:
                 row[key]["glrt_color_accuracy"] = glrt_color_accuracy(cfg, batch)
-        out["results"].append(row)
+        results.append(row)
+    out = {"benchmark": "multicolor_psf", "models": names,
+           "dye_separation_nm": {key: dye_separation_nm(model.config) for key, model in models.items()},
+           "frames_per_level": args.frames, "data_physics": args.data_physics,
+           "background_photons_per_px": args.background, "field_px": args.field,
+           "machine": harness.machine(), "results": results}
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5.5, 3.8))
-        for key in models:
-            ax.plot(args.photons, [100 * (r[key]["color_accuracy"] or 0) for r in out["results"]], "o-", label=key)
-        ax.set_xscale("log")
-        ax.set_xlabel(f"signal photons (background {args.background:g} photons/px)")
-        ax.set_ylabel("dye classified correctly (%)")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        accuracy_plot(out, args.photons, args.background, args.plot)
     if args.separation_plot:
         separation_plot(out, args.separation_plot)
-    print(json.dumps(out, indent=2))
+    harness.report(out, args.out)
 
 
-def dye_separation_nm(name: str) -> float:
+def dye_separation_nm(cfg: SimulationConfig) -> float:
     """Smallest gap (nm) between the dyes' emission peaks of a model's config."""
-    cfg, _ = load_model(name)
     peaks = sorted(d.wavelength_nm for d in cfg.emitters.dyes)
     return float(min(b - a for a, b in zip(peaks, peaks[1:])))
 
 
-def separation_plot(out: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def accuracy_plot(out: dict, photons: list[float], background: float, path: str) -> None:
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    for key in out["models"]:
+        ax.plot(photons, [100 * (r[key]["color_accuracy"] or 0) for r in out["results"]], "o-", label=key)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"signal photons (background {background:g} photons/px)")
+    ax.set_ylabel("dye classified correctly (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
+
+def separation_plot(out: dict, path: str) -> None:
     first = out["results"][0]
     lines: dict[str, list[tuple[float, float]]] = {}
     for key in out["models"]:
         lines.setdefault(key.split("-")[0], []).append((out["dye_separation_nm"][key],
                                                          100 * (first[key]["color_accuracy"] or 0)))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
     for kind, points in lines.items():
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=kind)

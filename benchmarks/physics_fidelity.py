@@ -9,15 +9,12 @@ from the reference over the preset's z range, the fitted σ of an integrated Gau
 convergence of the preset's grid (refined 3×). Also the scalar supercritical share of the collected light
 against direct angular integration, and the render cost of tetrapod_paper in each formation.
 
-    python benchmarks/physics_fidelity.py [--planes 9] [--emitters 64] > benchmarks/results/physics_fidelity.json
+    python benchmarks/physics_fidelity.py [--planes 9] [--emitters 64] --out benchmarks/results/physics_fidelity.json
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import platform
 import time
 
 import numpy as np
@@ -25,7 +22,8 @@ import torch
 from scipy.integrate import quad
 from scipy.optimize import least_squares
 
-from deepsmlm.config import PUPIL_MODELS, SimulationConfig, load_config, preset_names
+import harness
+from deepsmlm.config import PUPIL_MODELS, DipoleConfig, SimulationConfig, load_config, preset_names, updated
 from deepsmlm.optics.factory import build_pupil_psf, pupil_grid_for, refined_grid, with_physical_psf, with_reference_psf
 from deepsmlm.optics.psf import GaussianPSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF, supercritical_fraction
@@ -66,9 +64,7 @@ def fitted_sigma_nm(patch: np.ndarray, pixel_nm: float) -> float:
 
 def scalar_physical(cfg: SimulationConfig) -> SimulationConfig:
     """``cfg``'s physical options with the scalar pupil in place of its vectorial PSF."""
-    out = with_physical_psf(cfg, vectorial=False)
-    out.psf.model, out.psf.dipole = "pupil", type(out.psf.dipole)()
-    return out
+    return updated(with_physical_psf(cfg, vectorial=False), {"psf.model": "pupil", "psf.dipole": DipoleConfig()})
 
 
 def compare_preset(name: str, count: int) -> dict:
@@ -139,7 +135,7 @@ def render_cost(cfg: SimulationConfig, emitters: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--planes", type=int, default=9)
     parser.add_argument("--emitters", type=int, default=64)
     args = parser.parse_args()
@@ -148,7 +144,7 @@ def main() -> None:
     tetrapod = load_config("tetrapod_paper")
     report = {
         "benchmark": "physics_fidelity", "issue": 18, "torch_threads": 1,
-        "machine": platform.processor() or platform.machine(),
+        "machine": harness.machine(),
         "reference": "DeepSTORM3D's: scalar pupil, supercritical cut, point sampling, Zernike on NA, grid before "
                      "issue 18 (the models shipped before issue 18)",
         "scalar_physical": "scalar pupil with the schema defaults: evanescent supercritical light, pixel integration, "
@@ -160,7 +156,7 @@ def main() -> None:
                                 "scalar_physical": render_cost(scalar_physical(tetrapod), args.emitters),
                                 "preset": render_cost(tetrapod, args.emitters)},
     }
-    print(json.dumps(report, indent=1))
+    harness.report(report, args.out, indent=1)
 
 
 if __name__ == "__main__":

@@ -3,19 +3,15 @@
 Prints one JSON document. All three render the same emitters into the same 121×121 frames on this
 machine in one run; ratios are against the naive one-FFT-per-emitter Python loop.
 
-    python benchmarks/psf_render_speed.py [--emitters 300] [--threads N]
+    python benchmarks/psf_render_speed.py [--emitters 300] [--threads N] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import time
-
 import torch
 
-from deepsmlm.config import load_config
+import harness
+from deepsmlm.config import load_config, updated
 from deepsmlm.optics.factory import build_pupil_psf, with_reference_psf
 from deepsmlm.optics.psf import render, split_positions
 from deepsmlm.optics.stack import StackPSF
@@ -34,30 +30,23 @@ def naive_loop(psf, xyz, photons, frame, n_frames, h, w) -> torch.Tensor:
     return out[:, p:p + h, p:p + w]
 
 
-def timed(fn, repeat: int = 1) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
 def measure(patch_px: int, n_emitters: int) -> dict:
     """Render the same emitters three ways at the tetrapod_paper set-up with a given patch size."""
-    cfg = with_reference_psf(load_config("tetrapod_paper"))  # the scalar N = 203 grid (physics_fidelity: the rest)
-    cfg.psf.patch_px = patch_px
+    # the scalar N = 203 grid (physics_fidelity: the rest)
+    reference = with_reference_psf(load_config("tetrapod_paper"))
+    cfg = updated(reference, {"psf.patch_px": patch_px, "emitters.count": (30, 30)})
     h, w = cfg.frame.height, cfg.frame.width
-    cfg.emitters.count = (30, 30)
     em = sample_emitters(cfg.emitters, cfg.frame, max(1, n_emitters // 30), torch.Generator().manual_seed(0))
     n_frames, n = int(em.frame.max()) + 1, len(em)
     pupil = build_pupil_psf(cfg)
-    t_build, fast = timed(lambda: StackPSF(pupil, *cfg.emitters.z_range_nm, cfg.psf.cache_z_step_nm,
-                                                    cache=False))
+    t_build, fast = harness.best_seconds(
+        lambda: StackPSF(pupil, *cfg.emitters.z_range_nm, cfg.psf.cache_z_step_nm, cache=False), 1)
 
     with torch.inference_mode():
-        t_naive, ref = timed(lambda: naive_loop(pupil, em.xyz_nm, em.photons, em.frame, n_frames, h, w), 2)
-        t_fast, img_fast = timed(lambda: render(fast, em.xyz_nm, em.photons, em.frame, n_frames, h, w), 3)
+        t_naive, ref = harness.best_seconds(
+            lambda: naive_loop(pupil, em.xyz_nm, em.photons, em.frame, n_frames, h, w), 2)
+        t_fast, img_fast = harness.best_seconds(
+            lambda: render(fast, em.xyz_nm, em.photons, em.frame, n_frames, h, w), 3)
 
     learn = build_pupil_psf(cfg, learnable_mask=True)
     xyz = em.xyz_nm.clone().requires_grad_(True)
@@ -68,7 +57,7 @@ def measure(patch_px: int, n_emitters: int) -> dict:
         img.square().mean().backward()
         return img.detach()
 
-    t_diff, img_diff = timed(diff_step, 2)
+    t_diff, img_diff = harness.best_seconds(diff_step, 2)
     rel = lambda a: float((a - ref).norm() / ref.norm())  # noqa: E731
     return {
         "patch_px": patch_px,
@@ -87,20 +76,18 @@ def measure(patch_px: int, n_emitters: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--emitters", type=int, default=300)
     ap.add_argument("--patches", type=int, nargs="+", default=[121, 61], help="patch sizes to measure (odd px)")
-    ap.add_argument("--threads", type=int, default=None)
+    harness.add_threads(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(json.dumps({
+    runs = [measure(p, args.emitters) for p in args.patches]
+    harness.report({
         "benchmark": "psf_render_speed",
         "setup": "tetrapod_paper: 121x121 frames, N=203 pupil grid, 30 emitters/frame, z -1.5..+2.5 um",
-        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "python": platform.python_version()},
-        "runs": [measure(p, args.emitters) for p in args.patches],
-    }, indent=2))
+        "machine": harness.machine(),
+        "runs": runs,
+    }, args.out)
 
 
 if __name__ == "__main__":

@@ -12,32 +12,25 @@ edge or overlapping a neighbour are bounded as they are imaged. Reported as an R
 emitters; ratio = lateral RMSE / bound; for all matched pairs and for isolated emitters (no other
 emitter within 1 µm in the same frame, at least 350 nm from the frame edge).
 
-    python benchmarks/sparse_precision.py [--frames 500] [--seed 0] [--model MODEL_DIR]
+    python benchmarks/sparse_precision.py [--frames 500] [--seed 0] [--model MODEL_DIR] [--split-threshold 25]
+        [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
-import os
-import platform
-import time
-
 import numpy as np
 import pandas as pd
-import torch
 
+import deepsmlm
+import harness
 from deepsmlm.analysis.matching import match
 from deepsmlm.analysis.metrics import evaluate
-from deepsmlm.config import load_config
+from deepsmlm.api.model import Model
+from deepsmlm.assembly.simulators import build_simulator
+from deepsmlm.config import SimulationConfig, load_config, updated
+from deepsmlm.localizations import Localizations
 from deepsmlm.optics.factory import with_reference_psf
-from deepsmlm.inference.gaussian_mle import GaussianMLE
-from deepsmlm.inference.predict import DensityPredictor
-from deepsmlm.localizations import Localizations, Metadata
-from deepsmlm.models.registry import load_model
 from deepsmlm.physics.crlb import frame_crlb
-from deepsmlm.simulation.simulator import Simulator
 
 PHOTONS, BACKGROUND, DENSITY = 2000.0, 20.0, 0.1
 ISOLATION_NM, BORDER_NM = 1000.0, 350.0
@@ -55,20 +48,17 @@ def isolated(xyz_nm: np.ndarray, frame: np.ndarray, field_nm: tuple[float, float
     return (nearest >= ISOLATION_NM) & (edge >= BORDER_NM)
 
 
-def localizers(cfg, model: str | None, fitter_options: dict) -> dict:
-    """name -> function (ADU frames) -> canonical DataFrame; gaussian-mle always, a deep model when given."""
-    out = {"gaussian-mle": GaussianMLE(cfg, **fitter_options).localize}
+def localizers(cfg: SimulationConfig, model: str | None, fitter_options: dict) -> dict[str, Model]:
+    """name -> model: gaussian-mle for data described by ``cfg`` always, a deep model when given."""
+    out = {"gaussian-mle": deepsmlm.load_model("gaussian-mle", config=cfg, fitter_options=fitter_options)}
     if model is not None:
-        model_cfg, net = load_model(model)
-        predictor = DensityPredictor(model_cfg, net)
-        out[f"deep:{model}"] = predictor.localize_frames
+        out[f"deep:{model}"] = deepsmlm.load_model(model)
     return out
 
 
-def precision(pred: pd.DataFrame, gt: Localizations, meta: Metadata, lateral_var: np.ndarray,
-              alone_gt: np.ndarray) -> dict:
+def precision(pred: pd.DataFrame, gt: Localizations, lateral_var: np.ndarray, alone_gt: np.ndarray) -> dict:
     """Matching scores, lateral RMSE against the bound, for all matched pairs and for isolated emitters."""
-    locs = Localizations(pred, meta)
+    locs = Localizations(pred, gt.meta)
     scores = evaluate(gt, locs, lateral_tol_nm=250.0, axial_tol_nm=None)
     rmse = scores["rmse_lateral_nm"]
     pairs = match(gt, locs, 250.0, None)
@@ -84,49 +74,38 @@ def precision(pred: pd.DataFrame, gt: Localizations, meta: Metadata, lateral_var
                 "rms_error_over_own_sqrt_crlb": float(np.sqrt((sq_err[sel] / var[sel]).mean()))}
 
     return {
-        "n_gt": scores["n_gt"], "n_pred": scores["n_pred"], "n_tp": scores["n_tp"],
-        "n_fp": scores["n_fp"], "n_fn": scores["n_fn"], "jaccard": scores["jaccard"],
-        "bias_x_nm": scores["bias_x_nm"], "bias_y_nm": scores["bias_y_nm"],
+        **harness.scores(scores, ("n_gt", "n_pred", *harness.COUNTS, "jaccard", "bias_x_nm", "bias_y_nm")),
         **against_bound(np.ones(len(var), dtype=bool)),
         "isolated": against_bound(alone_gt[pairs.gt_idx]),
     }
 
+
 def run(psf_model: str, n_frames: int, seed: int, model: str | None, fitter_options: dict) -> dict:
     """Simulate once for one PSF model; localize with each method; compare with the CRLB."""
     cfg = with_reference_psf(load_config("epfl2016_2d"))  # the image formation epfl2016_sparse was trained with
-    cfg.psf.model = psf_model
-    cfg.emitters.density_per_um2 = DENSITY
-    cfg.emitters.z_range_nm = (0.0, 0.0)
-    cfg.emitters.photons.distribution = "constant"
-    cfg.emitters.photons.low = PHOTONS
-    cfg.background.photons_per_px = (BACKGROUND, BACKGROUND)
-    sim = Simulator(cfg)
-    batch = sim.sample(n_frames, torch.Generator().manual_seed(seed))
-    em = batch.emitters
+    cfg = updated(cfg, {"psf.model": psf_model, "emitters.density_per_um2": DENSITY, "emitters.z_range_nm": (0.0, 0.0),
+                        "emitters.photons.distribution": "constant", "emitters.photons.low": PHOTONS,
+                        "background.photons_per_px": (BACKGROUND, BACKGROUND)})
+    sim = build_simulator(cfg)
     px = cfg.frame.pixel_size_nm
-    meta = Metadata(pixel_size_nm=px, image_shape=(cfg.frame.height, cfg.frame.width), n_frames=n_frames)
+    batch, gt = harness.test_set(sim, n_frames, seed, px)
+    em = batch.emitters
     xyz = em.xyz_nm.double()
-    gt = Localizations.from_arrays(em.frame.numpy(), xyz[:, 0].numpy(), xyz[:, 1].numpy(), meta=meta)
-    bound = frame_crlb(sim.psf, em.xyz_nm.double(), em.photons.double(), em.frame, BACKGROUND, n_frames,
+    bound = frame_crlb(sim.psf, xyz, em.photons.double(), em.frame, BACKGROUND, n_frames,
                        cfg.frame.height, cfg.frame.width, sim.camera.variance_photons).numpy()
     lateral_var = bound[:, 0] ** 2 + bound[:, 1] ** 2
     alone_gt = isolated(xyz.numpy(), em.frame.numpy(), (cfg.frame.width * px, cfg.frame.height * px))
     methods = {}
     # the deep model was trained for the pupil PSF; run it on those frames only
-    for name, localize in localizers(cfg, model if psf_model == "pupil" else None, fitter_options).items():
-        with torch.inference_mode():
-            localize(batch.adu[:2])  # warm-up
-            seconds = math.inf
-            for _ in range(3):  # best of three: the machine may be shared
-                t0 = time.perf_counter()
-                pred = localize(batch.adu)
-                seconds = min(seconds, time.perf_counter() - t0)
-        methods[name] = {**precision(pred, gt, meta, lateral_var, alone_gt), "frames_per_s": n_frames / seconds}
+    for name, method in localizers(cfg, model if psf_model == "pupil" else None, fitter_options).items():
+        harness.localize(method, batch.adu[:2])  # warm-up
+        seconds, pred = harness.best_seconds(lambda: harness.localize(method, batch.adu, n_frames))
+        methods[name] = {**precision(pred, gt, lateral_var, alone_gt), "frames_per_s": n_frames / seconds}
     return {"psf": psf_model, "mean_sqrt_crlb_x_nm": float(bound[:, 0].mean()), "methods": methods}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--frames", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split-threshold", type=float, default=None,
@@ -135,15 +114,14 @@ def main() -> None:
     args = ap.parse_args()
     options = {} if args.split_threshold is None else {"split_threshold": args.split_threshold}
     runs = [run(psf, args.frames, args.seed, args.model, options) for psf in ("gaussian", "pupil")]
-    print(json.dumps({
+    harness.report({
         "benchmark": "sparse_precision",
         "setup": f"epfl2016_2d camera+optics, z=0, {DENSITY:g}/um2, {PHOTONS:g} photons, {BACKGROUND:g} bg/px, "
                  f"{args.frames} frames 64x64, match 250 nm; box 7 px, threshold 6, sigma free, 20 iterations; "
                  "frames/s best of 3",
-        "machine": {"device": "cpu", "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                    "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+        "machine": harness.machine(),
         "runs": runs,
-    }, indent=2))
+    }, args.out)
 
 
 if __name__ == "__main__":

@@ -10,23 +10,21 @@ with ``posix_fadvise(DONTNEED)``) and warm. For contrast, the uncompressed file 
 through a plain ``tifffile.memmap``, whose touched file pages all stay resident.
 
     python benchmarks/stack_streaming_memory.py [--frames 8000] [--size 512] [--compressed-frames 800] [--chunk 64]
+        [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
+
+import harness
 
 BANK = 64  # distinct frames, cycled, so writing needs no more than these in memory
 
@@ -43,17 +41,11 @@ def write_synthetic(path: Path, n_frames: int, size: int, compression: str | Non
     return bank.sum(0, dtype=np.uint64) * full + bank[:rest].sum(0, dtype=np.uint64)
 
 
-def _vm_hwm_mb() -> float:
-    """Peak resident set of this process (VmHWM) in MB."""
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
-
-
 def read_phase(path: str, chunk: int, plain_memmap: bool) -> dict:
     """Stream the stack once, summing all frames; run in a fresh process so its peak RSS is the reading alone."""
     from deepsmlm.io.images import open_stack
 
-    baseline_mb = _vm_hwm_mb()
+    baseline_mb = harness.vm_hwm_mb()
     total = None
     t0 = time.perf_counter()
     if plain_memmap:
@@ -73,7 +65,7 @@ def read_phase(path: str, chunk: int, plain_memmap: bool) -> dict:
     np.save(path + ".sum.npy", total)
     return {"frames": n, "memmapped": memmapped, "seconds": seconds, "baseline_rss_mb": baseline_mb,
             "peak_rss_mb_ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "peak_rss_mb_vmhwm": _vm_hwm_mb()}
+            "peak_rss_mb_vmhwm": harness.vm_hwm_mb()}
 
 
 def _evict(path: Path) -> None:
@@ -86,8 +78,7 @@ def _evict(path: Path) -> None:
 def measure(path: Path, expected: np.ndarray, chunk: int, cold: bool, plain_memmap: bool = False) -> dict:
     if cold:
         _evict(path)
-    cmd = [sys.executable, __file__, "--read", str(path), "--chunk", str(chunk)] + ["--plain-memmap"] * plain_memmap
-    run = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    run = harness.run_child(__file__, ["--read", str(path), "--chunk", str(chunk)] + ["--plain-memmap"] * plain_memmap)
     size = expected.shape[0] * expected.shape[1] * 2
     run.update({
         "cache": "cold" if cold else "warm",
@@ -101,7 +92,7 @@ def measure(path: Path, expected: np.ndarray, chunk: int, cold: bool, plain_memm
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--frames", type=int, default=8000, help="frames of the uncompressed stack")
     ap.add_argument("--compressed-frames", type=int, default=800, help="frames of the zlib stack")
     ap.add_argument("--size", type=int, default=512, help="frame height = width in pixels")
@@ -110,13 +101,13 @@ def main() -> None:
     ap.add_argument("--plain-memmap", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.read:
-        print(json.dumps(read_phase(args.read, args.chunk, args.plain_memmap)))
+        harness.report(read_phase(args.read, args.chunk, args.plain_memmap), indent=None)
         return
 
     files = []
-    with tempfile.TemporaryDirectory(prefix="deepsmlm-bench-", dir="/tmp") as tmp:
+    with harness.scratch() as tmp:
         for name, n, compression in [("raw", args.frames, None), ("zlib", args.compressed_frames, "zlib")]:
-            path = Path(tmp) / f"{name}.tif"
+            path = tmp / f"{name}.tif"
             t0 = time.perf_counter()
             expected = write_synthetic(path, n, args.size, compression)
             entry = {"file": name, "compression": compression, "frames": n, "frame_px": [args.size] * 2,
@@ -126,14 +117,8 @@ def main() -> None:
                 entry["runs"].append(measure(path, expected, args.chunk, cold=True, plain_memmap=True))
             files.append(entry)
             path.unlink()
-    print(json.dumps({
-        "benchmark": "stack_streaming_memory",
-        "chunk_frames": args.chunk,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                    "tifffile": tifffile.__version__,
-                    "ram_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9},
-        "files": files,
-    }, indent=2))
+    harness.report({"benchmark": "stack_streaming_memory", "chunk_frames": args.chunk, "machine": harness.machine(),
+                    "files": files}, args.out)
 
 
 if __name__ == "__main__":

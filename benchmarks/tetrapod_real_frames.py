@@ -10,22 +10,20 @@ For each pair of models: how many localizations they share (Hungarian within 100
 Prints one JSON document.
 
     python benchmarks/tetrapod_real_frames.py --model shipped=tetrapod-3d --model physical=DIR [--plot out.png]
+        [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
-import platform
 
 import numpy as np
-import torch
+from matplotlib.figure import Figure
 
 import deepsmlm
+import harness
 from deepsmlm.io.images import open_stack
-from deepsmlm.localizations import Localizations, Metadata
-from deepsmlm.optics.masks import shared_data_root
+from deepsmlm.localizations import Localizations
 
 EDGE_NM = 150.0
 RENDER_PX_NM = 40.0
@@ -48,14 +46,11 @@ def agreement(a: Localizations, b: Localizations) -> dict:
 
 
 def plot(results: dict[str, Localizations], z_range: tuple[float, float], path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from deepsmlm.analysis.render import depth_rgb, field_nm
 
     extent = field_nm(next(iter(results.values())), RENDER_PX_NM)
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.6), squeeze=False)
+    fig = Figure(figsize=(6 * len(results), 4.6))
+    axes = fig.subplots(1, len(results), squeeze=False)
     for ax, (label, locs) in zip(axes[0], results.items()):
         rgb = depth_rgb(locs, RENDER_PX_NM, z_range, extent_nm=extent)
         ax.imshow(np.clip(rgb / np.percentile(rgb.sum(axis=2), 99.5), 0, 1))
@@ -67,32 +62,24 @@ def plot(results: dict[str, Localizations], z_range: tuple[float, float], path: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", action="append", required=True, help="label=model folder or shipped name")
+    ap = harness.parser(__doc__)
+    harness.add_labelled_models(ap)
     ap.add_argument("--plot", default=None)
     args = ap.parse_args()
-    root = shared_data_root()
-    if root is None:
-        raise SystemExit("shared reference data not found (set DEEPSMLM_DATA)")
-    path = root / "deepstorm3d_tetrapod" / "real_frames.tif"
-    models = dict(m.split("=", 1) for m in args.model)
-    out = {"benchmark": "tetrapod_real_frames", "data": str(path), "models": models,
-           "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "python": platform.python_version()}, "results": {}, "agreement": {}}
-    results, z_range = {}, None
+    path = harness.shared_data("deepstorm3d_tetrapod", "real_frames.tif")
+    models = dict(args.model)
+    results, described, z_range = {}, {}, None
     with open_stack(path) as stack:
         for label, name in models.items():
             run = deepsmlm.load_model(name).stream(stack, batch_size=4, pixel_size_nm=110.0, superres=True)
-            cfg, res = run.config, run.result
-            meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=stack.shape, n_frames=len(stack))
-            results[label] = Localizations(res.table, meta)
-            z_range = z_range or tuple(cfg.emitters.z_range_nm)
-            out["results"][label] = describe(results[label], cfg.emitters.z_range_nm, len(stack), res.fps)
-    for (la, a), (lb, b) in itertools.combinations(results.items(), 2):
-        out["agreement"][f"{la}|{lb}"] = agreement(a, b)
+            results[label] = run.localizations
+            z_range = z_range or tuple(run.config.emitters.z_range_nm)
+            described[label] = describe(results[label], run.config.emitters.z_range_nm, len(stack), run.result.fps)
+    agreements = {f"{la}|{lb}": agreement(a, b) for (la, a), (lb, b) in itertools.combinations(results.items(), 2)}
     if args.plot:
         plot(results, z_range, args.plot)
-    print(json.dumps(out, indent=2))
+    harness.report({"benchmark": "tetrapod_real_frames", "data": str(path), "models": models,
+                    "machine": harness.machine(), "results": described, "agreement": agreements}, args.out)
 
 
 if __name__ == "__main__":

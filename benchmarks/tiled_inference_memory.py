@@ -16,45 +16,36 @@ peak resident set (VmHWM) is its own peak memory. Prints one JSON document:
   peak-RSS growth of one pass measured here, for each shipped model and gaussian-mle;
 - ``load_average``: the machine's 1-minute load before and after (other jobs share its cores).
 
-    python benchmarks/tiled_inference_memory.py [--big-frames 100] [--threads 1]
+    python benchmarks/tiled_inference_memory.py [--big-frames 100] [--threads 1] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+import harness
+
 DENSITY_PER_UM2 = 0.1
 PRESET = "epfl2013_bundled_tubes"
 PIXEL_NM = 100.0
-
-
-def vm_hwm_mb() -> float:
-    """Peak resident set of this process (VmHWM), MB."""
-    with open("/proc/self/status") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
 
 
 def simulate(folder: Path, size: int, frames: int, seed: int = 3) -> Path:
     """``frames`` frames of size² px at DENSITY_PER_UM2 (uniform emitters) into folder/frames.tif, with
     the config beside it (config.yaml, the data's camera for gaussian-mle)."""
     import deepsmlm
+    from deepsmlm.config import updated
 
-    cfg = deepsmlm.load_config(PRESET)
-    cfg.frame.height = cfg.frame.width = size
-    cfg.emitters.structure.kind = "uniform"
-    cfg.emitters.density_per_um2, cfg.emitters.count = DENSITY_PER_UM2, None
+    cfg = updated(deepsmlm.load_config(PRESET), {"frame.height": size, "frame.width": size,
+                                                 "emitters.structure.kind": "uniform",
+                                                 "emitters.density_per_um2": DENSITY_PER_UM2, "emitters.count": None})
     return deepsmlm.simulate(cfg, frames=frames, seed=seed, out_dir=folder).frames
 
 
@@ -94,12 +85,12 @@ def child_localize(argv: list[str]) -> dict:
 
     model.plan_stack = recording("plan", model.plan_stack)
     model.run_stack = recording("result", model.run_stack)
-    baseline = vm_hwm_mb()
+    baseline = harness.vm_hwm_mb()
     t0 = time.perf_counter()
     app(["localize", *argv], standalone_mode=False)
     plan = seen["plan"]
     return {"seconds": time.perf_counter() - t0, "seconds_localizing": seen["result"].seconds,
-            "peak_rss_mb": vm_hwm_mb(), "baseline_rss_mb": baseline,
+            "peak_rss_mb": harness.vm_hwm_mb(), "baseline_rss_mb": baseline,
             "plan": {"frames_per_chunk": plan.frames_per_chunk, "frames_per_pass": plan.frames_per_pass,
                      "tile_core_px": plan.core_px, "halo_px": plan.halo_px}}
 
@@ -109,28 +100,19 @@ def child_pass(model: str, path: str, size: int, config: str | None) -> dict:
     the planner's estimate."""
     import torch
 
-    from deepsmlm.config import load_config
+    import deepsmlm
     from deepsmlm.inference.tiling import Tile
 
-    if model == "gaussian-mle":
-        from deepsmlm.inference.gaussian_mle import GaussianMLE
-
-        localizer = GaussianMLE(load_config(config))
-    else:
-        from deepsmlm.inference.predict import DensityPredictor
-        from deepsmlm.models.registry import fold_batchnorm, load_model
-
-        cfg, net = load_model(model)
-        localizer = DensityPredictor(cfg, fold_batchnorm(net))
+    localizer = deepsmlm.load_model(model, config=config).localizer()
     frame = tifffile.imread(path, key=0).astype(np.float32)
     reps = -(-size // min(frame.shape))
     adu = torch.from_numpy(np.tile(frame, (reps, reps))[None, :size, :size].copy())
     with torch.inference_mode():
         photons = localizer.photons(adu)
         localizer.localize_tile(photons[:, :64, :64], 0, Tile.whole(64, 64), True)  # warm up
-        before = vm_hwm_mb()
+        before = harness.vm_hwm_mb()
         localizer.localize_tile(photons, 0, Tile.whole(size, size), True)
-        grown = (vm_hwm_mb() - before) * 2**20
+        grown = (harness.vm_hwm_mb() - before) * 2**20
     footprint = localizer.footprint(size, size)
     return {"model": model, "frame_px": size, "measured_bytes_per_px": round(grown / size**2),
             "estimate_bytes_per_px": round(footprint.bytes_per_px),
@@ -138,9 +120,8 @@ def child_pass(model: str, path: str, size: int, config: str | None) -> dict:
 
 
 def in_child(args: list[str], threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True, env=env)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """This script with ``args`` in a fresh process of ``threads`` OpenMP threads: its JSON document."""
+    return harness.run_child(__file__, args, {"OMP_NUM_THREADS": str(threads)})
 
 
 def localize(stack: Path, model: str, out: Path, threads: int, extra: tuple[str, ...] = ()) -> dict:
@@ -163,25 +144,24 @@ def digest(path: Path) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--big-frames", type=int, default=100, help="frames of the 2048×2048 stack")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the localize runs")
     ap.add_argument("--child-localize", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ap.add_argument("--child-pass", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child_localize is not None:
-        print(json.dumps(child_localize(args.child_localize)))
+        harness.report(child_localize(args.child_localize), indent=None)
         return
     if args.child_pass is not None:
         model, path, size, config = args.child_pass
-        print(json.dumps(child_pass(model, path, int(size), None if config == "-" else config)))
+        harness.report(child_pass(model, path, int(size), None if config == "-" else config), indent=None)
         return
 
     load_before = os.getloadavg()
     frames = {("default-2d", 64): 200, ("default-2d", 512): 4, ("default-2d", 2048): 2,
               ("gaussian-mle", 64): 200, ("gaussian-mle", 512): 20, ("gaussian-mle", 2048): 10}
-    with tempfile.TemporaryDirectory(prefix="deepsmlm-bench-", dir="/tmp") as tmp:
-        tmp = Path(tmp)
+    with harness.scratch() as tmp:
         stacks = {}
         for size, n in ((64, 2000), (512, 20), (2048, 10)):
             (tmp / f"s{size}").mkdir()
@@ -208,21 +188,18 @@ def main() -> None:
                            args.threads)
                   for model, size in (("default-2d", 512), ("tetrapod-3d", 384), ("learned-3d", 384),
                                       ("multicolor-2dye", 384), ("gaussian-mle", 1024))]
-    import torch
-
-    print(json.dumps({
+    harness.report({
         "benchmark": "tiled_inference_memory",
         "data": f"{PRESET} preset, uniform emitters at {DENSITY_PER_UM2} µm⁻², 100 nm pixels",
         "threads": args.threads,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                    "ram_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)},
+        "machine": harness.machine(),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "runs": runs,
         "tiled_vs_whole_512": tiled_vs_whole,
         "flat_in_frames": flat,
         "stack_2048x100": big_run,
         "working_memory_per_px": per_px,
-    }, indent=2))
+    }, args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ COLUMNS = ("frame", "x_nm", "y_nm", "z_nm", "photons", "bg", "prob", "sigma_x_nm
 OPTIONAL = ("color", "color_prob")
 DEFAULTS = {"z_nm": 0.0, "photons": np.nan, "bg": np.nan, "prob": 1.0,
             "sigma_x_nm": np.nan, "sigma_y_nm": np.nan, "sigma_z_nm": np.nan}
+Values = TypeVar("Values")  # a float, a numpy array or a torch tensor
 
 
 @dataclass
@@ -32,6 +33,14 @@ class Metadata:
     n_frames: int | None = None
     config: dict[str, Any] | None = None
     source: str | None = None
+
+    @property
+    def field_nm(self) -> tuple[float, float] | None:
+        """(width, height) of the camera field (nm), when the image shape and pixel size are known."""
+        if self.image_shape is None or self.pixel_size_nm is None:
+            return None
+        rows, cols = self.image_shape
+        return field_size_nm(rows, cols, self.pixel_size_nm)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pixel_size_nm": self.pixel_size_nm,
@@ -104,6 +113,28 @@ def nm_to_px(values_nm, pixel_size_nm: float):
 def px_to_nm(values_px, pixel_size_nm: float):
     """camera pixels → nm."""
     return np.asarray(values_px, dtype=np.float64) * pixel_size_nm
+
+
+def field_size_nm(rows: int, cols: int, pixel_size_nm: float) -> tuple[float, float]:
+    """(width, height) nm of a camera field of ``rows`` × ``cols`` pixels."""
+    return cols * pixel_size_nm, rows * pixel_size_nm
+
+
+def pixel_index(values_nm: Values, pixel_size_nm: float) -> Values:
+    """nm → index of the camera pixel holding the position, ⌊nm / pixel⌋, as floats (pixel j covers
+    [j, j + 1) pixels from the field's edge); numpy arrays or torch tensors, in their own dtype."""
+    px = values_nm / pixel_size_nm
+    return px.floor() if hasattr(px, "floor") else np.floor(px)
+
+
+def pixel_centre_px(index: Values) -> Values:
+    """Pixel index → the continuous pixel coordinate of its centre, j + ½."""
+    return index + 0.5
+
+
+def pixel_centre_nm(index: Values, pixel_size_nm: float) -> Values:
+    """Pixel index → its centre (nm), (j + ½)·pixel; of index 0: half a pixel."""
+    return pixel_centre_px(index) * pixel_size_nm
 
 
 def normalise_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -101,6 +101,17 @@ def crlb_plot(z_nm: np.ndarray, curves: Mapping[str, Mapping[str, np.ndarray]], 
     save_figure(fig, path)
 
 
+def mask_plot(phase: np.ndarray, pitch_um: float, path: str | os.PathLike) -> None:
+    """A phase mask (radians in [−π, π), (N, N) pixels of ``pitch_um`` µm) on a cyclic colour map."""
+    fig = new_figure((4.2, 3.6))
+    ax = fig.subplots()
+    im = ax.imshow(phase, cmap="twilight", vmin=-np.pi, vmax=np.pi)
+    ax.set_title(f"phase mask ({phase.shape[0]}×{phase.shape[1]} px of {pitch_um:.3g} µm)", fontsize=9)
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, label="phase (rad)")
+    save_figure(fig, path)
+
+
 def comparison_figure(panels: Sequence[tuple[str, np.ndarray, float, str]], path: str | os.PathLike,
                       percentile: float = 99.5) -> None:
     """Side-by-side images, each (title, image, pixel_nm, cmap) with its own scale bar; the same field of view."""

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
+from deepsmlm.assembly.simulators import build_simulator
 from deepsmlm.cli import app
 from deepsmlm.commands.simulate import apply_overrides
-from deepsmlm.config import dump_config, load_config
+from deepsmlm.config import dump_config, load_config, updated
 from deepsmlm.io.images import open_stack
 from deepsmlm.io.tiff import write_stack
 from deepsmlm.models.registry import resolve_model_dir
@@ -158,7 +159,7 @@ def workspace(tmp_path_factory) -> Path:
     """A simulated movie (8 frames of the epfl2013 preset), its ground truth, localizations, a model."""
     root = tmp_path_factory.mktemp("workspace")
     cfg = apply_overrides(load_config("epfl2013_bundled_tubes"), frames=8, seed=5, density=None, emitters=None)
-    simulate_to_folder(cfg, root / "sim")
+    simulate_to_folder(cfg, root / "sim", build_simulator(cfg))
     shutil.move(root / "sim" / "frames.tif", root / "movie.tif")
     shutil.move(root / "sim" / "ground_truth.csv", root / "gt.csv")
     shutil.rmtree(root / "sim")
@@ -169,13 +170,11 @@ def workspace(tmp_path_factory) -> Path:
     with open_stack(root / "movie.tif") as stack:
         adu = stack[:].astype(np.int64)
     write_stack(root / "raised.tif", (adu + 600).astype(np.uint16), cfg.frame.pixel_size_nm)
-    bright = cfg.model_copy(deep=True)
-    bright.emitters.photons.mean *= 10
-    simulate_to_folder(bright, root / "bright")
+    bright = updated(cfg, {"emitters.photons.mean": 10 * cfg.emitters.photons.mean})
+    simulate_to_folder(bright, root / "bright", build_simulator(bright))
     shutil.move(root / "bright" / "frames.tif", root / "bright.tif")
-    coarse = cfg.model_copy(deep=True)
-    coarse.frame.pixel_size_nm = 150.0
-    simulate_to_folder(coarse, root / "coarse")
+    coarse = updated(cfg, {"frame.pixel_size_nm": 150.0})
+    simulate_to_folder(coarse, root / "coarse", build_simulator(coarse))
     with open_stack(root / "coarse" / "frames.tif") as stack:
         write_stack(root / "movie150.tif", stack[:], None)  # no pixel size in the file
     shutil.rmtree(root / "bright")

@@ -16,7 +16,7 @@ import tifffile
 
 from deepsmlm.cli import app
 from deepsmlm.commands.simulate import apply_overrides
-from deepsmlm.config import load_config
+from deepsmlm.config import load_config, updated
 
 THUNDERSTORM_GT_HEADER = '"id","frame","x [nm]","y [nm]","z [nm]","intensity [photon]","offset [photon]"'
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -171,9 +171,8 @@ def test_simulate_background_mean_adu_matches_emccd_camera(runner, write_yaml, t
     assert cam.type == "emccd"
     assert cam.qe * cam.em_gain / cam.e_per_adu == pytest.approx(6.0)  # ADU per photon
     assert cam.baseline_adu == 100.0
-    cfg.psf.model = "gaussian"  # no emitters: the PSF does not matter, keep it fast
-    cfg.background.photons_per_px = (20.0, 20.0)
-    cfg.background.nonuniform_amplitude = 0.0
+    cfg = updated(cfg, {"psf.model": "gaussian",  # no emitters: the PSF does not matter, keep it fast
+                        "background.photons_per_px": (20.0, 20.0), "background.nonuniform_amplitude": 0.0})
     path = write_yaml(cfg, "emccd_bg20.yaml")
     out = tmp_path / "emccd"
     simulate(runner, path, out, "--frames", "4", "--seed", "0", "--emitters", "0")

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deepsmlm.assembly.fitters import psf_sigma_nm
+from deepsmlm.assembly.simulators import build_simulator
 from deepsmlm.cli import app
 from deepsmlm.commands.simulate import apply_overrides
-from deepsmlm.config import SimulationConfig, dump_config, load_config
+from deepsmlm.config import SimulationConfig, dump_config, load_config, updated
 from deepsmlm.inference.data_check import MIN_SPOTS, check_data
 from deepsmlm.io.images import open_stack
 from deepsmlm.io.tiff import write_stack
@@ -29,7 +31,7 @@ def simulated(tmp_path: Path, preset: str | SimulationConfig, frames: int = 8, s
     """Frames simulated from a preset (or config) as a TIFF, optionally offset and without pixel size."""
     cfg = preset if isinstance(preset, SimulationConfig) else load_config(preset)
     cfg = apply_overrides(cfg, frames=frames, seed=seed, density=None, emitters=None)
-    simulate_to_folder(cfg, tmp_path / "sim")
+    simulate_to_folder(cfg, tmp_path / "sim", build_simulator(cfg))
     with open_stack(tmp_path / "sim" / "frames.tif") as stack:
         adu = stack[:].astype(np.int64) + add_adu
     path = tmp_path / "data.tif"
@@ -59,7 +61,7 @@ def test_each_shipped_model_accepts_frames_of_its_own_physics(tmp_path, preset, 
     cfg = load_config(config) if model == "gaussian-mle" else load_model(model)[0]
     stack_path = simulated(tmp_path, cfg)
     with open_stack(stack_path) as stack:
-        data = check_data(stack, cfg, f"model {model}", trained=model != "gaussian-mle")
+        data = check_data(stack, cfg, f"model {model}", psf_sigma_nm=psf_sigma_nm(cfg), trained=model != "gaussian-mle")
     assert data is not None and data.n_spots >= MIN_SPOTS  # the spot checks ran, not skipped
     assert data.noise < 1.5 * data.noise_expected
     if model == "default-2d":
@@ -83,18 +85,16 @@ def test_a_good_stack_without_pixel_size_runs_and_says_what_it_assumed(runner, t
 def test_the_shipped_models_accept_the_real_data_they_were_made_for(file, model):
     cfg = load_model(model)[0]
     with open_stack(DATA / file) as stack:
-        data = check_data(stack, cfg, f"model {model}", pixel_declared=False)
+        data = check_data(stack, cfg, f"model {model}", psf_sigma_nm=psf_sigma_nm(cfg), pixel_declared=False)
     assert data is not None and data.n_spots >= MIN_SPOTS
 
 
 def pixels_150(cfg: SimulationConfig) -> SimulationConfig:
-    cfg.frame.pixel_size_nm = 150.0
-    return cfg
+    return updated(cfg, {"frame.pixel_size_nm": 150.0})
 
 
 def photons_10x(cfg: SimulationConfig) -> SimulationConfig:
-    cfg.emitters.photons.mean *= 10
-    return cfg
+    return updated(cfg, {"emitters.photons.mean": 10 * cfg.emitters.photons.mean})
 
 
 BAD = [
@@ -153,8 +153,7 @@ def scmos_config(tmp_path: Path, shape: tuple[int, int]) -> Path:
     maps = tmp_path / "maps.npz"
     np.savez(maps, offset=100 + rng.normal(0, 2, shape), variance=rng.uniform(4, 16, shape),
              gain=rng.uniform(3.6, 4.4, shape))
-    cfg = load_config("epfl2013_bundled_tubes")
-    cfg.camera.type, cfg.camera.scmos_maps = "scmos", str(maps)
+    cfg = updated(load_config("epfl2013_bundled_tubes"), {"camera.type": "scmos", "camera.scmos_maps": str(maps)})
     path = tmp_path / "scmos.yaml"
     path.write_text(dump_config(cfg))
     return path

@@ -7,6 +7,7 @@ import pytest
 import tifffile
 
 from deepsmlm.cli import app
+from deepsmlm.config import updated
 from deepsmlm.io.localization_files import read_localizations
 from deepsmlm.io.tiff import write_stack
 from deepsmlm.models.registry import build_network, save_model
@@ -15,8 +16,7 @@ from tests.unit.test_deepstorm2d import tiny_config
 
 @pytest.fixture
 def model_dir(tmp_path):
-    cfg = tiny_config()
-    cfg.model.input_offset_photons, cfg.model.input_scale_photons = 10.0, 100.0
+    cfg = updated(tiny_config(), {"model.input_offset_photons": 10.0, "model.input_scale_photons": 100.0})
     save_model(tmp_path / "model", cfg, build_network(cfg.model))
     return tmp_path / "model"
 

@@ -12,10 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from deepsmlm.analysis.metrics import evaluate
+from deepsmlm.assembly.predictors import build_predictor
 from deepsmlm.cli import app
-from deepsmlm.config import config_from_dict
+from deepsmlm.config import config_from_dict, updated
 from deepsmlm.errors import UserInputError
-from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.inference.predict import Predictor
 from deepsmlm.io.localization_files import read_localizations
 from deepsmlm.localizations import Localizations, Metadata
 
@@ -36,10 +37,10 @@ TINY_2DYE = {
 }
 
 
-def two_dye_predictor(threshold: float = 0.3) -> DensityPredictor:
-    cfg = config_from_dict(TINY_2DYE)
-    cfg.model.input_offset_photons, cfg.model.input_scale_photons, cfg.model.threshold = 0.0, 1.0, threshold
-    return DensityPredictor(cfg, torch.nn.Identity())
+def two_dye_predictor(threshold: float = 0.3) -> Predictor:
+    cfg = updated(config_from_dict(TINY_2DYE), {"model.input_offset_photons": 0.0, "model.input_scale_photons": 1.0,
+                                                "model.threshold": threshold})
+    return build_predictor(cfg, torch.nn.Identity())
 
 
 def test_each_detection_takes_the_dye_holding_most_of_its_mass():
@@ -84,7 +85,7 @@ def test_training_targets_hold_each_dye_in_its_own_map():
     xyz = torch.tensor([[500.0, 600.0, 0.0], [1500.0, 700.0, 0.0], [800.0, 2000.0, 0.0]])
     em = Emitters(xyz, torch.full((3,), 3000.0), torch.tensor([0, 0, 1]), torch.arange(3),
                   color=torch.tensor([1, 0, 1]))
-    target = trainer.targets(em, 2)
+    target = trainer.batches.targets(em, 2)
     assert target.shape == (2, 2, 48, 48)
     assert target.sum(dim=(2, 3)).flatten().tolist() == pytest.approx([1.0, 1.0, 0.0, 1.0])
     # dye 1's emitter of frame 0 sits at x = 500 nm: its map's centroid says so, the other map is empty there
@@ -140,7 +141,7 @@ def test_design_multicolor_refuses_a_single_colour_config(tmp_path):
 
 
 def test_the_loss_prefers_the_right_dye_and_blurs_within_each_dye():
-    from deepsmlm.training.losses import deepstorm_loss
+    from deepsmlm.heads.density_loss import deepstorm_loss
 
     target = torch.zeros(1, 2, 16, 16)
     target[0, 1, 8, 8] = 1.0

@@ -14,6 +14,7 @@ import tifffile
 import torch
 
 import deepsmlm.simulation.movies as simulate_command
+from deepsmlm.assembly.simulators import build_simulator
 from deepsmlm.cli import app
 from deepsmlm.config import BackgroundConfig, FrameConfig, config_from_dict
 from deepsmlm.errors import UserInputError
@@ -43,7 +44,8 @@ def sha256(data: bytes) -> str:
 
 
 def test_a_config_and_seed_give_the_same_movie_as_before_streaming(tmp_path):
-    simulate_to_folder(config_from_dict(PINNED), tmp_path / "sim")
+    cfg = config_from_dict(PINNED)
+    simulate_to_folder(cfg, tmp_path / "sim", build_simulator(cfg))
     with tifffile.TiffFile(tmp_path / "sim" / "frames.tif") as tif:
         pixels = tif.asarray()
         assert tif.is_imagej and tif.series[0].dataoffset is not None  # contiguous pages: memory-mappable
@@ -86,7 +88,7 @@ def test_memory_stays_flat_while_frames_stream(tmp_path, monkeypatch):
         return to_uint16(adu)
 
     monkeypatch.setattr(simulate_command, "to_uint16", measured)
-    simulate_to_folder(cfg, tmp_path / "sim")
+    simulate_to_folder(cfg, tmp_path / "sim", build_simulator(cfg))
     assert len(resident) == 47
     assert resident[-1] - resident[3] < 20e6, [r / 1e6 for r in resident]
     assert (tmp_path / "sim" / "frames.tif").stat().st_size > 1500 * 128 * 128 * 2
@@ -124,7 +126,7 @@ def test_disk_space_is_checked_against_the_expected_files(uniform_gaussian_confi
     cfg = load_config(uniform_gaussian_config)  # 5 frames of 32 × 32 px: 10 kB of pixels
     monkeypatch.setattr(simulate_command.shutil, "disk_usage", lambda path: SimpleNamespace(free=8_000))
     with pytest.raises(UserInputError, match="GiB of disk"):
-        simulate_to_folder(cfg, tmp_path / "sim")
+        simulate_to_folder(cfg, tmp_path / "sim", build_simulator(cfg))
     assert not (tmp_path / "sim").exists()
 
 
@@ -146,23 +148,24 @@ def _fail_on_second_chunk(monkeypatch):
 
 
 def test_a_failed_run_removes_the_folders_it_created(uniform_gaussian_config, tmp_path, monkeypatch):
-    from deepsmlm.config import load_config
+    from deepsmlm.config import load_config, updated
 
-    cfg = load_config(uniform_gaussian_config).model_copy(update={"frames": 70})
+    cfg = updated(load_config(uniform_gaussian_config), {"frames": 70})
     _fail_on_second_chunk(monkeypatch)
     with pytest.raises(Interrupted):
-        simulate_to_folder(cfg, tmp_path / "a" / "b" / "sim")
+        simulate_to_folder(cfg, tmp_path / "a" / "b" / "sim", build_simulator(cfg))
     assert list(tmp_path.iterdir()) == [uniform_gaussian_config]
 
 
 def test_a_failed_run_leaves_an_existing_folder_as_it_was(uniform_gaussian_config, tmp_path, monkeypatch):
-    from deepsmlm.config import load_config
+    from deepsmlm.config import load_config, updated
 
     out = tmp_path / "sim"
-    simulate_to_folder(load_config(uniform_gaussian_config), out)
+    first = load_config(uniform_gaussian_config)
+    simulate_to_folder(first, out, build_simulator(first))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    cfg = load_config(uniform_gaussian_config).model_copy(update={"frames": 70, "seed": 9})
+    cfg = updated(load_config(uniform_gaussian_config), {"frames": 70, "seed": 9})
     _fail_on_second_chunk(monkeypatch)
     with pytest.raises(Interrupted):
-        simulate_to_folder(cfg, out)
+        simulate_to_folder(cfg, out, build_simulator(cfg))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -10,11 +10,12 @@ import pytest
 import tifffile
 import torch
 
+from deepsmlm.assembly.fitters import build_gaussian_mle
+from deepsmlm.assembly.predictors import build_predictor
+from deepsmlm.assembly.simulators import build_simulator
 from deepsmlm.cli import app
 from deepsmlm.commands.simulate import apply_overrides
-from deepsmlm.config import SimulationConfig, load_config
-from deepsmlm.inference.gaussian_mle import GaussianMLE
-from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.config import SimulationConfig, load_config, updated
 from deepsmlm.inference.stream import StackResult, run_stack
 from deepsmlm.inference.tiling import Plan
 from deepsmlm.io.images import open_stack
@@ -26,11 +27,10 @@ from deepsmlm.simulation.movies import simulate_to_folder
 @pytest.fixture(scope="module")
 def movie(tmp_path_factory):
     """Two 512×512 frames of filaments at the shipped default-2d's conditions, and their config."""
-    cfg = load_config("epfl2013_bundled_tubes")
-    cfg.frame.height = cfg.frame.width = 512
+    cfg = updated(load_config("epfl2013_bundled_tubes"), {"frame.height": 512, "frame.width": 512})
     cfg = apply_overrides(cfg, frames=2, seed=4, density=1.5, emitters=None)
     folder = tmp_path_factory.mktemp("movie")
-    simulate_to_folder(cfg, folder)
+    simulate_to_folder(cfg, folder, build_simulator(cfg))
     return folder / "frames.tif", cfg
 
 
@@ -54,7 +54,7 @@ def assert_same_localizations(whole: pd.DataFrame, tiled: pd.DataFrame) -> None:
 def test_default_2d_in_128_px_tiles_finds_what_the_whole_frame_does(movie):
     path, _ = movie
     cfg, net = load_model("default-2d")
-    whole, tiled = untiled_and_tiled(path, DensityPredictor(cfg, fold_batchnorm(net)), 128)
+    whole, tiled = untiled_and_tiled(path, build_predictor(cfg, fold_batchnorm(net)), 128)
     assert len(Plan(1, 1, 128, 28).tiles(512, 512)) == 16
     assert_same_localizations(whole.table, tiled.table)
     np.testing.assert_allclose(tiled.superres, whole.superres, atol=1e-5)
@@ -62,7 +62,7 @@ def test_default_2d_in_128_px_tiles_finds_what_the_whole_frame_does(movie):
 
 def test_gaussian_mle_in_128_px_tiles_finds_what_the_whole_frame_does(movie):
     path, cfg = movie
-    whole, tiled = untiled_and_tiled(path, GaussianMLE(cfg), 128)
+    whole, tiled = untiled_and_tiled(path, build_gaussian_mle(cfg), 128)
     assert_same_localizations(whole.table, tiled.table)
 
 
@@ -87,7 +87,7 @@ def test_every_architecture_tiles_exactly(tmp_path, model):
     """Random networks on noise with spots: plenty of detections everywhere, tile edges included."""
     cfg = random_network_config(model)
     torch.manual_seed(0)
-    predictor = DensityPredictor(cfg, build_network(cfg.model).eval())
+    predictor = build_predictor(cfg, build_network(cfg.model).eval())
     rng = np.random.default_rng(0)
     frames = rng.poisson(20.0, (2, 96, 96)).astype(np.uint16)
     frames[:, rng.integers(0, 96, 40), rng.integers(0, 96, 40)] += 400
@@ -101,9 +101,8 @@ def test_every_architecture_tiles_exactly(tmp_path, model):
 def model_dir(tmp_path):
     from tests.unit.test_deepstorm2d import tiny_config
 
-    cfg = tiny_config()
-    cfg.model.input_offset_photons, cfg.model.input_scale_photons = 10.0, 100.0
-    cfg.model.threshold = 0.05
+    cfg = updated(tiny_config(), {"model.input_offset_photons": 10.0, "model.input_scale_photons": 100.0,
+                                  "model.threshold": 0.05})
     torch.manual_seed(0)
     save_model(tmp_path / "model", cfg, build_network(cfg.model))
     return tmp_path / "model"

@@ -122,10 +122,10 @@ def test_a_cosine_schedule_follows_the_time_budget(tmp_path):
     step of a 2.4 s budget runs near the 5 % floor, while step/steps is still ~0 (rate ≈ 100 %)."""
     cfg = config_from_dict({**TINY, "training": {**TINY["training"], "lr_schedule": "cosine", "steps": 100_000,
                                                  "validate_every": 100_000}})
-    trainer = Trainer(cfg, tmp_path / "m")
-    summary = trainer.run(minutes=0.04)
+    loop = Trainer(cfg, tmp_path / "m").loop
+    summary = loop.run(minutes=0.04)
     assert summary["steps"] < 1000
-    assert trainer.optim.param_groups[0]["lr"] < 0.25 * cfg.training.learning_rate
+    assert loop.optim.param_groups[0]["lr"] < 0.25 * cfg.training.learning_rate
     saved = json.loads((tmp_path / "m" / "last.json").read_text())
     assert saved["trained_s"] == pytest.approx(2.4, abs=1.0)  # a resumed run continues this budget's clock
 
@@ -134,9 +134,11 @@ def test_a_near_zero_validation_score_is_warned_about_after_training_and_before_
         runner, trained, tmp_path, one_line):
     jaccard = recorded_jaccard(trained)
     assert jaccard is not None and jaccard < JACCARD_FLOOR  # 2 steps teach the network nothing
+    from deepsmlm.assembly.simulators import build_simulator
     from deepsmlm.simulation.movies import simulate_to_folder
 
-    simulate_to_folder(config_from_dict({**TINY, "frames": 2}), tmp_path / "movie")
+    movie = config_from_dict({**TINY, "frames": 2})
+    simulate_to_folder(movie, tmp_path / "movie", build_simulator(movie))
     res = runner.invoke(app, ["localize", str(tmp_path / "movie" / "frames.tif"), "--model", str(trained),
                               "-o", str(tmp_path / "locs.csv")])
     assert res.exit_code == 0, res.stderr

@@ -1,4 +1,5 @@
-"""Lazy stack reading: each TIFF flavour reads back exactly the frames written; bad input is one line naming it."""
+"""Lazy stack reading: each TIFF flavour and an array read back exactly the frames written; bad input is one
+line naming it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import tifffile
 
 from deepsmlm.errors import UserInputError
-from deepsmlm.io.images import check_finite, open_stack
+from deepsmlm.io.images import ARRAY, array_stack, check_finite, open_stack
 from deepsmlm.io.tiff import write_stack
 
 FRAMES = np.random.default_rng(0).integers(0, 60000, (7, 12, 10), dtype=np.uint16)
@@ -200,3 +201,17 @@ def test_check_finite_names_file_and_frame(one_line):
     assert one_line(str(info.value)) == "s.tif: frame 12 (0-based) holds NaN or infinite values"
     with pytest.raises(UserInputError, match="frame 5 "):
         check_finite(bad[3], "s.tif", 5)
+
+
+def test_an_array_reads_back_as_copies_in_native_byte_order(one_line):
+    big_endian = FRAMES.astype(">u2")
+    stack = array_stack(big_endian)
+    assert (stack.path, stack.n_frames, stack.shape, stack.pixel_size_nm) == (ARRAY, 7, (12, 10), None)
+    assert stack.dtype == np.dtype("=u2") and stack[2:5].dtype == np.dtype("=u2")
+    np.testing.assert_array_equal(stack[:], FRAMES)
+    stack[0][:] = 0  # a copy: the array is untouched
+    np.testing.assert_array_equal(big_endian, FRAMES)
+    for bad in (FRAMES[0], FRAMES.astype(str), FRAMES[:0]):
+        with pytest.raises(UserInputError) as info:
+            array_stack(bad)
+        assert one_line(str(info.value)).startswith("array: give frames as a (frames, height, width) array")

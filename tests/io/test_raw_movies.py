@@ -156,18 +156,17 @@ def test_malformed_picasso_raw_fails_in_one_line(tmp_path, one_line, case):
 def test_localize_cli_reads_a_dax_movie(runner, tmp_path):
     """`deepsmlm localize x.dax --model default-2d` finds the simulated emitters of a non-square movie, with the
     same localizations as from the TIFF of the same frames."""
+    from deepsmlm.assembly.simulators import build_simulator
     from deepsmlm.cli import app
     from deepsmlm.simulation.movies import simulate_to_folder
-    from deepsmlm.config import load_config
+    from deepsmlm.config import load_config, updated
     from deepsmlm.io.localization_files import read_localizations
     from deepsmlm.models.registry import resolve_model_dir
 
-    cfg = load_config(str(resolve_model_dir("default-2d") / "config.yaml"))
-    cfg.frame.height, cfg.frame.width, cfg.frames, cfg.seed = 24, 40, 4, 3
-    cfg.emitters.density_per_um2, cfg.emitters.count = None, (5, 5)
-    cfg.emitters.structure.kind = "uniform"
-    cfg.emitters.margin_px = 3.0
-    simulate_to_folder(cfg, tmp_path / "sim")
+    cfg = updated(load_config(str(resolve_model_dir("default-2d") / "config.yaml")), {
+        "frame.height": 24, "frame.width": 40, "frames": 4, "seed": 3, "emitters.density_per_um2": None,
+        "emitters.count": (5, 5), "emitters.structure.kind": "uniform", "emitters.margin_px": 3.0})
+    simulate_to_folder(cfg, tmp_path / "sim", build_simulator(cfg))
     with open_stack(tmp_path / "sim" / "frames.tif") as tif:
         frames = tif[:]
     write_dax(tmp_path / "movie.dax", frames)

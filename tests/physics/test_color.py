@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from deepsmlm.assembly.simulators import build_simulator
 from deepsmlm.simulation.movies import ground_truth_table
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.optics.factory import at_wavelength, build_dye_psfs, build_psf, mask_phase_for, pupil_grid_for
-from deepsmlm.simulation.simulator import Simulator
 
 
 def config(**psf) -> SimulationConfig:
@@ -47,8 +47,7 @@ def test_a_fixed_relief_has_phase_inversely_proportional_to_the_wavelength(tmp_p
         phase = mask_phase_for(at, pupil_grid_for(at))
         centre = phase.shape[0] // 2
         assert float(phase[centre, centre]) == pytest.approx(1.2 * 600.0 / wl, rel=1e-5)
-    cfg.psf.mask.dispersion_per_nm = -2e-4
-    at = at_wavelength(cfg, 700.0)
+    at = at_wavelength(updated(cfg, {"psf.mask.dispersion_per_nm": -2e-4}), 700.0)
     phase = mask_phase_for(at, pupil_grid_for(at))
     c = phase.shape[0] // 2
     assert float(phase[c, c]) == pytest.approx(1.2 * 600.0 / 700.0 * (1 - 2e-4 * 100.0), rel=1e-5)
@@ -65,7 +64,7 @@ def test_dyes_label_molecules_and_render_with_their_own_psf():
                               {"wavelength_nm": 700.0, "spectrum": [[680.0, 1.0], [720.0, 1.0]]}]},
         "background": {"photons_per_px": [0.0, 0.0]},
     })
-    sim = Simulator(cfg)
+    sim = build_simulator(cfg)
     assert len(sim.dye_psfs) == 2
     batch = sim.sample(50, torch.Generator().manual_seed(0))
     color = batch.emitters.color
@@ -112,8 +111,8 @@ def test_dyes_sharing_a_learnable_mask_see_what_the_saved_mask_file_gives(tmp_pa
     learned = shared_mask_dye_psfs(cfg, source)
     assert all(type(psf.source) is type(source) and isinstance(psf, type(source)) for psf in learned)
     np.save(tmp_path / "mask.npy", source.mask_phase.detach().numpy())
-    fixed_cfg = cfg.model_copy(deep=True)
-    fixed_cfg.psf.mask = MaskConfig(file=str(tmp_path / "mask.npy"), pixel_pitch_um=grid_mask_pitch_um(cfg, source.grid))
+    mask = MaskConfig(file=str(tmp_path / "mask.npy"), pixel_pitch_um=grid_mask_pitch_um(cfg, source.grid))
+    fixed_cfg = updated(cfg, {"psf.mask": mask})
     fixed = build_dye_psfs(fixed_cfg, fast=False)
     offsets = torch.tensor([[0.0, 0.0, 0.0], [30.0, -20.0, 200.0]])
     for a, b in zip(learned, fixed):

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.io
 import torch
 import yaml
 from typer.testing import CliRunner
@@ -39,7 +40,7 @@ def test_mask_gradient_of_the_mean_3d_crlb_matches_finite_differences(kind):
 
     def objective(phase: torch.Tensor) -> torch.Tensor:
         psf = kind(grid, 21, 1500.0)
-        psf.mask_phase = phase
+        psf.set_mask(phase)
         return mean_3d_crlb(psf, z, 3000.0, 20.0, poisson_variance)[0]
 
     phase = mask.clone().requires_grad_(True)
@@ -60,7 +61,7 @@ def test_information_floor_is_zero_within_the_cap_and_pulls_the_worst_depth_down
     psf = PupilPSF(grid, 21, 1500.0)
     z = torch.linspace(-800, 800, 5)
     phase = torch.nn.Parameter(0.05 * torch.randn(64, 64, generator=torch.Generator().manual_seed(1)))
-    psf.mask_phase = phase * grid.aperture.float()
+    psf.set_mask(phase * grid.aperture.float())
     bounds, _ = crlb_3d(psf, z, 3000.0, 20.0, poisson_variance)
     worst = float(bounds.detach().max())
     loose, _ = crlb_cap_penalty(psf, z, 3000.0, 20.0, poisson_variance, 1.01 * worst)
@@ -70,12 +71,12 @@ def test_information_floor_is_zero_within_the_cap_and_pulls_the_worst_depth_down
     assert float(tight.detach()) == pytest.approx(float(torch.log(bounds.detach() / cap).pow(2).mean()), rel=1e-5)
     optim = torch.optim.Adam([phase], lr=0.05)
     for _ in range(15):
-        psf.mask_phase = phase * grid.aperture.float()
+        psf.set_mask(phase * grid.aperture.float())
         penalty, _ = crlb_cap_penalty(psf, z, 3000.0, 20.0, poisson_variance, cap)
         optim.zero_grad()
         penalty.backward()
         optim.step()
-    psf.mask_phase = phase.detach() * grid.aperture.float()
+    psf.set_mask(phase.detach() * grid.aperture.float())
     with torch.no_grad():
         after, _ = crlb_3d(psf, z, 3000.0, 20.0, poisson_variance)
     assert float(after.max()) < 0.8 * worst
@@ -105,6 +106,23 @@ def test_design_runs_end_to_end_and_beats_no_mask_and_astigmatism(tmp_path, basi
     check = json.loads((tmp_path / "c.json").read_text())
     for axis in ("x", "y", "z"):
         np.testing.assert_allclose(check[f"crlb_{axis}_nm"], masks["designed"][f"crlb_{axis}_nm"], rtol=0.01)
+
+
+def test_design_tetrapod_api_reports_every_step_and_returns_its_design_json(tmp_path):
+    """deepsmlm.design_tetrapod on a loaded config: one progress event per step, the report it returns is
+    the design.json it writes, and a bad basis is one UserInputError line naming the default first."""
+    import deepsmlm
+    from deepsmlm.config import config_from_dict
+    from deepsmlm.errors import UserInputError
+
+    cfg, out, events = config_from_dict(TINY), tmp_path / "d", []
+    report = deepsmlm.design_tetrapod(cfg, out, steps=3, planes=3, max_noll=10, progress=events.append)
+    assert [(e.task, e.done, e.total) for e in events] == [("designing (zernike)", s, 3) for s in range(4)]
+    assert report == json.loads((out / "design.json").read_text())
+    assert list(report["masks"])[0::2] == ["no mask", "designed"] and report["config"] == "tiny_design"
+    np.testing.assert_array_equal(np.load(out / "mask.npy"), scipy.io.loadmat(out / "mask.mat")["mask"])
+    with pytest.raises(UserInputError, match=r"^--basis 'foo': choose zernike or pixel$"):
+        deepsmlm.design_tetrapod(cfg, out, basis="foo")
 
 
 @pytest.mark.skipif(not _tetrapod_mask_present(), reason="shared reference data (printed Tetrapod) not found")
@@ -148,8 +166,8 @@ def test_shipped_learned_model_renders_the_learned_paper_preset_psf():
 def test_shipped_learned_mask_has_a_smaller_footprint_than_the_printed_tetrapod():
     """The seed's Fig. 4b: the learned PSF keeps its light closer to the emitter over the 4 µm range
     (50 % and 90 % energy radii averaged over z, same optics)."""
+    from benchmarks.footprint import energy_radius_nm
     from deepsmlm.config import load_config
-    from deepsmlm.optics.footprint import energy_radius_nm
 
     radii = {name: [energy_radius_nm(_z_stack(load_config(name)), 110.0, f).mean() for f in (0.5, 0.9)]
              for name in ("learned_paper", "tetrapod_paper")}

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepsmlm.config import SimulationConfig, load_config
-from deepsmlm.inference.gaussian_mle import GaussianMLE, integrated_gaussian
+from deepsmlm.assembly.fitters import build_gaussian_mle, psf_sigma_nm
+from deepsmlm.config import SimulationConfig, load_config, updated
+from deepsmlm.inference.gaussian_fit import integrated_gaussian
 from deepsmlm.optics.psf import GaussianPSF, render, split_positions
 from deepsmlm.physics.camera import Camera
 from deepsmlm.physics.crlb import crlb
@@ -63,7 +64,7 @@ def true_crlb(camera: str, xyz: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("camera", ["ideal", "epfl2016"])
 def test_fit_is_unbiased_and_reaches_the_crlb(camera):
     adu, xyz, frame = grid_movie(camera, n_frames=20)  # 500 spots
-    table = GaussianMLE(config(camera)).localize(adu, first_frame=7)
+    table = build_gaussian_mle(config(camera)).localize(adu, first_frame=7)
     assert list(table.columns[:10]) == ["frame", "x_nm", "y_nm", "z_nm", "photons", "bg", "prob",
                                         "sigma_x_nm", "sigma_y_nm", "sigma_z_nm"]
     table["frame"] -= 7
@@ -93,7 +94,7 @@ def test_emccd_bound_is_sqrt2_wider():
 def test_no_detections_on_pure_background(camera):
     cam = Camera(config(camera).camera)
     adu = cam(torch.full((50, SIZE, SIZE), BG), generator=torch.Generator().manual_seed(5))
-    assert len(GaussianMLE(config(camera)).localize(adu)) == 0
+    assert len(build_gaussian_mle(config(camera)).localize(adu)) == 0
 
 
 def crlb_at_fit(row, camera: Camera) -> np.ndarray:
@@ -110,7 +111,7 @@ def crlb_at_fit(row, camera: Camera) -> np.ndarray:
 def test_reported_uncertainty_is_the_crlb_at_the_fit(fit_sigma):
     adu, xyz, frame = grid_movie("epfl2016", n_frames=1, max_offset_px=0.2)  # spots stay in their pixel
     cfg = config("epfl2016")
-    table = GaussianMLE(cfg, fit_sigma=fit_sigma).localize(adu)
+    table = build_gaussian_mle(cfg, fit_sigma=fit_sigma).localize(adu)
     pair(table, xyz, frame)
     if not fit_sigma:
         np.testing.assert_allclose(table.psf_sigma_nm, SIGMA, rtol=1e-6)
@@ -135,7 +136,7 @@ def test_spots_at_the_frame_edge_and_an_empty_frame():
     frame = torch.zeros(5, dtype=torch.int64)
     signal = render(GaussianPSF(PX, 15, SIGMA), xyz, torch.full((5,), PHOTONS, dtype=xyz.dtype), frame, 2, SIZE, SIZE)
     adu = Camera(cfg.camera)((signal + BG).float(), generator=torch.Generator().manual_seed(2))
-    table = GaussianMLE(cfg).localize(adu)
+    table = build_gaussian_mle(cfg).localize(adu)
     idx = pair(table, xyz[:3], frame[:3])
     assert np.hypot(*(table[["x_nm", "y_nm"]].to_numpy() - xyz[idx, :2].numpy()).T).max() < 25.0
 
@@ -158,11 +159,24 @@ def test_close_pairs_are_fitted_as_two_spots():
     signal = render(GaussianPSF(PX, 15, SIGMA), xyz, torch.full((len(xy),), PHOTONS, dtype=xy.dtype),
                     frames, 4, SIZE, SIZE)
     adu = Camera(cfg.camera)((signal + BG).float(), generator=g)
-    table = GaussianMLE(cfg).localize(adu)
+    table = build_gaussian_mle(cfg).localize(adu)
     d = np.hypot(table.x_nm.to_numpy()[:, None] - xyz[:, 0].numpy(), table.y_nm.to_numpy()[:, None] - xyz[:, 1].numpy())
     d[table.frame.to_numpy()[:, None] != frames.numpy()[None]] = np.inf
     nearest, err = d.argmin(axis=1), d.min(axis=1)
     assert len(set(nearest)) == len(nearest) >= 0.95 * len(xyz)
     assert np.sqrt((err**2).mean()) < 15.0
-    single = GaussianMLE(cfg, max_spots=1).localize(adu)
+    single = build_gaussian_mle(cfg, max_spots=1).localize(adu)
     assert len(single) < 0.7 * len(xyz)  # one spot per pair without the split
+
+
+def test_the_fitter_of_a_config_takes_its_pixel_size_psf_width_threshold_and_camera():
+    cfg = SimulationConfig.model_validate({
+        "frame": {"pixel_size_nm": 100.0}, "model": {"gaussian_mle_threshold": 4.0}, "camera": CAMERAS["epfl2016"],
+        "psf": {"model": "gaussian", "gaussian": {"sigma_nm": 110.0}, "blur_sigma_px": [0.0, 0.4]}})
+    fitter = build_gaussian_mle(cfg, box_px=9)
+    assert (fitter.pixel_nm, fitter.threshold, fitter.box_px) == (100.0, 4.0, 9)
+    assert fitter.sigma_px == pytest.approx(math.hypot(1.1, 0.2))  # σ with the mean blur in quadrature
+    camera = Camera(cfg.camera)
+    assert fitter.spot_fit.scale == pytest.approx(2.0 / camera.qe)  # EMCCD: F² = 2 per detected photon
+    pupil = updated(cfg, {"psf.model": "pupil", "psf.blur_sigma_px": (0.0, 0.0)})
+    assert psf_sigma_nm(pupil) == pytest.approx(0.21 * cfg.optics.wavelength_nm / cfg.optics.na)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepsmlm.config import load_config
+from deepsmlm.config import load_config, updated
 from deepsmlm.errors import UserInputError
 from deepsmlm.optics.factory import build_pupil_psf, pupil_grid_for, with_reference_psf
 from deepsmlm.optics.masks import load_mask_array, mask_frequency_step, resample_mask, shared_data_root
@@ -50,8 +50,7 @@ def test_printed_tetrapod_reproduces_the_reference_psfs(key, offset):
     rel = np.linalg.norm(ours - ref, axis=(1, 2)) / np.linalg.norm(ref, axis=(1, 2))
     assert rel.max() < 0.01, rel
     # a transposed mask is a different PSF: orientation matters
-    flipped = build_pupil_psf(cfg.model_copy(update={"psf": cfg.psf.model_copy(
-        update={"mask": cfg.psf.mask.model_copy(update={"transpose": True})})}))
+    flipped = build_pupil_psf(updated(cfg, {"psf.mask.transpose": True}))
     rel_t = np.linalg.norm(flipped.patches(off, torch.ones(len(z))).numpy() - ref, axis=(1, 2))
     assert (rel_t / np.linalg.norm(ref, axis=(1, 2))).min() > 0.3
 

@@ -11,7 +11,7 @@ import torch
 from scipy.integrate import quad
 
 import deepsmlm.pretrained
-from deepsmlm.config import PUPIL_MODELS, load_config, preset_names
+from deepsmlm.config import PUPIL_MODELS, load_config, preset_names, updated
 from deepsmlm.errors import UserInputError
 from deepsmlm.optics.factory import (PHYSICS_OPTIONS, build_pupil_psf, pupil_grid_for, refined_grid,
                                     with_physical_psf, with_reference_psf)
@@ -101,15 +101,14 @@ def test_zernike_is_orthonormal_on_the_open_aperture(name):
         pytest.skip("shared reference data not available")
     cfg = with_physical_psf(load_config(name))
     for supercritical in ("evanescent", "cut"):
-        cfg.psf.supercritical = supercritical
+        cfg = updated(cfg, {"psf.supercritical": supercritical})
         g = pupil_grid_for(cfg)
         inside = g.aperture > 0
         modes = torch.stack([zernike_phase({j: 1.0}, g.rho, g.theta, inside)[inside] for j in range(1, 37)])
         gram = modes @ modes.T / inside.sum()
         assert torch.allclose(gram, torch.eye(36, dtype=gram.dtype), atol=1e-2)
     # normalised to NA with the supercritical light cut (the reference), water samples break it: Z4 RMS 0.88
-    cfg.psf.zernike_aperture = "na"
-    g = pupil_grid_for(cfg)
+    g = pupil_grid_for(updated(cfg, {"psf.zernike_aperture": "na"}))
     inside = g.aperture > 0
     z4 = zernike_phase({4: 1.0}, g.rho, g.theta)[inside]
     assert float(z4.square().mean().sqrt()) == pytest.approx(1.0 if name == "epfl2016_2d" else 0.88, abs=0.02)
@@ -129,16 +128,14 @@ def test_mask_oversampling_turns_each_mask_pixel_into_a_block():
 def test_computed_grid_oversamples_the_tetrapod_mask_five_times_vectorial_three_times_scalar():
     cfg = with_physical_psf(load_config("tetrapod_paper"))
     assert cfg.psf.model == "vectorial" and pupil_grid_for(cfg).n == 5 * 203
-    cfg.psf.model = "pupil"
+    cfg = updated(cfg, {"psf.model": "pupil"})
     assert pupil_grid_for(cfg).n == 3 * 203
-    cfg.psf.mask_oversample = 1
-    assert pupil_grid_for(cfg).n == 203
+    assert pupil_grid_for(updated(cfg, {"psf.mask_oversample": 1})).n == 203
 
 
 def test_reference_grid_rule_without_a_mask_is_the_old_one():
     """The design code drops a preset's mask (``--from-scratch``): mask_oversample 1 keeps 2·P·s + 1."""
-    cfg = with_reference_psf(load_config("tetrapod_paper"))
-    cfg.psf.mask = None
+    cfg = updated(with_reference_psf(load_config("tetrapod_paper")), {"psf.mask": None})
     assert pupil_grid_for(cfg).n == 2 * 121 + 1
     # the sampling condition over z = −1.5 … 2.5 µm, with rays to sinθ_s 0.97 (scalar) or 0.99 (vectorial)
     assert pupil_grid_for(with_physical_psf(cfg, vectorial=False)).n == 525

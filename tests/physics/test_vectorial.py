@@ -25,14 +25,14 @@ import pytest
 import torch
 from scipy import special
 
-from deepsmlm.config import load_config
+from deepsmlm.assembly.simulators import build_simulator
+from deepsmlm.config import load_config, updated
 from deepsmlm.optics.factory import build_psf
 from deepsmlm.optics.masks import shared_data_root
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
 from deepsmlm.optics.stack import StackPSF
 from deepsmlm.optics.vectorial import VectorialPSF
 from deepsmlm.physics.crlb import crlb_vs_z
-from deepsmlm.simulation.simulator import Simulator
 
 FIELD = 61
 Z_NM = np.arange(-1000.0, 1001.0, 250.0)
@@ -213,15 +213,12 @@ def test_x_gradient_matches_finite_differences():
 @pytest.mark.skipif(not (shared_data_root() or Path("/nonexistent")).joinpath("deepstorm3d_tetrapod").is_dir(),
                     reason="the preset's Tetrapod mask lives in the shared reference data")
 def test_preset_builds_simulates_and_gives_finite_crlb():
-    cfg = load_config("tetrapod_paper")
-    cfg.psf.model = "vectorial"
-    cfg.psf.patch_px = 41
-    cfg.frame.height = cfg.frame.width = 64
-    cfg.emitters.margin_px = 10.0
-    cfg.psf.cache_z_step_nm = 100.0
+    cfg = updated(load_config("tetrapod_paper"), {"psf.model": "vectorial", "psf.patch_px": 41, "frame.height": 64,
+                                                  "frame.width": 64, "emitters.margin_px": 10.0,
+                                                  "psf.cache_z_step_nm": 100.0})
     psf = build_psf(cfg)
     assert isinstance(psf, StackPSF) and isinstance(build_psf(cfg, fast=False), VectorialPSF)
-    batch = Simulator(cfg, psf=psf).sample(2, torch.Generator().manual_seed(0))
+    batch = build_simulator(cfg, psf=psf).sample(2, torch.Generator().manual_seed(0))
     assert batch.adu.shape == (2, 64, 64) and torch.isfinite(batch.adu).all()
     bounds = crlb_vs_z(build_psf(cfg, fast=False), torch.tensor([-1000.0, 0.0, 1000.0]), 5000.0, 10.0)
     for axis in ("x", "y", "z"):

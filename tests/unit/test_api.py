@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+import torch
 
 import deepsmlm
 import deepsmlm.api
@@ -88,6 +89,19 @@ def test_an_array_of_frames_localizes_as_its_file(model, preset, config, movies)
     assert from_array.meta.source == "array"
 
 
+def test_fitter_options_set_gaussian_mle_and_its_localizer_is_what_localize_runs(movies):
+    from deepsmlm.inference.tiling import Tile
+
+    frames = movies["epfl2016_2d"] / "frames.tif"
+    free = deepsmlm.load_model("gaussian-mle", config="epfl2016_2d").localize(frames).table["psf_sigma_nm"]
+    held = deepsmlm.load_model("gaussian-mle", config="epfl2016_2d", fitter_options={"fit_sigma": False})
+    table = held.localize(frames).table
+    assert free.nunique() > 1 and table["psf_sigma_nm"].nunique() == 1  # σ fitted, or held at the PSF's
+    localizer = held.localizer()
+    adu = torch.from_numpy(tifffile.imread(frames).astype(np.float32))
+    pd.testing.assert_frame_equal(localizer.localize_tile(localizer.photons(adu), 0, Tile.whole(64, 64)).table, table)
+
+
 def test_a_simulation_in_memory_is_the_one_written_to_a_folder(movies):
     folder = movies["epfl2013_bundled_tubes"]
     sim = deepsmlm.simulate("epfl2013_bundled_tubes", frames=4, seed=3)
@@ -133,6 +147,7 @@ def empty() -> deepsmlm.Localizations:
     (lambda: deepsmlm.load_model("gaussian-mle"), "gaussian-mle needs --config"),
     (lambda: deepsmlm.load_model("no-such-model"), "no-such-model: neither a model folder nor a shipped model"),
     (lambda: deepsmlm.load_model("default-2d", device="tpu"), "'tpu' is not a torch device"),
+    (lambda: deepsmlm.load_model("default-2d", fitter_options={"box_px": 9}), "fitter options are gaussian-mle's"),
     (lambda: deepsmlm.load_model("default-2d").localize(np.zeros((64, 64))), "give frames as a (frames, height"),
     (lambda: deepsmlm.load_model("default-2d").localize(np.full((2, 64, 64), "a")), "give frames as a (frames"),
     (lambda: deepsmlm.load_model("default-2d").localize("missing.tif"), "missing.tif: no such file"),

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from deepsmlm.assembly.fitters import build_gaussian_mle
 from deepsmlm.config import CameraConfig, PhotonConfig, SimulationConfig
 from deepsmlm.inference.data_check import (REGION_PX, SAMPLE_FRAMES, background_and_noise, cropped_camera,
                                            model_expectation, photon_range, sample_frames, trained_background)
-from deepsmlm.inference.gaussian_mle import GaussianMLE
 from deepsmlm.io.images import open_stack
 from deepsmlm.io.tiff import write_stack
 from deepsmlm.models.registry import load_model
@@ -51,7 +51,7 @@ def test_the_trained_background_counts_a_baseline_drawn_per_frame_and_a_modulati
 def test_a_gaussian_psf_is_compact_and_its_fitted_width_is_sigma_with_the_blur():
     cfg = SimulationConfig.model_validate({
         "frame": {"pixel_size_nm": 100.0}, "psf": {"gaussian": {"sigma_nm": 110.0}, "blur_sigma_px": [0.0, 0.4]}})
-    fitter = GaussianMLE(cfg)
+    fitter = build_gaussian_mle(cfg)
     expected = model_expectation(cfg, fitter.camera, fitter, trained=True)
     assert expected.sigma_px == pytest.approx((1.1, np.hypot(1.1, 0.4)), rel=0.01)
     low, high = expected.dog_peak  # a spot on a pixel corner peaks lower than one on a pixel centre
@@ -60,7 +60,7 @@ def test_a_gaussian_psf_is_compact_and_its_fitted_width_is_sigma_with_the_blur()
 
 def test_an_engineered_3d_psf_gets_no_width_check_but_a_photon_bound():
     cfg = load_model("learned-3d")[0]
-    fitter = GaussianMLE(cfg)
+    fitter = build_gaussian_mle(cfg)
     expected = model_expectation(cfg, fitter.camera, fitter, trained=True)
     assert expected.sigma_px is None
     low, high = expected.dog_peak

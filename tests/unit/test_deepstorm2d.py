@@ -7,13 +7,14 @@ import math
 import pytest
 import torch
 
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.errors import UserInputError
-from deepsmlm.inference.postprocess import density_peaks
+from deepsmlm.heads.density_loss import deepstorm_loss, gaussian_blur
+from deepsmlm.heads.density_peaks import density_peaks
+from deepsmlm.heads.density_targets import spike_volume
+from deepsmlm.heads.grid import OutputGrid
 from deepsmlm.models.deepstorm2d import DeepStorm2DCPU, DeepStorm2DPaper
 from deepsmlm.models.registry import build_network, load_model, save_model
-from deepsmlm.training.losses import deepstorm_loss, gaussian_blur
-from deepsmlm.training.targets import spike_volume
 from deepsmlm.training.trainer import Trainer
 
 
@@ -31,7 +32,7 @@ def tiny_config() -> SimulationConfig:
 
 def test_spike_mass_is_split_so_the_centroid_is_exact():
     xyz = torch.tensor([[130.0, 260.0, 0.0], [12.5, 12.5, 0.0], [-30.0, 5.0, 0.0]])
-    img = spike_volume(xyz, torch.tensor([0, 1, 1]), 2, 4, 4, 100.0, 4)
+    img = spike_volume(xyz, torch.tensor([0, 1, 1]), 2, 4, 4, OutputGrid(100.0, 4))
     assert img.shape == (2, 1, 16, 16)
     a = img[0, 0]
     rows, cols = torch.meshgrid(torch.arange(16) + 0.5, torch.arange(16) + 0.5, indexing="ij")
@@ -43,7 +44,7 @@ def test_spike_mass_is_split_so_the_centroid_is_exact():
 
 
 def test_loss_is_zero_for_a_perfect_prediction_and_blur_keeps_mass():
-    target = spike_volume(torch.tensor([[200.0, 200.0, 0.0]]), torch.tensor([0]), 1, 4, 4, 100.0, 4)
+    target = spike_volume(torch.tensor([[200.0, 200.0, 0.0]]), torch.tensor([0]), 1, 4, 4, OutputGrid(100.0, 4))
     assert float(deepstorm_loss(target.clone(), target)) == 0.0
     assert float(deepstorm_loss(torch.zeros_like(target), target)) > 0
     assert float(gaussian_blur(target, 1.0).sum()) == pytest.approx(1.0, rel=1e-5)
@@ -76,15 +77,13 @@ def test_architectures_map_frames_to_the_upsampled_grid(net, up):
 
 
 def test_model_folder_round_trip_and_bad_weights(tmp_path):
-    cfg = tiny_config()
-    cfg.model.input_offset_photons, cfg.model.input_scale_photons = 10.0, 100.0
+    cfg = updated(tiny_config(), {"model.input_offset_photons": 10.0, "model.input_scale_photons": 100.0})
     net = build_network(cfg.model)
     save_model(tmp_path / "m", cfg, net)
     cfg2, net2 = load_model(tmp_path / "m")
     assert cfg2 == cfg
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values()))
-    other = cfg.model_copy(deep=True)
-    other.model.channels = 8
+    other = updated(cfg, {"model.channels": 8})
     save_model(tmp_path / "foreign", other, build_network(other.model))
     (tmp_path / "foreign" / "config.yaml").write_text((tmp_path / "m" / "config.yaml").read_text())
     with pytest.raises(UserInputError, match="model.safetensors"):
@@ -95,11 +94,11 @@ def test_model_folder_round_trip_and_bad_weights(tmp_path):
 
 
 def test_resume_continues_training_exactly(tmp_path):
-    straight = Trainer(tiny_config(), tmp_path / "a")
+    straight = Trainer(tiny_config(), tmp_path / "a").loop
     straight.run(steps=4)
-    first = Trainer(tiny_config(), tmp_path / "b")
+    first = Trainer(tiny_config(), tmp_path / "b").loop
     first.run(steps=2)
-    again = Trainer(tiny_config(), tmp_path / "b")
+    again = Trainer(tiny_config(), tmp_path / "b").loop
     again.resume()
     again.run(steps=4)
     for (k, a), b in zip(straight.net.state_dict().items(), again.net.state_dict().values()):
@@ -109,7 +108,7 @@ def test_resume_continues_training_exactly(tmp_path):
 
 
 def test_summed_image_keeps_only_the_mass_of_detections():
-    from deepsmlm.inference.postprocess import detected_density, peak_map
+    from deepsmlm.heads.density_peaks import detected_density, peak_map
 
     img = blob(30, 30, [(10.5, 10.5)], sigma=0.8)
     img[0, 0, 25, 25] = 0.05  # an isolated faint bump: a local maximum below the threshold

@@ -10,17 +10,20 @@ import torch
 from typer.testing import CliRunner
 
 from deepsmlm.cli import app
-from deepsmlm.config import SimulationConfig, config_from_dict
+from deepsmlm.config import SimulationConfig, config_from_dict, updated
 from deepsmlm.errors import UserInputError
-from deepsmlm.inference.postprocess import density_peaks
-from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.assembly.predictors import build_predictor
+from deepsmlm.heads.density_loss import deepstorm_loss
+from deepsmlm.heads.density_peaks import density_peaks
+from deepsmlm.heads.density_targets import spike_volume
+from deepsmlm.heads.grid import OutputGrid
 from deepsmlm.models.deepstorm3d import DeepStorm3D, receptive_field_px
 from deepsmlm.models.registry import build_network
-from deepsmlm.training.losses import deepstorm_loss
-from deepsmlm.training.targets import spike_volume
-from deepsmlm.training.trainer import Trainer, density_range, training_emitters, training_field
+from deepsmlm.training.batches import density_range, training_emitters, training_field
+from deepsmlm.training.trainer import Trainer
 
 Z_RANGE = (-1000.0, 1000.0)  # 10 planes of 200 nm
+GRID = OutputGrid(100.0, 2, Z_RANGE, 10)  # 50 nm fine pixels
 
 
 def tiny_3d_config() -> SimulationConfig:
@@ -40,7 +43,7 @@ def tiny_3d_config() -> SimulationConfig:
 
 def test_voxel_target_centroid_is_the_exact_3d_position():
     xyz = torch.tensor([[130.0, 260.0, 123.0], [510.0, 90.0, -990.0]])
-    vol = spike_volume(xyz, torch.tensor([0, 1]), 2, 4, 8, 100.0, 2, Z_RANGE, 10)
+    vol = spike_volume(xyz, torch.tensor([0, 1]), 2, 4, 8, GRID)
     assert vol.shape == (2, 10, 8, 16)
     a = vol[0]
     planes, rows, cols = torch.meshgrid(torch.arange(10) + 0.5, torch.arange(8) + 0.5, torch.arange(16) + 0.5,
@@ -55,16 +58,16 @@ def test_voxel_target_centroid_is_the_exact_3d_position():
 
 def test_3d_loss_is_zero_for_a_perfect_prediction_and_penalises_the_wrong_plane():
     xyz = torch.tensor([[200.0, 200.0, 100.0]])
-    target = spike_volume(xyz, torch.tensor([0]), 1, 4, 4, 100.0, 2, Z_RANGE, 10)
+    target = spike_volume(xyz, torch.tensor([0]), 1, 4, 4, GRID)
     assert float(deepstorm_loss(target, target, 1.0, 0.0, 1.0, 1.0)) == pytest.approx(0.0, abs=1e-5)
-    near = spike_volume(xyz + torch.tensor([[0.0, 0.0, 200.0]]), torch.tensor([0]), 1, 4, 4, 100.0, 2, Z_RANGE, 10)
-    far = spike_volume(xyz + torch.tensor([[0.0, 0.0, 600.0]]), torch.tensor([0]), 1, 4, 4, 100.0, 2, Z_RANGE, 10)
+    near = spike_volume(xyz + torch.tensor([[0.0, 0.0, 200.0]]), torch.tensor([0]), 1, 4, 4, GRID)
+    far = spike_volume(xyz + torch.tensor([[0.0, 0.0, 600.0]]), torch.tensor([0]), 1, 4, 4, GRID)
     assert 0 < float(deepstorm_loss(near, target, 1.0, 0.0, 1.0, 1.0)) < float(deepstorm_loss(far, target, 1.0, 0.0, 1.0, 1.0))
 
 
 def test_3d_peaks_give_sub_voxel_centroids():
     xyz = torch.tensor([[730.0, 410.0, 355.0], [260.0, 1510.0, -620.0]])
-    vol = spike_volume(xyz, torch.tensor([0, 0]), 1, 20, 20, 100.0, 2, Z_RANGE, 10)
+    vol = spike_volume(xyz, torch.tensor([0, 0]), 1, 20, 20, GRID)
     peaks = density_peaks(vol, threshold=0.5, window_px=2, window_planes=1)
     order = torch.argsort(peaks["col"], descending=True)
     got = torch.stack([peaks["col"][order] * 50.0, peaks["row"][order] * 50.0,
@@ -89,7 +92,7 @@ def test_count_range_becomes_a_density_and_training_fields_keep_it():
     assert (field.frame.height, field.frame.width) == (16, 16)
     assert density_range(field) == pytest.approx((lo, hi))
     # with a margin the counts fall in the inner (24 − 2·4)² px, and training crops place emitters everywhere
-    cfg.emitters.margin_px = 4.0
+    cfg = updated(cfg, {"emitters.margin_px": 4.0})
     inner = (16 * 0.1) ** 2
     assert density_range(training_field(cfg)) == pytest.approx((1 / inner, 6 / inner))
     assert training_emitters(cfg, 1.0).margin_px == 0.0
@@ -103,26 +106,24 @@ def test_a_margin_that_leaves_no_room_is_refused():
 
 
 def test_bfloat16_training_runs_the_network_in_bfloat16_and_learns(tmp_path, monkeypatch):
-    cfg = tiny_3d_config()
-    cfg.training.bfloat16 = True
-    trainer = Trainer(cfg, tmp_path / "m")
+    loop = Trainer(updated(tiny_3d_config(), {"training.bfloat16": True}), tmp_path / "m").loop
     seen = []
-    trainer.net.head.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
-    first = trainer.train_step()
-    losses = [trainer.train_step() for _ in range(30)]
-    assert seen[0] == torch.bfloat16 and all(p.dtype == torch.float32 for p in trainer.net.parameters())
+    loop.net.head.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    first = loop.train_step()
+    losses = [loop.train_step() for _ in range(30)]
+    assert seen[0] == torch.bfloat16 and all(p.dtype == torch.float32 for p in loop.net.parameters())
     assert np.mean(losses[-5:]) < first
 
 
 def test_tiny_3d_model_trains_saves_and_localizes_in_3d(tmp_path):
     cfg = tiny_3d_config()
     trainer = Trainer(cfg, tmp_path / "m")
-    summary = trainer.run(steps=2)
-    assert summary["steps"] == 2 and "rmse_axial_nm" in trainer.history[-1]
+    summary = trainer.loop.run(steps=2)
+    assert summary["steps"] == 2 and "rmse_axial_nm" in trainer.loop.history[-1]
     # a voxel target fed through the predictor's post-processing comes back as 3D localizations
-    predictor = DensityPredictor(trainer.cfg, build_network(trainer.cfg.model))
+    predictor = build_predictor(trainer.cfg, build_network(trainer.cfg.model))
     xyz = torch.tensor([[730.0, 410.0, 355.0]])
-    vol = spike_volume(xyz, torch.tensor([0]), 1, 24, 24, 100.0, 2, Z_RANGE, 10)
+    vol = spike_volume(xyz, torch.tensor([0]), 1, 24, 24, GRID)
     table = predictor.localize(vol, first_frame=3, threshold=0.5)
     assert list(table.columns) == ["frame", "x_nm", "y_nm", "z_nm", "prob"]
     np.testing.assert_allclose(table[["x_nm", "y_nm", "z_nm"]].to_numpy()[0], [730.0, 410.0, 355.0], atol=0.05)
@@ -141,7 +142,7 @@ def test_tiny_3d_model_trains_saves_and_localizes_in_3d(tmp_path):
 
 def test_experiment_config_outside_the_trained_z_range_or_pixel_size_is_refused(tmp_path):
     cfg = tiny_3d_config()
-    Trainer(cfg, tmp_path / "m").run(steps=1)
+    Trainer(cfg, tmp_path / "m").loop.run(steps=1)
     stack = tmp_path / "ok.tif"
     tifffile.imwrite(stack, np.full((2, 24, 24), 40, np.uint16))
     runner = CliRunner()
@@ -170,7 +171,7 @@ def test_bad_mask_files_fail_in_one_line(tmp_path, content, needle):
 
 def test_candidate_peak_search_equals_pooling_the_whole_volume():
     """Gathering windows around voxels above threshold / window size finds exactly the pooled peaks."""
-    from deepsmlm.inference.postprocess import _pooled_peaks, peak_map
+    from deepsmlm.heads.density_peaks import _pooled_peaks, peak_map
 
     g = torch.Generator().manual_seed(4)
     vol = torch.rand(2, 6, 30, 30, generator=g) * (torch.rand(2, 6, 30, 30, generator=g) < 0.05)
@@ -181,10 +182,9 @@ def test_candidate_peak_search_equals_pooling_the_whole_volume():
 def test_stack_localization_runs_in_memory_bounded_passes_with_the_same_result(monkeypatch):
     import deepsmlm.inference.predict as predict
 
-    cfg = tiny_3d_config()
-    cfg.model.input_offset_photons, cfg.model.input_scale_photons = 10.0, 100.0
+    cfg = updated(tiny_3d_config(), {"model.input_offset_photons": 10.0, "model.input_scale_photons": 100.0})
     torch.manual_seed(0)
-    predictor = DensityPredictor(cfg, build_network(cfg.model))
+    predictor = build_predictor(cfg, build_network(cfg.model))
     adu = 30.0 + 200.0 * torch.rand(5, 24, 24)
     whole = predictor.localize_frames(adu, first_frame=7, threshold=0.0)
     per_frame = 10 * (2 * 24) ** 2  # planes × upsampled pixels of one frame

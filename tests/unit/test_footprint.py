@@ -1,11 +1,11 @@
-"""PSF footprint: the radius holding a fraction of a centred emitter's light."""
+"""The benchmarks' PSF footprint: the radius holding a fraction of a centred emitter's light."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from deepsmlm.optics.footprint import energy_radius_nm
+from benchmarks.footprint import energy_radius_nm
 
 
 def test_energy_radius_of_a_gaussian_spot_follows_the_rayleigh_distribution():

@@ -96,7 +96,7 @@ def test_the_checker_sees_each_kind_of_noise(tmp_path):
 
 def test_training_reports_each_step_and_validation_to_the_callback_only(tmp_path, capfd):
     events: list[ProgressEvent] = []
-    summary = Trainer(tiny_config(), tmp_path / "m").run(steps=2, progress=events.append)
+    summary = Trainer(tiny_config(), tmp_path / "m").loop.run(steps=2, progress=events.append)
     assert capfd.readouterr() == ("", "")
     assert [e.task for e in events] == ["training"] * 3  # the start, then each step
     assert [e.done for e in events] == [0.0, 0.5, 1.0] and {e.total for e in events} == {1.0}

@@ -7,9 +7,9 @@ import torch
 
 from deepsmlm.config import ModelConfig
 from deepsmlm.errors import UserInputError
-from deepsmlm.inference.predict import downsampling_px, receptive_radius_px
 from deepsmlm.inference.stream import rate_text
 from deepsmlm.inference.tiling import Footprint, Plan, plan_passes
+from deepsmlm.models.footprint import downsampling_px, receptive_radius_px
 from deepsmlm.models.registry import build_network
 
 ARCHITECTURES = {

@@ -193,11 +193,7 @@ def match_frame(gt_xyz: np.ndarray, pred_xyz: np.ndarray, lateral_tol: float, ax
 
 def field_extent(gt: Localizations, pred: Localizations) -> tuple[float, float] | None:
     """(width, height) of the camera field in nm from either table's image shape and pixel size."""
-    for meta in (gt.meta, pred.meta):
-        if meta.image_shape is not None and meta.pixel_size_nm is not None:
-            rows, cols = meta.image_shape
-            return cols * meta.pixel_size_nm, rows * meta.pixel_size_nm
-    return None
+    return gt.meta.field_nm or pred.meta.field_nm
 
 
 def inside(locs: Localizations, border_nm: float, field_nm: tuple[float, float]) -> np.ndarray:

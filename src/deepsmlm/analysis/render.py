@@ -48,10 +48,8 @@ def field_nm(locs: Localizations, pixel_nm: float, extent_nm: Extent | None = No
     """The rendered field (width, height) in nm: ``extent_nm``, the metadata's camera field, or the data bounds."""
     if extent_nm is not None:
         return float(extent_nm[0]), float(extent_nm[1])
-    meta = locs.meta
-    if meta.image_shape is not None and meta.pixel_size_nm is not None:
-        rows, cols = meta.image_shape
-        return cols * meta.pixel_size_nm, rows * meta.pixel_size_nm
+    if locs.meta.field_nm is not None:
+        return locs.meta.field_nm
     x, y = (locs.table[c].to_numpy() for c in ("x_nm", "y_nm"))
     ok = np.isfinite(x) & np.isfinite(y)
     if not ok.any():

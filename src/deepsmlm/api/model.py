@@ -4,7 +4,7 @@ MLE fitter, with the config it localizes by, run over a stack chunk by chunk int
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
-from deepsmlm.config import SimulationConfig
+from deepsmlm.assembly.fitters import build_gaussian_mle, psf_sigma_nm
+from deepsmlm.assembly.predictors import build_predictor, output_grid
+from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.errors import UserInputError, check_positive
 from deepsmlm.inference.data_check import check_data
-from deepsmlm.inference.gaussian_mle import GaussianMLE
-from deepsmlm.inference.predict import DensityPredictor
+from deepsmlm.inference.predict import Predictor
 from deepsmlm.inference.stream import Localizer, StackResult, run_stack
 from deepsmlm.inference.tiling import Plan, plan_passes
 from deepsmlm.io.images import ImageStack
@@ -43,9 +44,7 @@ def with_experiment(model_cfg: SimulationConfig, experiment: SimulationConfig, m
         if z0 < t0 or z1 > t1:
             raise UserInputError(f"{config}: z range {z0:g} … {z1:g} nm lies outside the range {t0:g} … {t1:g} nm "
                                  f"model {model} was trained for")
-    out = model_cfg.model_copy(deep=True)
-    out.camera = experiment.camera.model_copy(deep=True)
-    return out
+    return updated(model_cfg, {"camera": experiment.camera}, config)
 
 
 def run_config(cfg: SimulationConfig, threshold: float | None, baseline_subtracted: bool,
@@ -53,20 +52,18 @@ def run_config(cfg: SimulationConfig, threshold: float | None, baseline_subtract
     """``cfg`` for one run: ``baseline_subtracted`` frames had the camera baseline removed already;
     ``threshold`` (None: the config's) is gaussian-mle's detection threshold (standard deviations of the
     filtered background noise, > 0) or a network's (the summed density of a detection, 0–1)."""
-    model = cfg.model
+    changes: dict[str, object] = {"camera.baseline_subtracted": cfg.camera.baseline_subtracted or baseline_subtracted}
     if threshold is not None and classic:
         if not threshold > 0:
             raise UserInputError(f"--threshold {threshold:g}: gaussian-mle needs a positive threshold "
                                  f"(standard deviations of the background noise)")
-        model = model.model_copy(update={"gaussian_mle_threshold": threshold})
+        changes["model.gaussian_mle_threshold"] = threshold
     elif threshold is not None:
         if not 0 <= threshold <= 1:
             raise UserInputError(f"--threshold {threshold:g}: a network's threshold is a summed density "
                                  f"between 0 and 1")
-        model = model.model_copy(update={"threshold": threshold})
-    subtracted = cfg.camera.baseline_subtracted or baseline_subtracted
-    camera = cfg.camera.model_copy(update={"baseline_subtracted": subtracted})
-    return cfg.model_copy(update={"camera": camera, "model": model})
+        changes["model.threshold"] = threshold
+    return updated(cfg, changes, "--threshold")
 
 
 def check_pixel_size(stack: ImageStack, cfg: SimulationConfig, source: str, declared_nm: float | None = None,
@@ -98,8 +95,10 @@ def plan_stack(stack: ImageStack, localizer: Localizer, batch_size: int, max_mem
     """Frames per pass and tiles for ``stack`` within the memory budget (``max_memory_gb``, default a share
     of the memory available); a super-resolved image is held throughout, with one chunk's part."""
     height, width = stack.shape
-    u = localizer.upsampling
-    image_bytes = 2 * 4 * u * height * u * width if superres and isinstance(localizer, DensityPredictor) else 0
+    image_bytes = 0
+    if superres and isinstance(localizer, Predictor):
+        rows, cols = localizer.grid.fine_shape(height, width)
+        image_bytes = 2 * 4 * rows * cols  # float32, the whole frame's and a chunk's part
     return plan_passes(stack.shape, stack.dtype.itemsize, localizer.footprint(height, width),
                        memory_budget_bytes(max_memory_gb), batch_size,
                        f"localizing {height}×{width} px frames with {source}", image_bytes)
@@ -120,6 +119,11 @@ class Run:
         """The rows kept, with the run's metadata."""
         return Localizations(self.result.table, self.metadata)
 
+    @property
+    def superres_pixel_nm(self) -> float:
+        """The pixel of a network's super-resolved image (nm): its output grid's fine pixel."""
+        return output_grid(self.config).fine_nm
+
 
 class Model:
     """A localizer ready to run: a trained network or the classic fitter, with its config.
@@ -130,9 +134,10 @@ class Model:
     """
 
     def __init__(self, name: str, config: SimulationConfig, net: nn.Module | None, device: torch.device,
-                 source: str):
+                 source: str, fitter_options: Mapping[str, float] | None = None):
         self.name, self.config, self.device, self.source = name, config, device, source
         self._net = net
+        self._fitter_options = dict(fitter_options or {})
 
     @property
     def classic(self) -> bool:
@@ -141,6 +146,15 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, device={str(self.device)!r})"
+
+    def localizer(self, config: SimulationConfig | None = None) -> Localizer:
+        """What :meth:`stream` runs, built by ``config`` (default :attr:`config`): the network's predictor or
+        the fitter, on :attr:`device`, for callers that drive passes and tiles themselves (its
+        ``photons``, ``localize_tile`` and ``footprint``)."""
+        cfg = self.config if config is None else config
+        if self.classic:
+            return build_gaussian_mle(cfg, device=self.device, **self._fitter_options)
+        return build_predictor(cfg, self._net, self.device)
 
     def localize(self, frames: Frames, *, batch_size: int = 32, threshold: float | None = None,
                  pixel_size_nm: float | None = None, baseline_subtracted: bool = False, force: bool = False,
@@ -176,12 +190,12 @@ class Model:
         writer chunk by chunk when given (and are kept too with ``keep_rows``), else into the result's
         table; ``superres``: also sum the network's super-resolved image."""
         cfg = run_config(self.config, threshold, baseline_subtracted, self.classic)
-        localizer = (GaussianMLE(cfg, device=self.device) if self.classic
-                     else DensityPredictor(cfg, self._net, self.device))
+        localizer = self.localizer(cfg)
         check_field(stack, cfg, self.source)
         known = check_pixel_size(stack, cfg, self.source, pixel_size_nm, force)
         if not force:
-            check_data(stack, cfg, self.source, trained=not self.classic, pixel_declared=known)
+            check_data(stack, cfg, self.source, psf_sigma_nm=psf_sigma_nm(cfg), trained=not self.classic,
+                       pixel_declared=known)
         plan = plan_stack(stack, localizer, batch_size, max_memory_gb, superres, self.source)
         meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=stack.shape, n_frames=len(stack),
                         config=cfg.model_dump(mode="json"), source=str(stack.path))
@@ -190,13 +204,15 @@ class Model:
         return Run(cfg, meta, result)
 
 
-def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: ConfigLike | None = None) -> Model:
+def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: ConfigLike | None = None,
+               fitter_options: Mapping[str, float] | None = None) -> Model:
     """A model by shipped name (``default-2d``, ``tetrapod-3d``, ``learned-3d``, ``multicolor-2dye``), by
     model folder (what ``train`` writes), or the classic fitter ``gaussian-mle``, on ``device`` (cpu, cuda).
 
     ``config`` (a preset name, YAML path or loaded config) describes the data: the camera (and pixel size)
     gaussian-mle needs, or, for a network, the experiment's camera that replaces the model's (its pixel
-    size must match, its z range lie within the trained one).
+    size must match, its z range lie within the trained one). ``fitter_options``: gaussian-mle's fit settings
+    (``box_px``, ``fit_sigma``, ``iterations``, ``split_threshold``, ``max_spots``; default its own).
 
     Example::
 
@@ -208,7 +224,9 @@ def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: C
     if name == CLASSIC:
         if config is None:
             raise UserInputError("gaussian-mle needs --config CONFIG (camera and pixel size of the data)")
-        return Model(name, as_config(config), None, where, f"config {config_label(config)}")
+        return Model(name, as_config(config), None, where, f"config {config_label(config)}", fitter_options)
+    if fitter_options:
+        raise UserInputError(f"fitter options are gaussian-mle's, not model {name}'s")
     cfg, net = registry.load_model(name_or_dir, where)
     if config is not None:
         cfg = with_experiment(cfg, as_config(config), name, config_label(config))

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from deepsmlm.api.inputs import ConfigLike, as_config
-from deepsmlm.config import SimulationConfig, config_from_dict
+from deepsmlm.assembly.simulators import build_simulator
+from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.io.localization_files import read_localizations
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.progress import ProgressCallback
@@ -63,12 +64,12 @@ def simulate(config: ConfigLike, frames: int | None = None, seed: int | None = N
     """
     cfg = as_config(config)
     changes = {key: value for key, value in (("frames", frames), ("seed", seed)) if value is not None}
-    if changes:
-        cfg = config_from_dict({**cfg.model_dump(), **changes}, "simulate()")
+    cfg = updated(cfg, changes, "simulate()")
     t0 = time.perf_counter()
+    sim = build_simulator(cfg, device)
     if out_dir is None:
-        movie, table = simulate_in_memory(cfg, device, progress=progress)
+        movie, table = simulate_in_memory(cfg, sim, progress=progress)
         return Simulation(cfg, movie, len(table), time.perf_counter() - t0, table=table)
     folder = Path(out_dir)
-    rows = simulate_to_folder(cfg, folder, device, progress=progress)
+    rows = simulate_to_folder(cfg, folder, sim, progress=progress)
     return Simulation(cfg, folder / FRAMES, rows, time.perf_counter() - t0, folder=folder)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from deepsmlm.api.inputs import ConfigLike, as_config
-from deepsmlm.config import SimulationConfig, load_config
+from deepsmlm.config import SimulationConfig, load_config, updated
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.outputs import check_output_folder, check_writable_folder
 from deepsmlm.models.registry import CONFIG, WEIGHTS, load_model
@@ -95,9 +95,9 @@ def warm_start(cfg: SimulationConfig, init_from: str | os.PathLike) -> tuple[Sim
                                       "model.") if k not in ignored]
     if keys:
         raise UserInputError(f"--init-from {init_from}: its network differs from the config's at {', '.join(keys)}")
-    cfg = cfg.model_copy(deep=True)
-    cfg.model.input_offset_photons = init_cfg.model.input_offset_photons
-    cfg.model.input_scale_photons = init_cfg.model.input_scale_photons
+    m = init_cfg.model
+    cfg = updated(cfg, {"model.input_offset_photons": m.input_offset_photons,
+                        "model.input_scale_photons": m.input_scale_photons}, f"--init-from {init_from}")
     return cfg, net.state_dict()
 
 
@@ -125,9 +125,9 @@ def train(config: ConfigLike, out_dir: str | os.PathLike, steps: int | None = No
     weights = None
     if init_from:
         cfg, weights = warm_start(cfg, init_from)
-    trainer = Trainer(cfg, out, device)
+    loop = Trainer(cfg, out, device).loop
     if resume:
-        trainer.resume()
+        loop.resume()
     if weights is not None:
-        trainer.net.load_state_dict(weights)
-    return trainer.run(steps=steps, minutes=minutes, progress=progress)
+        loop.net.load_state_dict(weights)
+    return loop.run(steps=steps, minutes=minutes, progress=progress)

@@ -38,7 +38,7 @@ def run_demo(out: Path, frames: int = FRAMES) -> None:
     console.print(f"simulated {cfg.frames} frames of {cfg.frame.height}×{cfg.frame.width} px with "
                   f"{sim.n_emitters} emitters ({cfg.emitters.density_per_um2:g} µm⁻², filaments)")
     shape = (cfg.frame.height, cfg.frame.width)
-    field = (cfg.frame.width * cfg.frame.pixel_size_nm, cfg.frame.height * cfg.frame.pixel_size_nm)
+    field = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=shape).field_nm
 
     results, images = {}, {}
     with open_stack(sim.frames) as stack:
@@ -46,7 +46,8 @@ def run_demo(out: Path, frames: int = FRAMES) -> None:
         for name, config in ((MODEL, None), ("gaussian-mle", PRESET)):
             model = load_model(name, config=config)
             with progress_bar(LOCALIZING, transient=True) as progress:
-                res = model.stream(stack, progress=progress, superres=True).result
+                run = model.stream(stack, progress=progress, superres=True)
+            res = run.result
             meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=shape, n_frames=res.n_frames,
                             source=f"{name} on the demo simulation")
             locs = Localizations(res.table, meta)
@@ -56,8 +57,7 @@ def run_demo(out: Path, frames: int = FRAMES) -> None:
             results[name] = {**m, "frames_per_s": res.fps, "file": file}
             images[name] = gaussian_image(locs, RENDER_NM, extent_nm=field)
             if name == MODEL:
-                save_render(res.superres, out / "superres.png",
-                            model.config.frame.pixel_size_nm / model.config.model.upsampling)
+                save_render(res.superres, out / "superres.png", run.superres_pixel_nm)
 
     save_widefield(widefield, out / "widefield.png", cfg.frame.pixel_size_nm, title=f"widefield, {frames} frames")
     comparison_figure(

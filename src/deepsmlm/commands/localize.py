@@ -56,7 +56,7 @@ def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, rende
     cfg, result = run.config, run.result
     if render is not None:
         if result.superres is not None:
-            save_render(result.superres, render, cfg.frame.pixel_size_nm / cfg.model.upsampling)
+            save_render(result.superres, render, run.superres_pixel_nm)
         else:
             save_render(gaussian_image(run.localizations, 10.0), render, 10.0)
     console = Console(stderr=True)

@@ -10,7 +10,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from deepsmlm.config import PUPIL_MODELS, MaskConfig, SimulationConfig, load_config
+from deepsmlm.assembly.axial import axial_range
+from deepsmlm.config import PUPIL_MODELS, MaskConfig, SimulationConfig, load_config, updated
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.outputs import check_outputs
@@ -20,14 +21,7 @@ from deepsmlm.physics.camera import Camera
 from deepsmlm.physics.crlb import crlb_vs_z
 from deepsmlm.plots import crlb_plot, psf_montage
 
-DEFAULT_2D_RANGE_NM = (-750.0, 750.0)
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-def axial_range(cfg: SimulationConfig) -> tuple[float, float]:
-    """The emitters' z range, or ±750 nm for a 2D config (to show the defocus)."""
-    z0, z1 = cfg.emitters.z_range_nm
-    return (z0, z1) if z1 > z0 else DEFAULT_2D_RANGE_NM
 
 
 def display_blur_px(cfg: SimulationConfig) -> float:
@@ -70,15 +64,12 @@ def run_psf(config: str, out: Path, planes: int) -> None:
 def with_mask(cfg: SimulationConfig, mask: Path) -> SimulationConfig:
     """The config with its phase-mask file replaced: same mask geometry as the config's mask, or, for a
     config without one, a mask on the config's own pupil grid (as ``deepsmlm design`` writes them)."""
-    cfg = cfg.model_copy(deep=True)
     if cfg.psf.model not in PUPIL_MODELS:
-        cfg.psf.model = "pupil"
+        cfg = updated(cfg, {"psf.model": "pupil"}, "--mask")
     if cfg.psf.mask is None:
         pitch = grid_mask_pitch_um(cfg, pupil_grid_for(cfg))
-        cfg.psf.mask = MaskConfig(file=str(mask), pixel_pitch_um=pitch)
-    else:
-        cfg.psf.mask.file, cfg.psf.mask.key = str(mask), None
-    return cfg
+        return updated(cfg, {"psf.mask": MaskConfig(file=str(mask), pixel_pitch_um=pitch)}, "--mask")
+    return updated(cfg, {"psf.mask.file": str(mask), "psf.mask.key": None}, "--mask")
 
 
 def crlb_figures(cfg: SimulationConfig, photons: float, background: float, planes: int) -> dict:

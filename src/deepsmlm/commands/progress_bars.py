@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from deepsmlm.progress import ProgressCallback, ProgressEvent, ignore
 
@@ -17,6 +18,9 @@ LOCALIZING = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.c
 """Localizing: frames done of the stack, the frame rate, the time left."""
 SIMULATING = Progress.get_default_columns()
 """Simulating: frames done, as a percentage, and the time left."""
+DESIGNING = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+             TimeElapsedColumn(), TextColumn("{task.fields[detail]}"))
+"""Designing a mask: optimisation steps done of all, the time elapsed, the objective."""
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from deepsmlm.api import simulate
 from deepsmlm.commands.progress_bars import SIMULATING, progress_bar
-from deepsmlm.config import SimulationConfig, config_from_dict, load_config
+from deepsmlm.config import SimulationConfig, load_config, updated
 from deepsmlm.errors import UserInputError
 
 
@@ -15,16 +15,13 @@ def apply_overrides(cfg: SimulationConfig, frames: int | None, seed: int | None,
     """A copy of the config with the command-line overrides applied, validated like a config file."""
     if density is not None and emitters is not None:
         raise UserInputError("give either --density or --emitters, not both")
-    cfg = cfg.model_copy(deep=True)
-    if frames is not None:
-        cfg.frames = frames
-    if seed is not None:
-        cfg.seed = seed
+    changes: dict[str, object] = {key: value for key, value in (("frames", frames), ("seed", seed))
+                                  if value is not None}
     if density is not None:
-        cfg.emitters.density_per_um2, cfg.emitters.count = density, None
+        changes.update({"emitters.density_per_um2": density, "emitters.count": None})
     if emitters is not None:
-        cfg.emitters.density_per_um2, cfg.emitters.count = None, (emitters, emitters)
-    return config_from_dict(cfg.model_dump(), "command-line options")
+        changes.update({"emitters.density_per_um2": None, "emitters.count": (emitters, emitters)})
+    return updated(cfg, changes, "command-line options")
 
 
 def run_simulate(config: str, out: Path, frames: int | None, seed: int | None, density: float | None,

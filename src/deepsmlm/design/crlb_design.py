@@ -9,7 +9,6 @@ small astigmatism plus seeded random Zernike noise rather than from no mask.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +18,7 @@ from deepsmlm.design.mask_phase import (MaskPhase, check_basis, random_coefficie
                                         zernike_modes, zernike_sum)
 from deepsmlm.optics.pupil import PupilPSF
 from deepsmlm.physics.crlb import Variance
+from deepsmlm.progress import ProgressCallback, ProgressEvent, ignore
 
 START_ASTIGMATISM_RAD = 1.0  # Z6 (vertical astigmatism) in the starting mask
 LEARNING_RATE = {"zernike": 0.05, "pixel": 0.02}  # Adam's default step per basis (radians)
@@ -45,12 +45,14 @@ def start_mask(psf: PupilPSF, basis: str, max_noll: int, seed: int) -> MaskPhase
 def design_mask(psf: PupilPSF, z_nm: torch.Tensor, photons: float, background: float, variance: Variance,
                 basis: str = "zernike", max_noll: int = 28, steps: int = 200, learning_rate: float | None = None,
                 smoothness_weight: float = 0.0, seed: int = 0,
-                progress: Callable[[int, float], None] | None = None) -> DesignResult:
+                progress: ProgressCallback | None = None) -> DesignResult:
     """Optimise ``psf``'s mask phase (Adam) to minimise the mean 3D √CRLB over ``z_nm``.
 
     ``basis``: "zernike" (coefficients of Noll 4 … ``max_noll``) or "pixel" (every pupil pixel, started
-    from the same Zernike start); ``smoothness_weight`` λ adds λ·smoothness (nm units of the objective).
+    from the same Zernike start); ``smoothness_weight`` λ adds λ·smoothness (nm units of the objective);
+    ``progress`` hears of every step (task "designing (<basis>)", steps done of ``steps``, the objective).
     """
+    report = progress or ignore
     mask = start_mask(psf, basis, max_noll, seed)
     optim = torch.optim.Adam([mask.parameter], lr=LEARNING_RATE[basis] if learning_rate is None else learning_rate)
 
@@ -60,12 +62,12 @@ def design_mask(psf: PupilPSF, z_nm: torch.Tensor, photons: float, background: f
     history = []
     for step in range(steps + 1):
         phase = phase_in_aperture()
-        psf.mask_phase = phase
+        psf.set_mask(phase)
         objective, _ = mean_3d_crlb(psf, z_nm, photons, background, variance)
         smooth = smoothness(phase, psf.aperture) if basis == "pixel" else torch.zeros(())
         history.append({"step": step, "objective_nm": float(objective.detach()), "smoothness": float(smooth.detach())})
-        if progress is not None:
-            progress(step, history[-1]["objective_nm"])
+        report(ProgressEvent(f"designing ({basis})", step, steps,
+                             detail=f"mean 3D √CRLB {history[-1]['objective_nm']:.2f} nm"))
         if step == steps:
             break
         loss = objective + smoothness_weight * smooth

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.optics.factory import SpectralPSF, at_wavelength, pupil_grid_for, relief_phase_factor
 from deepsmlm.optics.masks import resample_mask
 from deepsmlm.optics.psf import PSF
@@ -61,9 +61,7 @@ def shared_mask_psf(grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: floa
 def pinned_grid(cfg: SimulationConfig, source: PupilPSF) -> SimulationConfig:
     """``cfg`` with the pupil grid size fixed to the design grid's (what a model saved with a learned
     mask records, so simulation and inference build the very grids training used)."""
-    out = cfg.model_copy(deep=True)
-    out.psf.pupil_grid = source.grid.n
-    return out
+    return updated(cfg, {"psf.pupil_grid": source.grid.n})
 
 
 def shared_mask_dye_psfs(cfg: SimulationConfig, source: PupilPSF) -> list[PSF]:

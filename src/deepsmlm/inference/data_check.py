@@ -43,8 +43,10 @@ from torch.nn import functional as F
 
 from deepsmlm.config import PhotonConfig, SimulationConfig
 from deepsmlm.errors import UserInputError
-from deepsmlm.inference.gaussian_mle import BACKGROUND_SCALE, SIGMA_BOUNDS_PX, GaussianMLE, gaussian_kernel, smooth
+from deepsmlm.inference.gaussian_fit import SIGMA_BOUNDS_PX
+from deepsmlm.inference.gaussian_mle import BACKGROUND_SCALE, GaussianMLE, gaussian_kernel, smooth
 from deepsmlm.io.images import ImageStack
+from deepsmlm.localizations import pixel_centre_nm
 from deepsmlm.optics.factory import build_dye_psfs, build_psf
 from deepsmlm.physics.camera import Camera
 
@@ -172,7 +174,7 @@ def _psf_patches(cfg: SimulationConfig) -> torch.Tensor:
     offsets (centre of a pixel and its corner)."""
     z0, z1 = cfg.emitters.z_range_nm
     z = torch.linspace(z0, z1, Z_SAMPLES if z1 > z0 else 1)
-    half = 0.5 * cfg.frame.pixel_size_nm
+    half = pixel_centre_nm(0, cfg.frame.pixel_size_nm)  # a pixel's corner from its centre
     blurs = sorted(set(cfg.psf.blur_sigma_px))
     grid = [(d, zz, b) for d in (0.0, half) for zz in z.tolist() for b in blurs]
     offsets = torch.tensor([[d, d, zz] for d, zz, _ in grid], dtype=torch.float32)
@@ -209,7 +211,7 @@ def psf_sigma_px(patches: torch.Tensor, fitter: GaussianMLE) -> torch.Tensor:
     boxes = patches[:, c - h:c + h + 1, c - h:c + h + 1].double() * REF_PHOTONS + REF_BACKGROUND
     boxes = F.pad(boxes, (p // 2 - h,) * 4, value=REF_BACKGROUND)
     start = torch.tensor([0.0, 0.0, REF_PHOTONS, REF_BACKGROUND, fitter.sigma_px], dtype=torch.float64)
-    return fitter.fit(boxes, torch.zeros_like(boxes), start.expand(len(boxes), -1))[0][:, -1]
+    return fitter.spot_fit.fit(boxes, torch.zeros_like(boxes), start.expand(len(boxes), -1))[0][:, -1]
 
 
 def fitted_sigma_px(adu: torch.Tensor, fitter: GaussianMLE) -> float | None:
@@ -296,19 +298,19 @@ def mismatch(data: DataStats, expected: ModelExpectation, camera: Camera, source
     return None
 
 
-def check_data(stack: ImageStack, cfg: SimulationConfig, source: str, trained: bool = True,
+def check_data(stack: ImageStack, cfg: SimulationConfig, source: str, *, psf_sigma_nm: float, trained: bool = True,
                pixel_declared: bool = True) -> DataStats | None:
     """Raise a one-line UserInputError naming the stack when its sampled frames do not fit ``cfg`` (module
     docstring); return what was measured (None when the sample holds NaN/inf pixels: the stream reports
     those with their frame). ``trained`` False: ``cfg`` describes the data for the classic fitter, so
-    only the camera baseline, the noise and the PSF width are checked. ``pixel_declared``: the pixel size
-    came from the file or the user (else the model's was assumed)."""
+    only the camera baseline, the noise and the PSF width are checked. ``psf_sigma_nm``: the Gaussian σ
+    (nm) the classic fitter takes for the model's PSF. ``pixel_declared``: the pixel size came from the
+    file or the user (else the model's was assumed)."""
     frames, region = sample_frames(stack)
     if not np.isfinite(frames).all():
         return None
     camera = cropped_camera(Camera(cfg.camera, stack.shape), region)
-    fitter = GaussianMLE(cfg, threshold=DETECTION_SIGMA)
-    fitter.camera = camera
+    fitter = GaussianMLE(camera, cfg.frame.pixel_size_nm, psf_sigma_nm, DETECTION_SIGMA)
     expected = model_expectation(cfg, camera, fitter, trained)
     with torch.inference_mode():
         data = measure(torch.from_numpy(frames), fitter, expected)

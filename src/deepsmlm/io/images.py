@@ -1,5 +1,5 @@
 """Lazy image-stack reading: multi-page TIFF / BigTIFF / ImageJ / OME-TIFF files, folders of single-frame TIFFs,
-and raw movies with a sidecar (storm-control ``.dax`` + ``.inf``, Picasso ``.raw`` + ``.yaml``).
+raw movies with a sidecar (storm-control ``.dax`` + ``.inf``, Picasso ``.raw`` + ``.yaml``), and arrays in memory.
 
 Nothing is read at opening beyond the TIFF headers or sidecar. Uncompressed contiguous image data is memory-mapped
 and each read copies its frames out, then releases the mapped file pages (``madvise(MADV_DONTNEED)``),
@@ -29,6 +29,7 @@ _SUFFIXES = {".tif", ".tiff"}
 _UNIT_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9, "Å": 0.1}
 # nm per TIFF ResolutionUnit (3 cm, 4 mm, 5 µm); inch (2) is print DPI and ignored
 _TAG_UNIT_NM = {3: 1e7, 4: 1e6, 5: 1e3}
+ARRAY = Path("array")  # the path of a stack held in memory, as messages name it
 
 
 def _reason(err: BaseException) -> str:
@@ -116,6 +117,19 @@ class _FolderFrames:
         pass
 
 
+class _ArrayFrames:
+    """Frames of a stack held in memory; each read copies its frames out (native byte order)."""
+
+    def __init__(self, frames: np.ndarray):
+        self._frames = frames
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self._frames[start:stop].astype(self._frames.dtype.newbyteorder("="))
+
+    def close(self) -> None:
+        pass
+
+
 class ImageStack:
     """A lazily read stack of 2D frames; open it with :func:`open_stack`.
 
@@ -127,7 +141,7 @@ class ImageStack:
     def __init__(
         self,
         path: Path,
-        reader: _MappedFrames | _TiffPages | _FolderFrames,
+        reader: _MappedFrames | _TiffPages | _FolderFrames | _ArrayFrames,
         n_frames: int,
         shape: tuple[int, int],
         dtype: np.dtype,
@@ -243,6 +257,17 @@ def open_stack(path: str | os.PathLike) -> ImageStack:
         if isinstance(err, UserInputError):
             raise
         raise UserInputError(f"{path}: not a readable TIFF ({_reason(err)})") from None
+
+
+def array_stack(frames: np.ndarray) -> ImageStack:
+    """An array of frames (frames, height, width) as a stack named :data:`ARRAY`, without a pixel size;
+    one-line :class:`UserInputError` for another shape, a non-numeric type or no frames."""
+    frames = np.asarray(frames)
+    if frames.ndim != 3 or frames.dtype.kind not in "uif" or not frames.size:
+        raise UserInputError(f"{ARRAY}: give frames as a (frames, height, width) array of numbers in ADU, "
+                             f"not {frames.dtype} of shape {frames.shape}")
+    return ImageStack(ARRAY, _ArrayFrames(frames), len(frames), frames.shape[1:], frames.dtype.newbyteorder("="),
+                      None)
 
 
 def _open_tiff(tif: tifffile.TiffFile, path: Path) -> ImageStack:

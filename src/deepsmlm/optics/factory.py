@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from deepsmlm.config import MaskConfig, SimulationConfig
+from deepsmlm.config import DipoleConfig, PSFConfig, SimulationConfig, updated
 from deepsmlm.optics.masks import load_mask_array, mask_frequency_step, resample_mask, resolve_data_path
 from deepsmlm.optics.psf import PSF, GaussianPSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
@@ -92,11 +92,10 @@ def relief_phase_factor(design_nm: float, wavelength_nm: float, dispersion_per_n
 def at_wavelength(cfg: SimulationConfig, wavelength_nm: float) -> SimulationConfig:
     """The config imaging at another wavelength: the pupil grows with NA/λ and a mask keeps its relief,
     so its phase follows :func:`relief_phase_factor` from the original design wavelength."""
-    out = cfg.model_copy(deep=True)
-    if out.psf.mask is not None and out.psf.mask.design_wavelength_nm is None:
-        out.psf.mask.design_wavelength_nm = cfg.optics.wavelength_nm
-    out.optics.wavelength_nm = wavelength_nm
-    return out
+    changes: dict[str, object] = {"optics.wavelength_nm": wavelength_nm}
+    if cfg.psf.mask is not None and cfg.psf.mask.design_wavelength_nm is None:
+        changes["psf.mask.design_wavelength_nm"] = cfg.optics.wavelength_nm
+    return updated(cfg, changes)
 
 
 class SpectralPSF(PSF):
@@ -154,12 +153,10 @@ def with_physical_psf(cfg: SimulationConfig, vectorial: bool = True) -> Simulati
     """``cfg`` with the schema's physical defaults for the PSF physics options, a computed pupil grid
     (``pupil_grid`` unset) and, when ``vectorial``, a scalar pupil made the vectorial PSF of a freely
     rotating dipole: the image formation of the presets (issue 18)."""
-    out = cfg.model_copy(deep=True)
-    for key in (*PHYSICS_OPTIONS, "pupil_grid"):
-        setattr(out.psf, key, type(out.psf).model_fields[key].default)
-    if vectorial and out.psf.model == "pupil":
-        out.psf.model, out.psf.dipole = "vectorial", type(out.psf.dipole)()
-    return out
+    changes = {f"psf.{key}": PSFConfig.model_fields[key].default for key in (*PHYSICS_OPTIONS, "pupil_grid")}
+    if vectorial and cfg.psf.model == "pupil":
+        changes["psf.model"] = "vectorial"  # a scalar pupil's dipole is the default, freely rotating one
+    return updated(cfg, changes)
 
 
 REFERENCE_PHYSICS = dict(model="pupil", supercritical="cut", pixel_integration=False, zernike_aperture="na",
@@ -169,11 +166,11 @@ REFERENCE_PHYSICS = dict(model="pupil", supercritical="cut", pixel_integration=F
 def with_reference_psf(cfg: SimulationConfig) -> SimulationConfig:
     """``cfg`` with DeepSTORM3D's reference image formation (:data:`REFERENCE_PHYSICS`): what the golden
     PSFs and the models trained before issue 18 assume; a Gaussian PSF stays Gaussian."""
-    out = cfg.model_copy(deep=True)
-    for key, value in REFERENCE_PHYSICS.items():
-        if key != "model" or out.psf.model != "gaussian":
-            setattr(out.psf, key, value)
-    return out
+    changes = {f"psf.{key}": value for key, value in REFERENCE_PHYSICS.items()
+               if key != "model" or cfg.psf.model != "gaussian"}
+    if cfg.psf.model != "gaussian":
+        changes["psf.dipole"] = DipoleConfig()  # a scalar pupil has no dipole
+    return updated(cfg, changes)
 
 
 PHYSICS_CHOICES = ("model", "physical", "reference")
@@ -189,12 +186,10 @@ def with_physics(cfg: SimulationConfig, physics: str) -> SimulationConfig:
 def refined_grid(cfg: SimulationConfig, factor: int = 3) -> SimulationConfig:
     """``cfg`` on a pupil grid ``factor``× finer in frequency (odd factor): N × factor, or with a mask
     that sets the grid, its oversampling × factor (the convergence check of the sampling condition)."""
-    grid, out = pupil_grid_for(cfg), cfg.model_copy(deep=True)
+    grid = pupil_grid_for(cfg)
     if cfg.psf.mask is None or cfg.psf.pupil_grid is not None:
-        out.psf.pupil_grid = factor * grid.n
-    else:
-        o = cfg.optics
-        step = mask_frequency_step(cfg.psf.mask.pixel_pitch_um, o.magnification, o.fourier_focal_length_mm,
-                                   o.wavelength_nm)
-        out.psf.mask_oversample = factor * round(step / grid.freq_step)
-    return out
+        return updated(cfg, {"psf.pupil_grid": factor * grid.n})
+    o = cfg.optics
+    step = mask_frequency_step(cfg.psf.mask.pixel_pitch_um, o.magnification, o.fourier_focal_length_mm,
+                               o.wavelength_nm)
+    return updated(cfg, {"psf.mask_oversample": factor * round(step / grid.freq_step)})

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from deepsmlm.localizations import pixel_centre_nm, pixel_index
+
 
 class PSF(nn.Module):
     """Base class: subclasses implement ``patches``; everything is batched over emitters and differentiable."""
@@ -117,10 +119,11 @@ def _erf_pixel_weights(edges: torch.Tensor, mu: torch.Tensor, sigma: torch.Tenso
 
 def split_positions(xyz_nm: torch.Tensor, pixel_nm: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Absolute positions -> (row, col) of the pixel holding each emitter and its offset from that pixel's centre."""
-    col = torch.floor(xyz_nm[:, 0] / pixel_nm)
-    row = torch.floor(xyz_nm[:, 1] / pixel_nm)
+    col = pixel_index(xyz_nm[:, 0], pixel_nm)
+    row = pixel_index(xyz_nm[:, 1], pixel_nm)
     offset = torch.stack(
-        [xyz_nm[:, 0] - (col + 0.5) * pixel_nm, xyz_nm[:, 1] - (row + 0.5) * pixel_nm, xyz_nm[:, 2]], dim=1
+        [xyz_nm[:, 0] - pixel_centre_nm(col, pixel_nm), xyz_nm[:, 1] - pixel_centre_nm(row, pixel_nm), xyz_nm[:, 2]],
+        dim=1,
     )
     return row.long(), col.long(), offset
 

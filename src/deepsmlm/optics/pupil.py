@@ -145,6 +145,22 @@ class PupilPSF(PSF):
         """(N, N) phase mask (radians) on this PSF's pupil grid."""
         return self.mask_phase
 
+    def set_mask(self, phase: torch.Tensor) -> None:
+        """Image through ``phase`` (radians, N×N on this PSF's pupil grid) from now on, the one way to set
+        the mask. A learnable mask parameter takes the values in place, outside any autograd graph (it stays
+        the optimiser's parameter); a fixed mask is replaced by ``phase`` (in the PSF's dtype, on its device)
+        with its autograd graph, so a phase computed from design parameters passes gradients on to them."""
+        n = self.grid.n
+        if tuple(phase.shape) != (n, n):
+            raise ValueError(f"mask phase must be {n}×{n} (the pupil grid), got {tuple(phase.shape)}")
+        if phase is self.mask_phase:
+            return
+        if isinstance(self.mask_phase, torch.nn.Parameter):
+            with torch.no_grad():
+                self.mask_phase.copy_(phase)
+        else:
+            self.mask_phase = phase.to(self.aperture)
+
     def pupil_field(self, offset_nm: torch.Tensor) -> torch.Tensor:
         """(E, N, N) complex pupil functions for emitters at (dx, dy, z) nm from the patch centre.
 

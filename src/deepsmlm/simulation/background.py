@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -45,6 +46,24 @@ def background_chunks(cfg: BackgroundConfig, frame: FrameConfig, n_frames: int, 
         _fields(cfg, frame, len(level[s:s + chunk]), generator)
     return (_frames(cfg, frame, level[s:s + chunk], _fields(cfg, frame, len(level[s:s + chunk]), replay))
             for s in starts)
+
+
+@dataclass(frozen=True)
+class BackgroundSampler:
+    """Draws a movie's background photons: ``statistics`` (levels, modulation) on frames of ``frame``'s
+    geometry (see :func:`sample_background`)."""
+
+    statistics: BackgroundConfig
+    frame: FrameConfig
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) px of a frame."""
+        return self.frame.height, self.frame.width
+
+    def chunks(self, n_frames: int, chunk: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """The background of ``n_frames`` frames in pieces of ``chunk`` frames (see :func:`background_chunks`)."""
+        return background_chunks(self.statistics, self.frame, n_frames, chunk, generator)
 
 
 def _levels(cfg: BackgroundConfig, n_frames: int, generator: torch.Generator) -> torch.Tensor:

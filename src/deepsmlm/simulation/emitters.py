@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from deepsmlm.config import BlinkingConfig, EmitterConfig, FrameConfig, PhotonConfig
+from deepsmlm.localizations import field_size_nm
 from deepsmlm.sampling import standard_gamma
 from deepsmlm.simulation.structures import filament_paths, sample_on_ellipsoid, sample_on_filaments
 
@@ -110,6 +111,18 @@ def sample_emitters(
     return out
 
 
+@dataclass(frozen=True)
+class EmitterSampler:
+    """Draws a movie's emitters: ``statistics`` (density or count, photons, z range, structure, blinking,
+    dyes) on a field of ``frame``'s geometry (see :func:`sample_emitters`)."""
+
+    statistics: EmitterConfig
+    frame: FrameConfig
+
+    def __call__(self, n_frames: int, generator: torch.Generator) -> Emitters:
+        return sample_emitters(self.statistics, self.frame, n_frames, generator)
+
+
 def dye_labels(emitters: EmitterConfig, molecule: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(E,) int64 dye index per emitter: one draw per molecule, in proportion to the dyes' fractions."""
     fractions = torch.tensor([d.fraction for d in emitters.dyes], dtype=torch.float64)
@@ -148,7 +161,7 @@ def _position_sampler(
     emitters: EmitterConfig, frame: FrameConfig, generator: torch.Generator
 ) -> Callable[[int], torch.Tensor]:
     """A function n -> (n, 3) float64 positions in nm on the configured structure (drawn once here)."""
-    width, height = frame.width * frame.pixel_size_nm, frame.height * frame.pixel_size_nm
+    width, height = field_size_nm(frame.height, frame.width, frame.pixel_size_nm)
     z_low, z_high = emitters.z_range_nm
     z_center = (z_low + z_high) / 2
     structure = emitters.structure

@@ -23,26 +23,26 @@ from deepsmlm.config import SimulationConfig, dump_config
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import atomic_path, write_text_atomic
 from deepsmlm.io.thunderstorm import HEADERS, csv_writer, thunderstorm_values
+from deepsmlm.localizations import pixel_index
 from deepsmlm.progress import ProgressCallback, ProgressEvent, ignore
 from deepsmlm.resources import GIB, require_memory
 from deepsmlm.simulation.emitters import mean_emitters_per_frame
 from deepsmlm.simulation.requirements import movie_file_bytes, movie_memory_bytes
-from deepsmlm.simulation.simulator import FrameBatch, Simulator, to_uint16
+from deepsmlm.simulation.simulator import CHUNK, FrameBatch, Simulator, to_uint16
 
-CHUNK = 32  # frames per chunk; part of what a seed means (the camera noise is drawn chunk by chunk)
 TRUTH_COLUMNS = ("frame", "x_nm", "y_nm", "z_nm", "photons", "bg")  # then "color" for multicolour samples
 FRAMES, TRUTH, CONFIG = "frames.tif", "ground_truth.csv", "config.yaml"
 
 
 def ground_truth_table(batch: FrameBatch, pixel_nm: float) -> pd.DataFrame:
     """Canonical ground-truth rows (0-based frames) of one simulated chunk, with the local background
-    (and the dye index ``color`` of multicolour samples)."""
+    (and the dye index ``color`` of multicolour samples): the one conversion of emitters to table rows."""
     em = batch.emitters
     xyz = em.xyz_nm.cpu().numpy().astype(np.float64)
     frame = em.frame.cpu().numpy()
     h, w = batch.background.shape[-2:]
-    rows = np.clip((xyz[:, 1] // pixel_nm).astype(int), 0, h - 1)
-    cols = np.clip((xyz[:, 0] // pixel_nm).astype(int), 0, w - 1)
+    rows = np.clip(pixel_index(xyz[:, 1], pixel_nm).astype(int), 0, h - 1)
+    cols = np.clip(pixel_index(xyz[:, 0], pixel_nm).astype(int), 0, w - 1)
     bg = batch.background.cpu().numpy()[frame - batch.first_frame, rows, cols]
     table = pd.DataFrame({"frame": frame, "x_nm": xyz[:, 0], "y_nm": xyz[:, 1], "z_nm": xyz[:, 2],
                           "photons": em.photons.cpu().numpy().astype(np.float64), "bg": bg.astype(np.float64)})
@@ -51,11 +51,10 @@ def ground_truth_table(batch: FrameBatch, pixel_nm: float) -> pd.DataFrame:
     return table
 
 
-def movie_chunks(cfg: SimulationConfig, device: str = "cpu", chunk: int = CHUNK,
+def movie_chunks(cfg: SimulationConfig, sim: Simulator, chunk: int = CHUNK,
                  progress: ProgressCallback | None = None) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
-    """``cfg.frames`` frames seeded by ``cfg.seed``: (uint16 ADU frames (F, H, W), their ground-truth rows)
-    chunk by chunk; ``progress`` hears of the frames done ("simulating")."""
-    sim = Simulator(cfg, device=device)
+    """``cfg.frames`` frames of ``sim`` (the config's simulator) seeded by ``cfg.seed``: (uint16 ADU frames
+    (F, H, W), their ground-truth rows) chunk by chunk; ``progress`` hears of the frames done ("simulating")."""
     gen = torch.Generator().manual_seed(cfg.seed)
     report = progress or ignore
     report(ProgressEvent("simulating", 0, cfg.frames))
@@ -67,14 +66,14 @@ def movie_chunks(cfg: SimulationConfig, device: str = "cpu", chunk: int = CHUNK,
         yield to_uint16(batch.adu), truth
 
 
-def simulate_in_memory(cfg: SimulationConfig, device: str = "cpu", chunk: int = CHUNK,
+def simulate_in_memory(cfg: SimulationConfig, sim: Simulator, chunk: int = CHUNK,
                        progress: ProgressCallback | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """The movie of :func:`movie_chunks` whole: uint16 ADU frames (frames, H, W) and the ground-truth rows
     (the same as :func:`simulate_to_folder` writes); memory is checked before any work."""
     f = cfg.frame
     require_memory(movie_memory_bytes(cfg, cfg.frames, chunk) + 2 * cfg.frames * f.height * f.width,
                    f"simulating {cfg.frames} frames of {f.height}×{f.width} px in memory")
-    frames, tables = zip(*movie_chunks(cfg, device, chunk, progress))
+    frames, tables = zip(*movie_chunks(cfg, sim, chunk, progress))
     return np.concatenate(frames), pd.concat(tables, ignore_index=True)
 
 
@@ -136,10 +135,11 @@ def ground_truth_csv(path: Path, colors: bool) -> Iterator[Callable[[pd.DataFram
         yield append
 
 
-def simulate_to_folder(cfg: SimulationConfig, out: Path, device: str = "cpu", chunk: int = CHUNK,
+def simulate_to_folder(cfg: SimulationConfig, out: Path, sim: Simulator, chunk: int = CHUNK,
                        progress: ProgressCallback | None = None) -> int:
-    """Simulate ``cfg.frames`` frames with ``cfg.seed`` into ``out`` (FRAMES, TRUTH, CONFIG); returns the
-    number of emitters (ground-truth rows) written. ``progress`` hears of the frames done."""
+    """Simulate ``cfg.frames`` frames of ``sim`` (the config's simulator) with ``cfg.seed`` into ``out``
+    (FRAMES, TRUTH, CONFIG); returns the number of emitters (ground-truth rows) written. ``progress`` hears
+    of the frames done."""
     check_room(cfg, out, chunk)
     f = cfg.frame
     rows = 0
@@ -149,7 +149,7 @@ def simulate_to_folder(cfg: SimulationConfig, out: Path, device: str = "cpu", ch
 
         def frames() -> Iterator[np.ndarray]:
             nonlocal rows
-            for adu, truth in movie_chunks(cfg, device, chunk, progress):
+            for adu, truth in movie_chunks(cfg, sim, chunk, progress):
                 rows = append(truth)
                 yield adu
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deepsmlm.assembly.predictors import output_grid
 from deepsmlm.config import EmitterConfig, SimulationConfig
 from deepsmlm.models.registry import build_network
 from deepsmlm.simulation.emitters import mean_emitters_per_frame
@@ -38,6 +39,6 @@ def training_memory_bytes(field: SimulationConfig, densest: EmitterConfig) -> fl
     emitters = mean_emitters_per_frame(densest, f)
     simulation = chunk_bytes(field, t.batch_size, emitters) + t.batch_size * emitters * BYTES_PER_EMITTER
     network = 2 * activation_bytes_per_pixel(build_network(m)) * t.batch_size * pixels  # forward and backward
-    loss = LOSS_COPIES * 4 * t.batch_size * m.colors * m.z_planes * m.upsampling**2 * pixels
+    loss = LOSS_COPIES * 4 * t.batch_size * output_grid(field).voxels(f.height, f.width)
     validation = 4 * t.validation_frames * pixels
     return simulation + network + loss + validation + psf_cache_bytes(field)

@@ -1,4 +1,5 @@
-"""How much of the frame a PSF occupies: the radius around the emitter that holds a fraction of its light."""
+"""How much of the frame a PSF occupies: the radius around the emitter that holds a fraction of its light
+(the benchmarks' PSF footprint)."""
 
 from __future__ import annotations
 

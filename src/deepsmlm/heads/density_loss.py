@@ -1,4 +1,4 @@
-"""The papers' losses."""
+"""The density head's training loss: the Deep-STORM and DeepSTORM3D papers' losses."""
 
 from __future__ import annotations
 

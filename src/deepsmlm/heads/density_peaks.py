@@ -1,4 +1,4 @@
-"""From network outputs to localizations: local maxima, sub-voxel centroids, confidences.
+"""From density outputs to localizations: local maxima, sub-voxel centroids, confidences (the density head).
 
 Outputs are volumes (B, D, h, w): D axial planes on the fine lateral grid (D = 1 for 2D models). A
 window is (2·window_planes + 1) planes × (2·window_px + 1)² fine pixels around a voxel. A detection is

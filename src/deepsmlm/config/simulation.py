@@ -1,0 +1,40 @@
+"""The whole config: one physics (image formation, sample) with the network and its training recipe."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from deepsmlm.config.base import SEED_LIMIT, StrictConfig
+from deepsmlm.config.learning import ModelConfig, TrainingConfig
+from deepsmlm.config.optics import CameraConfig, FrameConfig, OpticsConfig, PSFConfig
+from deepsmlm.config.sample import BackgroundConfig, EmitterConfig
+
+
+class SimulationConfig(StrictConfig):
+    """Everything the forward model needs: one physics for training, design and evaluation."""
+
+    name: str = "custom"
+    frame: FrameConfig = FrameConfig()
+    optics: OpticsConfig = OpticsConfig()
+    psf: PSFConfig = PSFConfig()
+    camera: CameraConfig = CameraConfig()
+    emitters: EmitterConfig = EmitterConfig()
+    background: BackgroundConfig = BackgroundConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    frames: int = Field(100, ge=1, description="default number of frames for `simulate`")
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
+
+    @model_validator(mode="after")
+    def _margin_inside_frame(self) -> "SimulationConfig":
+        if 2 * self.emitters.margin_px >= min(self.frame.height, self.frame.width):
+            raise ValueError(f"emitters.margin_px {self.emitters.margin_px} leaves no room in a "
+                             f"{self.frame.height}x{self.frame.width} px frame")
+        return self
+
+    @model_validator(mode="after")
+    def _one_output_per_dye(self) -> "SimulationConfig":
+        dyes = len(self.emitters.dyes or [])
+        if self.model.colors > 1 and self.model.colors != dyes:
+            raise ValueError(f"model.colors is {self.model.colors} but emitters.dyes lists {dyes} dyes")
+        return self
