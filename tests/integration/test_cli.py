@@ -333,3 +333,17 @@ def test_crlb_2d_gaussian_has_no_z(runner, tmp_path):
         assert max(vals) == pytest.approx(min(vals), rel=1e-4)  # the Gaussian does not change with z
     assert fig["crlb_x_nm"][0] == pytest.approx(fig["crlb_y_nm"][0], rel=1e-4)
     assert fig["photons"] == pytest.approx(750.0) and fig["background_per_px"] == pytest.approx(11.0)
+
+
+def test_the_api_gives_what_psf_and_crlb_write(runner, tmp_path):
+    """`deepsmlm.crlb` and `deepsmlm.psf_stack` are what the commands write (the commands only add files)."""
+    import tifffile
+
+    import deepsmlm
+
+    assert deepsmlm.crlb("epfl2016_2d", planes=4) == _crlb(runner, "epfl2016_2d", tmp_path, planes=4)
+    res = invoke(runner, "psf", "epfl2016_2d", "-o", tmp_path / "psf.png", "--planes", "4")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    psf = deepsmlm.psf_stack("epfl2016_2d", planes=4)
+    assert psf.z_nm == pytest.approx([-750.0, -250.0, 250.0, 750.0]) and psf.blur_px == 0.0
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "psf.tif"), psf.stack)
