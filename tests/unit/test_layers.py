@@ -38,6 +38,11 @@ def test_the_package_keeps_its_layers():
     ("optics/upward.py", "from deepsmlm.physics import crlb\n",
      "- deepsmlm.optics.upward -> deepsmlm.physics.crlb (l.1)"),
     ("io/upward.py", "import deepsmlm.commands.localize\n", "- deepsmlm.io.upward -> deepsmlm.commands.localize (l.1)"),
+    # the seams of issue 19: a head knows nothing of the predictor, the forward model nothing of the assembly
+    ("heads/upward.py", "from deepsmlm.inference import predict\n",
+     "- deepsmlm.heads.upward -> deepsmlm.inference.predict (l.1)"),
+    ("simulation/upward.py", "from deepsmlm.assembly.simulators import build_simulator\n",
+     "- deepsmlm.simulation.upward -> deepsmlm.assembly.simulators (l.1)"),
     # independent siblings of one layer
     ("inference/sibling.py", "from deepsmlm.simulation.simulator import Simulator\n",
      "- deepsmlm.inference.sibling -> deepsmlm.simulation.simulator (l.1)"),
