@@ -295,6 +295,51 @@ def demo(
     _guard(run_demo, out, frames)
 
 
+@app.command()
+def estimate(
+    movie: Path = typer.Argument(..., help="the raw movie (TIFF stack, folder of TIFFs, .dax, .raw), in ADU"),
+    config: str = typer.Option(..., "--config", help="the microscope's config (camera, PSF; e.g. a calibrated.yaml)"),
+    out: Path = typer.Option(..., "-o", "--out", help="the training config to write (.yaml; a .png plot beside)"),
+    frames: int = typer.Option(300, "--frames", min=1, help="frames fitted, evenly spaced over the movie"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="the fitter's detection threshold "
+                                                                        "(noise standard deviations)"),
+    pixel_size_nm: Optional[float] = typer.Option(None, "--pixel-size-nm", help="the data's pixel size (nm)"),
+) -> None:
+    """Estimate photons, background, density and z range from the raw movie; write a training config."""
+    from deepsmlm.commands.estimate import run_estimate
+
+    _guard(run_estimate, movie, config, out, frames, threshold, pixel_size_nm)
+
+
+calibrate_app = typer.Typer(no_args_is_help=True, help="Calibrate your own microscope: the PSF from bead z-stacks "
+                                                       "(psf), the camera from dark and flat frames (camera).")
+app.add_typer(calibrate_app, name="calibrate")
+# calibrate psf
+
+
+# calibrate camera
+@calibrate_app.command("camera")
+def calibrate_camera(
+    dark: Optional[Path] = typer.Option(None, "--dark", help="dark frames (no light): the offset and read noise"),
+    flat: list[Path] = typer.Option([], "--flat", help="a stack of even light; repeat for two or more levels"),
+    movie: Optional[Path] = typer.Option(None, "--movie", help="a raw movie: gain from its pixels' mean/variance, "
+                                                              "offset from its unlit pixels when no --dark"),
+    camera_type: Optional[str] = typer.Option(None, "--type", help="emccd, ccd or scmos (default: --config's, "
+                                                                   "else emccd)"),
+    config: Optional[str] = typer.Option(None, "--config", help="base config: camera.yaml is it with the measured "
+                                                                "camera"),
+    out: Path = typer.Option(..., "-o", "--out", help="output folder (camera.yaml, mean_variance.png, "
+                                                      "scmos_maps.npz)"),
+    em_gain: Optional[float] = typer.Option(None, "--em-gain", help="EMCCD: the EM gain used (default: --config's)"),
+    e_per_adu: Optional[float] = typer.Option(None, "--e-per-adu", help="EMCCD: the known e⁻ per ADU instead "
+                                                                       "(the EM gain is then measured)"),
+) -> None:
+    """Camera offset, gain and read noise (sCMOS: per-pixel maps) by the photon-transfer method."""
+    from deepsmlm.commands.calibrate_camera import run_calibrate_camera
+
+    _guard(run_calibrate_camera, dark, flat, movie, camera_type, config, out, em_gain, e_per_adu)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,4 +1,4 @@
-"""Figures people look at: PSF montages over z and CRLB-vs-z curves (PNG, written atomically).
+"""Figures people look at: PSF montages over z, CRLB-vs-z curves, photon-transfer plots (PNG, written atomically).
 
 Figures are drawn on matplotlib ``Figure`` objects, never through pyplot, so a host application's backend
 (napari, Jupyter) is left as it is; matplotlib is imported only when a figure is drawn.
@@ -128,6 +128,24 @@ def comparison_figure(panels: Sequence[tuple[str, np.ndarray, float, str]], path
     save_figure(fig, path)
 
 
+def histogram_panels(panels: Sequence[tuple[str, np.ndarray, Sequence[float]]], path: str | os.PathLike,
+                     title: str = "") -> None:
+    """One histogram per panel (x label, values, vertical marker lines) side by side, e.g. the photons,
+    background and depths a movie's fits found with the values estimated from them."""
+    fig = new_figure((3.6 * len(panels), 3.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (label, values, marks) in zip(axes, panels):
+        ax.hist(values, bins=40, color="0.55")
+        for mark in marks:
+            ax.axvline(mark, color="tab:red", lw=1)
+        ax.set_xlabel(label, fontsize=9)
+    axes[0].set_ylabel("count", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: str = "") -> None:
     """Validation Jaccard and RMSE (lateral, and axial when present) against the training step, and the
     recall in each depth band when the history has it (3D)."""
@@ -157,4 +175,25 @@ def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    save_figure(fig, path)
+
+
+def mean_variance_plot(points: Mapping[str, np.ndarray], slope: float, intercept: float, offset: float,
+                       path: str | os.PathLike, title: str = "") -> None:
+    """Photon-transfer plot: temporal variance (ADU²) against mean (ADU), ``points`` mapping a stack's name to
+    (K, 3) rows (mean, variance, standard error), with the fitted line slope·mean + intercept and the offset."""
+    fig = new_figure((6.5, 4.5))
+    ax = fig.subplots()
+    for label, rows in points.items():
+        ax.errorbar(rows[:, 0], rows[:, 1], yerr=rows[:, 2], fmt="o", ms=3, label=os.path.basename(label))
+    top = max(float(rows[:, 0].max()) for rows in points.values())
+    x = np.linspace(min(offset, *(float(r[:, 0].min()) for r in points.values())), top, 50)
+    ax.plot(x, slope * x + intercept, "k-", lw=1, label=f"fit: {slope:.4g}·mean {intercept:+.4g}")
+    ax.axvline(offset, color="gray", ls="--", lw=1, label=f"offset {offset:.1f} ADU")
+    ax.set_xlabel("temporal mean (ADU)")
+    ax.set_ylabel("temporal variance (ADU²)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=8)
     save_figure(fig, path)
