@@ -220,14 +220,14 @@ def train(
 @app.command()
 def localize(
     stack: Path = typer.Argument(..., help="TIFF stack, folder of TIFFs, .dax (+ .inf) or Picasso .raw (+ .yaml), in ADU"),
-    model: str = typer.Option(..., "--model", help="shipped model name, model folder, or gaussian-mle"),
+    model: str = typer.Option(..., "--model", help="shipped model name, model folder, gaussian-mle or psf-mle (3D)"),
     out: Path = typer.Option(..., "-o", "--out", help="localization file (.csv ThunderSTORM, .hdf5, .parquet)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="thunderstorm, picasso, challenge or parquet"),
     render: Optional[Path] = typer.Option(None, "--render", help="also write the super-resolved image (PNG + TIFF)"),
     device: str = DeviceOpt,
     batch_size: int = typer.Option(32, "--batch-size", min=1,
                                    help="most frames read at once (fewer when --max-memory-gb asks)"),
-    config: Optional[str] = typer.Option(None, "--config", help="the data's camera/pixel/z config (needed by gaussian-mle)"),
+    config: Optional[str] = typer.Option(None, "--config", help="the data's camera/pixel/z config (classic fitters need it)"),
     baseline_subtracted: bool = typer.Option(False, "--baseline-subtracted",
                                              help="the frames already had the camera baseline removed"),
     pixel_size_nm: Optional[float] = typer.Option(None, "--pixel-size-nm",

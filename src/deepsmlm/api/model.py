@@ -1,5 +1,6 @@
-"""`deepsmlm.load_model`: a trained network (batch norm folded into its convolutions) or the classic Gaussian
-MLE fitter, with the config it localizes by, run over a stack chunk by chunk into a localization table."""
+"""`deepsmlm.load_model`: a trained network (batch norm folded into its convolutions) or a classic fitter
+(Gaussian MLE, or the 3D PSF MLE), with the config it localizes by, run over a stack chunk by chunk into a
+localization table."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
-from deepsmlm.assembly.fitters import build_gaussian_mle, psf_sigma_nm
+from deepsmlm.assembly.fitters import build_gaussian_mle, build_psf_mle, psf_sigma_nm
 from deepsmlm.assembly.predictors import build_predictor, output_grid
 from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.errors import UserInputError, check_positive
@@ -29,6 +30,8 @@ from deepsmlm.progress import ProgressCallback
 from deepsmlm.resources import check_device, memory_budget_bytes
 
 CLASSIC = "gaussian-mle"
+PSF_MLE = "psf-mle"
+CLASSICS = {CLASSIC: build_gaussian_mle, PSF_MLE: build_psf_mle}  # name -> builder from a config
 
 
 def with_experiment(model_cfg: SimulationConfig, experiment: SimulationConfig, model: str,
@@ -141,7 +144,7 @@ class Model:
 
     @property
     def classic(self) -> bool:
-        """True for the Gaussian MLE fitter, False for a network."""
+        """True for a classic fitter (gaussian-mle, psf-mle), False for a network."""
         return self._net is None
 
     def __repr__(self) -> str:
@@ -153,7 +156,7 @@ class Model:
         ``photons``, ``localize_tile`` and ``footprint``)."""
         cfg = self.config if config is None else config
         if self.classic:
-            return build_gaussian_mle(cfg, device=self.device, **self._fitter_options)
+            return CLASSICS[self.name](cfg, device=self.device, **self._fitter_options)
         return build_predictor(cfg, self._net, self.device)
 
     def localize(self, frames: Frames, *, batch_size: int = 32, threshold: float | None = None,
@@ -207,12 +210,14 @@ class Model:
 def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: ConfigLike | None = None,
                fitter_options: Mapping[str, float] | None = None) -> Model:
     """A model by shipped name (``default-2d``, ``tetrapod-3d``, ``learned-3d``, ``multicolor-2dye``), by
-    model folder (what ``train`` writes), or the classic fitter ``gaussian-mle``, on ``device`` (cpu, cuda).
+    model folder (what ``train`` writes), or a classic fitter (``gaussian-mle``; ``psf-mle``, the 3D fit with
+    the config's PSF model), on ``device`` (cpu, cuda).
 
     ``config`` (a preset name, YAML path or loaded config) describes the data: the camera (and pixel size)
-    gaussian-mle needs, or, for a network, the experiment's camera that replaces the model's (its pixel
-    size must match, its z range lie within the trained one). ``fitter_options``: gaussian-mle's fit settings
-    (``box_px``, ``fit_sigma``, ``iterations``, ``split_threshold``, ``max_spots``; default its own).
+    a classic fitter needs (psf-mle: also the PSF model and z range), or, for a network, the experiment's
+    camera that replaces the model's (its pixel size must match, its z range lie within the trained one).
+    ``fitter_options``: a classic fitter's fit settings (gaussian-mle: ``box_px``, ``fit_sigma``,
+    ``iterations``, ``split_threshold``, ``max_spots``; psf-mle: ``box_px``, ``iterations``; default their own).
 
     Example::
 
@@ -221,12 +226,12 @@ def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: C
     """
     where = check_device(device)
     name = str(name_or_dir)
-    if name == CLASSIC:
+    if name in CLASSICS:
         if config is None:
-            raise UserInputError("gaussian-mle needs --config CONFIG (camera and pixel size of the data)")
+            raise UserInputError(f"{name} needs --config CONFIG (camera and pixel size of the data)")
         return Model(name, as_config(config), None, where, f"config {config_label(config)}", fitter_options)
     if fitter_options:
-        raise UserInputError(f"fitter options are gaussian-mle's, not model {name}'s")
+        raise UserInputError(f"fitter options are gaussian-mle's and psf-mle's, not model {name}'s")
     cfg, net = registry.load_model(name_or_dir, where)
     if config is not None:
         cfg = with_experiment(cfg, as_config(config), name, config_label(config))

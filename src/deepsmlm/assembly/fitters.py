@@ -1,4 +1,5 @@
-"""The classic fitter ``gaussian-mle`` built from a config: its camera, pixel size, PSF width and threshold."""
+"""The classic fitters built from a config: ``gaussian-mle`` (camera, pixel size, PSF width, threshold) and
+``psf-mle`` (the same with the config's PSF model and z range)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import torch
 
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.inference.gaussian_mle import GaussianMLE
+from deepsmlm.inference.psf_mle import PSFMLE
+from deepsmlm.optics.factory import build_psf
 from deepsmlm.physics.camera import Camera
 
 
@@ -30,3 +33,17 @@ def build_gaussian_mle(cfg: SimulationConfig, device: str | torch.device = "cpu"
     fitter's other keywords (``box_px``, ``fit_sigma``, ``iterations``, ``split_threshold``, ``max_spots``)."""
     return GaussianMLE(Camera(cfg.camera), cfg.frame.pixel_size_nm, psf_sigma_nm(cfg),
                        cfg.model.gaussian_mle_threshold, device=device, **options)
+
+
+def build_psf_mle(cfg: SimulationConfig, device: str | torch.device = "cpu", **options: Any) -> PSFMLE:
+    """``psf-mle`` for data described by ``cfg``: its PSF (a pupil's cached z-stack over the emitter z range,
+    or the Gaussian, rendered on the fit box plus a pixel each side), camera, pixel size, z range, mean
+    model-mismatch blur, detection σ (:func:`psf_sigma_nm`) and threshold, on ``device``; ``options`` are
+    ``box_px`` (odd, default 13) and ``iterations``."""
+    box_px = int(options.pop("box_px", 13))
+    if box_px % 2 == 0 or box_px < 5:
+        raise ValueError(f"box_px must be odd and >= 5, got {box_px}")
+    psf = build_psf(updated(cfg, {"psf.patch_px": box_px + 2}), fast=True)
+    blur_px = 0.5 * sum(cfg.psf.blur_sigma_px)
+    return PSFMLE(psf, Camera(cfg.camera), cfg.frame.pixel_size_nm, psf_sigma_nm(cfg), cfg.model.gaussian_mle_threshold,
+                  cfg.emitters.z_range_nm, box_px=box_px, blur_px=blur_px, device=device, **options)

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from deepsmlm.api import load_model
-from deepsmlm.api.model import CLASSIC
+from deepsmlm.api.model import CLASSICS
 from deepsmlm.commands.progress_bars import LOCALIZING, progress_bar
 from deepsmlm.errors import UserInputError, check_positive
 from deepsmlm.inference.stream import rate_text
@@ -41,7 +41,7 @@ def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, rende
 
     check_positive(pixel_size_nm, "--pixel-size-nm")
     check_localize_outputs(stack_path, model, config, out, fmt, render)
-    if model != CLASSIC and (warning := jaccard_warning(recorded_jaccard(model), f"model {model}")):
+    if model not in CLASSICS and (warning := jaccard_warning(recorded_jaccard(model), f"model {model}")):
         Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     with open_stack(stack_path) as stack:
         assumed = pixel_size_nm is None and stack.pixel_size_nm is None

@@ -1,13 +1,7 @@
 """The pixel-integrated Gaussian spot model and its batched Poisson maximum-likelihood fit (Fisher scoring
 with Marquardt damping), with Cramér–Rao uncertainties at the fit; the solver of ``gaussian-mle``.
 
-Noise model (PHYSICS.md, "Camera"). In photons the camera's variance at mean μ is s·μ + v₀ with
-s = F²/QE (F² = 2 for a high-gain EMCCD) and v₀ the read-noise/spurious-charge part
-(``Camera.variance_photons``). The fit treats z = d/s + v₀/s² (d: photons per pixel; z < 0, from read
-noise, counts as 0) as Poisson with mean m = μ/s + v₀/s²: exact in mean and variance, not in shape.
-For an ideal camera this is the Poisson likelihood itself; for an EMCCD it is the standard Poisson
-approximation on photon-scaled data; for sCMOS it is Huang et al. (2013). Its Fisher information,
-Σ ∂μ ∂μᵀ / (s·μ + v₀), is the camera's (``physics.crlb``), so the fit's own curvature gives the CRLB.
+Noise model and solver: ``inference.poisson_fit`` (the camera's variance, scaled Poisson data).
 
 Model in a P×P box (camera px, offsets from the centre of the box's centre pixel):
 μ_ij = b + N·Ey_i·Ex_j,  Ex_j = Φ((j + ½ − x)/σ) − Φ((j − ½ − x)/σ), N photons over the whole plane.
@@ -21,9 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from deepsmlm.inference.poisson_fit import fit_boxes, scaled_counts
+
 SIGMA_BOUNDS_PX = (0.5, 3.0)
-DECREMENT_TOL = 1e-3  # converged when gᵀ I⁻¹ g (NLL units) is below this
-SETTLED_TOL = 1e-6  # a box stops iterating when an accepted step lowers its NLL by less than this
 
 
 def _spots(x: torch.Tensor, y: torch.Tensor, n: torch.Tensor, s: torch.Tensor, box_px: int, jacobian: bool = True
@@ -50,11 +44,6 @@ def _spots(x: torch.Tensor, y: torch.Tensor, n: torch.Tensor, s: torch.Tensor, b
     jac = torch.stack([n2 * ey[:, :, None] * dex[:, None, :], n2 * dey[:, :, None] * ex[:, None, :], shape,
                        n2 * (sey[:, :, None] * ex[:, None, :] + ey[:, :, None] * sex[:, None, :])], dim=1)
     return n2 * shape, jac
-
-
-def deviance(m: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Poisson NLL of data z (E, P, P) at mean m minus that of the saturated model, per box (E,)."""
-    return (m - z + torch.xlogy(z, z / m)).sum((-2, -1))
 
 
 def integrated_gaussian(theta: torch.Tensor, box_px: int, jacobian: bool = True
@@ -96,8 +85,8 @@ class SpotFitter:
     max_spots: int
 
     def scaled_counts(self, boxes: torch.Tensor, v0: torch.Tensor) -> torch.Tensor:
-        """The fit's Poisson-like data z (module docstring) of (E, P, P) photon boxes."""
-        return (boxes / self.scale + v0 / self.scale**2).clamp_min(0)
+        """The fit's Poisson-like data z (``poisson_fit``) of (E, P, P) photon boxes."""
+        return scaled_counts(boxes, v0, self.scale)
 
     def fit(self, boxes: torch.Tensor, v0: torch.Tensor, theta: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -106,50 +95,13 @@ class SpotFitter:
         Returns the parameters (E, 3K + 2), the Fisher information of the fitted ones (E, F, F) in photon
         units (F = 3K + 2, or 3K + 1 with σ fixed), the converged flag (E,) and the deviance (E,).
         """
-        s, p, n = self.scale, self.box_px, theta.shape[1]
-        k = n if self.fit_sigma else n - 1
-        gamma = v0 / s**2
-        z = self.scaled_counts(boxes, v0)
+        p, n = self.box_px, theta.shape[1]
         h = p // 2 + 1.5  # a spot may sit just outside the box, fitted by its flank
         spots = (n - 2) // 3
         lo = theta.new_tensor([-h, -h, 1.0] * spots + [1e-3, SIGMA_BOUNDS_PX[0]])
         hi = theta.new_tensor([h, h, math.inf] * spots + [math.inf, SIGMA_BOUNDS_PX[1]])
-
-        def score(t: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            mu, jac = integrated_gaussian(t, p)
-            m = mu / s + gamma
-            j = jac[:, :k].flatten(2) / s  # (E, K, P²): batched matrix products, far faster than einsum here
-            grad = torch.bmm(j, (1 - z / m).flatten(1)[:, :, None])[..., 0]
-            info = torch.bmm(j / m.flatten(1)[:, None, :], j.transpose(1, 2))
-            return grad, info, deviance(m, z)
-
-        theta = theta.clone()
-        lam = torch.full_like(theta[:, 0], 1e-3)
-        active = torch.arange(len(theta), device=theta.device)  # boxes still moving
-        for _ in range(self.iterations * spots):  # more parameters, more steps
-            if len(active) == 0:
-                break
-            t, za, ga, la = theta[active], z[active], gamma[active], lam[active]
-            grad, info, dev = score(t, za, ga)
-            damped = info + la[:, None, None] * torch.diag_embed(torch.diagonal(info, dim1=-2, dim2=-1))
-            step = torch.linalg.solve_ex(damped, -grad)[0]
-            cand = torch.minimum(torch.maximum(t + F.pad(step, (0, n - k)), lo), hi)
-            new_dev = deviance(integrated_gaussian(cand, p, jacobian=False)[0] / s + ga, za)
-            better = new_dev < dev
-            theta[active] = torch.where(better[:, None], cand, t)
-            lam[active] = torch.where(better, la * 0.1, la * 10).clamp(1e-7, 1e7)
-            # settled: an accepted step that gained almost nothing, or damping at its ceiling
-            settled = (better & (dev - new_dev < SETTLED_TOL)) | (lam[active] >= 1e7)
-            active = active[~settled]
-        grad, info, dev = score(theta, z, gamma)
-        # converged: the Newton decrement over the parameters not held at a bound is small
-        held = ((theta[:, :k] <= lo[:k]) & (grad > 0)) | ((theta[:, :k] >= hi[:k]) & (grad < 0))
-        grad = torch.where(held, 0.0, grad)
-        eye = torch.eye(k, dtype=info.dtype, device=info.device)
-        free = torch.where(held[:, :, None] | held[:, None, :], eye, info)
-        decrement = (grad * torch.linalg.solve_ex(free, grad)[0]).sum(-1)
-        return theta, info, decrement < DECREMENT_TOL, dev
+        return fit_boxes(lambda t, jacobian: integrated_gaussian(t, p, jacobian), boxes, v0, theta, self.scale,
+                         (lo, hi), n if self.fit_sigma else n - 1, self.iterations * spots)  # more spots, more steps
 
     def next_spot_starts(self, boxes: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """Two starting values (2, E, 3K + 5) of a (K + 1)-spot fit from K-spot fits (E, 3K + 2): the new

@@ -5,13 +5,15 @@ likelihood fit of pixel-integrated Gaussians (``inference.gaussian_fit``) in a b
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import ndimage
 
-from deepsmlm.inference.gaussian_fit import SpotFitter, deviance
+from deepsmlm.inference.gaussian_fit import SpotFitter
+from deepsmlm.inference.poisson_fit import flat_deviance
 from deepsmlm.inference.tiling import Footprint, Tile, TileResult
 from deepsmlm.localizations import pixel_centre_px
 from deepsmlm.physics.camera import Camera
@@ -51,6 +53,36 @@ def local_maxima(image: torch.Tensor, f: torch.Tensor, r: torch.Tensor, c: torch
     cols = (c[:, None] + offsets).clamp(0, image.shape[2] - 1)
     windows = image[f[:, None, None], rows[:, :, None], cols[:, None, :]]
     return windows.flatten(1).amax(dim=1) == image[f, r, c]
+
+
+def likelihood_ratio(z: torch.Tensor, dev: torch.Tensor) -> torch.Tensor:
+    """Λ = 2·(deviance of a flat box − ``dev``) (E,) of (E, P, P) scaled boxes and their fits' deviance: the
+    likelihood-ratio statistic of "spot vs no spot" (√Λ its significance in noise standard deviations)."""
+    return (2 * (flat_deviance(z) - dev)).clamp_min(0)
+
+
+def detection_prob(ratio: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Φ(√Λ − k) of likelihood ratios Λ and the detection threshold k: 0.5 at the threshold, → 1 above."""
+    return 0.5 * (1 + torch.erf((ratio.sqrt() - threshold) / math.sqrt(2)))
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A tile's candidates in its core and their fit boxes (tile px): frame ``f``, ``r``, ``c`` (E,); the
+    boxes' top-left ``top``, ``left`` (E,) (moved inwards at the tile's edges); the P×P photon ``boxes`` and
+    zero-signal variance ``v0`` (E, P, P); a background estimate ``bg0`` (E,) (the box median); ``ids``
+    (B, H, W) every candidate's number (−1 elsewhere, halo included) and ``index`` (E,) that of each box's."""
+
+    f: torch.Tensor
+    r: torch.Tensor
+    c: torch.Tensor
+    top: torch.Tensor
+    left: torch.Tensor
+    boxes: torch.Tensor
+    v0: torch.Tensor
+    bg0: torch.Tensor
+    ids: torch.Tensor
+    index: torch.Tensor
 
 
 class GaussianMLE:
@@ -160,7 +192,49 @@ class GaussianMLE:
         """``localize`` of the spots whose candidate pixel lies in the core of ``tile`` of frames (B, H, W)
         in photons; candidates in the halo only keep their neighbours' fits apart. No image."""
         height, width = tile.frame
+        h = self.box_px // 2
+        cand = self.candidates(photons, tile)
+        f, r, c, top, left, boxes, v0, bg0 = (cand.f, cand.r, cand.c, cand.top, cand.left, cand.boxes, cand.v0,
+                                              cand.bg0)
+        start = torch.stack([(c - left - h).to(photons.dtype), (r - top - h).to(photons.dtype),
+                             (boxes - bg0[:, None, None]).sum((-2, -1)).clamp_min(1.0), bg0,
+                             torch.full_like(bg0, self.sigma_px)], dim=-1)
+        n = MAX_BOXES_PER_FIT
+        fits = [self.spot_fit.fit_spots(boxes[i:i + n], v0[i:i + n], start[i:i + n])
+                for i in range(0, max(len(boxes), 1), n)]
+        spots, crlb, count, bg, sigma, dev = (torch.cat(parts) for parts in zip(*fits))
+        prob = detection_prob(likelihood_ratio(self.spot_fit.scaled_counts(boxes, v0), dev), self.threshold)
+        keep = self.owned(spots[..., :2], count, cand.ids, f, top, left, start[:, :2], cand.index)
+        keep &= (torch.arange(self.spot_fit.max_spots, device=keep.device) < count[:, None]) & (crlb > 0).all(-1)
+        top, left = top + tile.rows.start, left + tile.cols.start  # in the frame
+        col_px = pixel_centre_px(left[:, None] + h) + spots[..., 0]
+        row_px = pixel_centre_px(top[:, None] + h) + spots[..., 1]
+        m = EDGE_MARGIN_PX
+        keep &= (col_px >= m) & (col_px <= width - m) & (row_px >= m) & (row_px <= height - m)
+        box, slot = torch.nonzero(keep, as_tuple=True)
+        spot, bound = spots[box, slot], crlb[box, slot]
+        px = self.pixel_nm
+
+        def col(t: torch.Tensor) -> np.ndarray:
+            return t.double().cpu().numpy()
+
+        table = pd.DataFrame({
+            "frame": f[box].cpu().numpy().astype(np.int64) + first_frame,
+            "x_nm": col(col_px[box, slot] * px),
+            "y_nm": col(row_px[box, slot] * px),
+            "z_nm": 0.0,
+            "photons": col(spot[:, 2]), "bg": col(bg[box]), "prob": col(prob[box]),
+            "sigma_x_nm": col(bound[:, 0].sqrt() * px), "sigma_y_nm": col(bound[:, 1].sqrt() * px),
+            "sigma_z_nm": np.nan,
+            "psf_sigma_nm": col(sigma[box] * px),
+        })
+        pixel = (r[box] + tile.rows.start) * width + c[box] + tile.cols.start
+        return TileResult(table, (pixel * self.spot_fit.max_spots + slot).cpu().numpy(), None)
+
+    def candidates(self, photons: torch.Tensor, tile: Tile) -> Candidates:
+        """Detect in (B, H, W) photons of ``tile`` and cut a ``box_px`` box around each candidate of its core."""
         p, h = self.box_px, self.box_px // 2
+        height, width = tile.frame
         if height < p or width < p:
             raise ValueError(f"frames of {height}×{width} px are smaller than the {p}×{p} px fit box")
         v0 = self.zero_signal_variance(tile.frame)[tile.rows, tile.cols]
@@ -177,43 +251,7 @@ class GaussianMLE:
         rows, cols = (top[:, None] + span)[:, :, None], (left[:, None] + span)[:, None, :]
         boxes, v0 = photons[f[:, None, None], rows, cols], v0[rows, cols]
         bg0 = boxes.flatten(1).median(-1).values.clamp_min(1e-3)  # the spot covers few of the box's pixels
-        start = torch.stack([(c - left - h).to(photons.dtype), (r - top - h).to(photons.dtype),
-                             (boxes - bg0[:, None, None]).sum((-2, -1)).clamp_min(1.0), bg0,
-                             torch.full_like(bg0, self.sigma_px)], dim=-1)
-        n = MAX_BOXES_PER_FIT
-        fits = [self.spot_fit.fit_spots(boxes[i:i + n], v0[i:i + n], start[i:i + n])
-                for i in range(0, max(len(boxes), 1), n)]
-        spots, crlb, count, bg, sigma, dev = (torch.cat(parts) for parts in zip(*fits))
-        z = self.spot_fit.scaled_counts(boxes, v0)
-        flat = deviance(z.mean((-2, -1), keepdim=True).expand_as(z), z)
-        ratio = (2 * (flat - dev)).clamp_min(0)
-        keep = self.owned(spots[..., :2], count, ids, f, top, left, start[:, :2], index)
-        keep &= (torch.arange(self.spot_fit.max_spots, device=keep.device) < count[:, None]) & (crlb > 0).all(-1)
-        top, left = top + tile.rows.start, left + tile.cols.start  # in the frame
-        col_px = pixel_centre_px(left[:, None] + h) + spots[..., 0]
-        row_px = pixel_centre_px(top[:, None] + h) + spots[..., 1]
-        m = EDGE_MARGIN_PX
-        keep &= (col_px >= m) & (col_px <= width - m) & (row_px >= m) & (row_px <= height - m)
-        box, slot = torch.nonzero(keep, as_tuple=True)
-        spot, bound = spots[box, slot], crlb[box, slot]
-        prob = 0.5 * (1 + torch.erf((ratio[box].sqrt() - self.threshold) / math.sqrt(2)))
-        px = self.pixel_nm
-
-        def col(t: torch.Tensor) -> np.ndarray:
-            return t.double().cpu().numpy()
-
-        table = pd.DataFrame({
-            "frame": f[box].cpu().numpy().astype(np.int64) + first_frame,
-            "x_nm": col(col_px[box, slot] * px),
-            "y_nm": col(row_px[box, slot] * px),
-            "z_nm": 0.0,
-            "photons": col(spot[:, 2]), "bg": col(bg[box]), "prob": col(prob),
-            "sigma_x_nm": col(bound[:, 0].sqrt() * px), "sigma_y_nm": col(bound[:, 1].sqrt() * px),
-            "sigma_z_nm": np.nan,
-            "psf_sigma_nm": col(sigma[box] * px),
-        })
-        pixel = (r[box] + tile.rows.start) * width + c[box] + tile.cols.start
-        return TileResult(table, (pixel * self.spot_fit.max_spots + slot).cpu().numpy(), None)
+        return Candidates(f, r, c, top, left, boxes, v0, bg0, ids, index)
 
     def owned(self, xy: torch.Tensor, count: torch.Tensor, ids: torch.Tensor, f: torch.Tensor, top: torch.Tensor,
               left: torch.Tensor, own: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
