@@ -76,3 +76,20 @@ def test_a_movie_without_emitters_is_one_line(runner, tmp_path, write_yaml, one_
     res = runner.invoke(app, ["estimate", str(dark), "--config", str(write_yaml(cfg)), "-o", str(tmp_path / "t.yaml")])
     assert res.exit_code == 2 and "emitters fitted in 5 frames" in one_line(res.output.splitlines()[-1])  # after the bar
     assert not (tmp_path / "t.yaml").exists()
+
+
+def test_a_3d_config_estimates_the_axial_range_with_psf_mle():
+    """An astigmatic config is fitted by psf-mle: z range in use within 15 % of the simulated one's span."""
+    cfg = updated(known_config(), {"psf.gaussian": {"sigma_nm": 110.0, "astig_focus_offset_nm": 250.0,
+                                                     "astig_depth_nm": 400.0},
+                                   "emitters.z_range_nm": (-400.0, 400.0), "emitters.density_per_um2": 0.1})
+    sim = deepsmlm.simulate(cfg, frames=300, seed=8)  # sparse: astigmatic spots are wide
+    wide = updated(cfg, {"emitters.z_range_nm": (-600.0, 600.0)})  # the fitter's range covers the data's
+    result = deepsmlm.estimate(sim.frames, wide)
+    found = result.estimate
+    assert result.fitter == "psf-mle" and found.z_range_nm is not None
+    low, high = found.z_range_nm
+    assert abs(low + 400.0) < 0.15 * 800 and abs(high - 400.0) < 0.15 * 800
+    assert found.photons_mean == pytest.approx(PHOTONS_MEAN, rel=0.15)
+    assert found.density_per_um2 == pytest.approx(0.1, rel=0.15)
+    assert result.config.emitters.z_range_nm == pytest.approx(found.z_range_nm)

@@ -4,7 +4,8 @@ level and its spread over frames, the emitter density and (with a 3D fitter) the
 The estimates come from a classic fit (one localization table of sampled frames): photons per emitter are
 summarised as a log-normal (the mean and the standard deviation of log photons of the fits), the
 background as the spread of each frame's median fitted background (photons/px), the density as
-localizations per frame over the field area, and z as the central 98 % of fitted depths. Dim emitters
+localizations per frame over the field area, and z as the range of a uniform spread with the fitted
+depths' 5 % and 95 % quantiles (robust to the few merged or misfitted spots whose z lands far out). Dim emitters
 that the fitter misses bias the photons up and the density down; the estimates are meant for sparse
 movies (or their sparsest frames), where a fit finds nearly every emitter.
 """
@@ -22,7 +23,7 @@ from deepsmlm.errors import UserInputError
 
 MIN_LOCALIZATIONS = 20  # fewer fits say nothing about a distribution
 DENSITY_SPREAD = (0.5, 1.5)  # training densities cover this range around the estimate
-Z_QUANTILES = (0.01, 0.99)  # the axial range in use: fitted depths between these quantiles
+Z_QUANTILE = 0.05  # the axial range: that of a uniform spread with the fitted depths' 5 % and 95 % quantiles
 BACKGROUND_QUANTILES = (0.05, 0.95)  # training backgrounds cover the frames' medians between these
 
 
@@ -61,12 +62,20 @@ def estimate_from_fits(table: pd.DataFrame, n_frames: int, field_um2: float, sou
     low, high = np.quantile(per_frame_bg, BACKGROUND_QUANTILES)
     z_range = None
     if with_z:
-        z_range = tuple(float(v) for v in np.quantile(fits["z_nm"].to_numpy(np.float64), Z_QUANTILES))
+        z_range = axial_range(fits["z_nm"].to_numpy(np.float64))
     return MovieEstimate(
         n_frames=n_frames, n_localizations=len(fits),
         photons_mean=float(math.exp(log_n.mean() + sigma**2 / 2)), photons_sigma=sigma,
         background_photons_per_px=float(np.median(per_frame_bg)), background_range=(float(low), float(high)),
         density_per_um2=len(fits) / n_frames / field_um2, z_range_nm=z_range)
+
+
+def axial_range(z_nm: np.ndarray) -> tuple[float, float]:
+    """(low, high) nm of the uniform distribution whose Z_QUANTILE and 1 − Z_QUANTILE quantiles are those of
+    the fitted depths ``z_nm``."""
+    low, high = np.quantile(z_nm, (Z_QUANTILE, 1 - Z_QUANTILE))
+    pad = Z_QUANTILE / (1 - 2 * Z_QUANTILE) * (high - low)
+    return float(low - pad), float(high + pad)
 
 
 def training_config(base: SimulationConfig, estimate: MovieEstimate, source: str) -> SimulationConfig:
