@@ -17,7 +17,7 @@ import numpy as np
 from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
 from deepsmlm.api.model import load_model
 from deepsmlm.calibration.estimate import MovieEstimate, estimate_from_fits, training_config
-from deepsmlm.config import PUPIL_MODELS, SimulationConfig, dump_config
+from deepsmlm.config import SimulationConfig, dump_config
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.images import ImageStack
@@ -42,8 +42,7 @@ class Estimation:
 def fitter_for(cfg: SimulationConfig) -> str:
     """``psf-mle`` for a config whose PSF encodes z over a non-empty axial range, else ``gaussian-mle``."""
     z0, z1 = cfg.emitters.z_range_nm
-    encodes_z = cfg.psf.model in PUPIL_MODELS or cfg.psf.gaussian.astig_focus_offset_nm != 0
-    return "psf-mle" if encodes_z and z1 > z0 else "gaussian-mle"
+    return "psf-mle" if cfg.psf.encodes_z() and z1 > z0 else "gaussian-mle"
 
 
 def sampled_frames(stack: ImageStack, frames: int) -> np.ndarray:

@@ -47,7 +47,7 @@ def with_mask(cfg: SimulationConfig, mask: str | os.PathLike) -> SimulationConfi
     """The config with its phase-mask file replaced: same mask geometry as the config's mask, or, for a
     config without one, a mask on the config's own pupil grid (as ``deepsmlm design`` writes them)."""
     if cfg.psf.model not in PUPIL_MODELS:
-        cfg = updated(cfg, {"psf.model": "pupil"}, "--mask")
+        cfg = updated(cfg, {"psf.model": "pupil", "psf.measured": None}, "--mask")
     if cfg.psf.mask is None:
         pitch = grid_mask_pitch_um(cfg, pupil_grid_for(cfg))
         return updated(cfg, {"psf.mask": MaskConfig(file=str(mask), pixel_pitch_um=pitch)}, "--mask")
@@ -70,8 +70,7 @@ def crlb(config: ConfigLike, mask: str | os.PathLike | None = None, photons: flo
     psf = build_psf(cfg, fast=False)
     camera = Camera(cfg.camera, (cfg.frame.height, cfg.frame.width))
     z = torch.linspace(*axial_range(cfg), planes)
-    encodes_z = cfg.psf.model in PUPIL_MODELS or cfg.psf.gaussian.astig_focus_offset_nm != 0
-    params = ("x", "y", "z", "photons", "background") if encodes_z else ("x", "y", "photons", "background")
+    params = ("x", "y", "z", "photons", "background") if cfg.psf.encodes_z() else ("x", "y", "photons", "background")
     bounds = crlb_vs_z(psf, z, n, b, variance=camera.fisher_variance_photons, params=params)
     fig = {"config": cfg.name, "photons": n, "background_per_px": b, "noise": cfg.camera.type, "z_nm": z.tolist()}
     for axis in ("x", "y", "z"):

@@ -12,15 +12,20 @@ from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.inference.gaussian_mle import GaussianMLE
 from deepsmlm.inference.psf_mle import PSFMLE
 from deepsmlm.optics.factory import build_psf
+from deepsmlm.optics.masks import resolve_data_path
+from deepsmlm.optics.measured import in_focus_sigma_nm, read_measured_stack
 from deepsmlm.physics.camera import Camera
 
 
 def psf_sigma_nm(cfg: SimulationConfig) -> float:
     """The Gaussian σ (nm) the classic fitter takes for the config's PSF: ``psf.gaussian.sigma_nm`` for a
-    Gaussian PSF, else 0.21·λ/NA, with the mean model-mismatch blur added in quadrature."""
+    Gaussian PSF, a measured stack's in-focus width, else 0.21·λ/NA, with the mean model-mismatch blur added
+    in quadrature."""
     pixel_nm = cfg.frame.pixel_size_nm
     if cfg.psf.model == "gaussian":
         sigma_nm = cfg.psf.gaussian.sigma_nm
+    elif cfg.psf.measured is not None:
+        sigma_nm = in_focus_sigma_nm(read_measured_stack(resolve_data_path(cfg.psf.measured.file)))
     else:
         sigma_nm = 0.21 * cfg.optics.wavelength_nm / cfg.optics.na
     blur_nm = 0.5 * sum(cfg.psf.blur_sigma_px) * pixel_nm  # mean model-mismatch blur

@@ -9,7 +9,7 @@ from deepsmlm.config.base import value_range
 from deepsmlm.config.learning import ModelConfig, TrainingConfig
 from deepsmlm.config.loading import config_from_dict, dump_config, load_config, preset_names
 from deepsmlm.config.optics import (PUPIL_MODELS, CameraConfig, DipoleConfig, FrameConfig, GaussianPSFConfig,
-                                    MaskConfig, OpticsConfig, PSFConfig)
+                                    MaskConfig, MeasuredPSFConfig, OpticsConfig, PSFConfig)
 from deepsmlm.config.sample import (BackgroundConfig, BlinkingConfig, DyeConfig, EmitterConfig, PhotonConfig,
                                     StructureConfig)
 from deepsmlm.config.simulation import SimulationConfig
@@ -17,7 +17,7 @@ from deepsmlm.config.variants import updated
 
 __all__ = [
     "PUPIL_MODELS", "BackgroundConfig", "BlinkingConfig", "CameraConfig", "DipoleConfig", "DyeConfig", "EmitterConfig",
-    "FrameConfig", "GaussianPSFConfig", "MaskConfig", "ModelConfig", "OpticsConfig", "PSFConfig", "PhotonConfig",
-    "SimulationConfig", "StructureConfig", "TrainingConfig", "config_from_dict", "dump_config", "load_config",
-    "preset_names", "updated", "value_range",
+    "FrameConfig", "GaussianPSFConfig", "MaskConfig", "MeasuredPSFConfig", "ModelConfig", "OpticsConfig", "PSFConfig",
+    "PhotonConfig", "SimulationConfig", "StructureConfig", "TrainingConfig", "config_from_dict", "dump_config",
+    "load_config", "preset_names", "updated", "value_range",
 ]

@@ -58,12 +58,12 @@ def load_config(name_or_path: str | os.PathLike) -> SimulationConfig:
 
 
 def with_files_in(cfg: SimulationConfig, folder: Path, source: str) -> SimulationConfig:
-    """``cfg`` with its relative file names (mask, sCMOS maps) made paths inside ``folder``, so a model
-    folder's files are found from anywhere."""
+    """``cfg`` with its relative file names (mask, measured PSF, sCMOS maps) made paths inside ``folder``, so
+    a model folder's files are found from anywhere."""
     changes = {}
-    mask = cfg.psf.mask
-    if mask is not None and not mask.file.startswith(("pkg:", "data:")):
-        changes["psf.mask.file"] = str(folder / Path(mask.file).expanduser())
+    for key, section in (("psf.mask.file", cfg.psf.mask), ("psf.measured.file", cfg.psf.measured)):
+        if section is not None and not section.file.startswith(("pkg:", "data:")):
+            changes[key] = str(folder / Path(section.file).expanduser())
     if cfg.camera.scmos_maps is not None:
         changes["camera.scmos_maps"] = str(folder / Path(cfg.camera.scmos_maps).expanduser())
     return updated(cfg, changes, source) if changes else cfg

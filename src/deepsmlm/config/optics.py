@@ -99,16 +99,28 @@ class DipoleConfig(StrictConfig):
         return None if self.free else (self.polar_rad, self.azimuth_rad)
 
 
+class MeasuredPSFConfig(StrictConfig):
+    """A measured-stack PSF (``psf.model: measured``): the aligned, averaged bead stack that
+    ``calibration.measured_stack.write_measured_psf`` writes, a .npz of ``stack`` (Z, P, P) float32 unit-photon
+    planes, ``z_nm`` (Z,) evenly spaced depths and ``pixel_nm``; cubic in z, Fourier-shifted in x, y.
+
+    ``file`` may start with ``data:`` (the shared reference-data folder), or be relative to the config's folder.
+    """
+
+    file: str
+
+
 PUPIL_MODELS = ("pupil", "vectorial")  # PSF models built on the pupil function (masks, design, cached z-stack)
 
 
 class PSFConfig(StrictConfig):
     """Which PSF model renders emitters, and its numerical parameters."""
 
-    model: Literal["gaussian", "pupil", "vectorial"] = Field(
+    model: Literal["gaussian", "pupil", "vectorial", "measured"] = Field(
         "gaussian", description="gaussian; pupil: scalar pupil function; vectorial: dipole emission with Fresnel "
-        "transmission and the aplanatic factor (optics/vectorial.py)"
+        "transmission and the aplanatic factor (optics/vectorial.py); measured: a bead stack (psf.measured)"
     )
+    measured: MeasuredPSFConfig | None = None
     dipole: DipoleConfig = DipoleConfig()
     gaussian: GaussianPSFConfig = GaussianPSFConfig()
     pupil_grid: int | None = Field(
@@ -164,6 +176,19 @@ class PSFConfig(StrictConfig):
         if self.model != "vectorial" and self.dipole != DipoleConfig():
             raise ValueError(f"psf.dipole applies to model: vectorial, not {self.model}")
         return self
+
+    @model_validator(mode="after")
+    def _file_for_measured(self) -> "PSFConfig":
+        if (self.model == "measured") != (self.measured is not None):
+            raise ValueError("psf.model: measured needs psf.measured.file (a bead-stack .npz), and psf.measured "
+                             f"applies to it only (model is {self.model})")
+        if self.model == "measured" and (self.mask is not None or self.zernike_rad):
+            raise ValueError("a measured PSF is a recorded stack: it takes no psf.mask or psf.zernike_rad")
+        return self
+
+    def encodes_z(self) -> bool:
+        """Whether the PSF's shape changes with z (a pupil, a measured stack or an astigmatic Gaussian)."""
+        return self.model != "gaussian" or self.gaussian.astig_focus_offset_nm != 0
 
     @field_validator("zernike_rad")
     @classmethod

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import torch
 
-from deepsmlm.config import DipoleConfig, PSFConfig, SimulationConfig, updated
+from deepsmlm.config import PUPIL_MODELS, DipoleConfig, PSFConfig, SimulationConfig, updated
+from deepsmlm.errors import UserInputError
 from deepsmlm.optics.masks import load_mask_array, mask_frequency_step, resample_mask, resolve_data_path
+from deepsmlm.optics.measured import measured_psf
 from deepsmlm.optics.psf import PSF, GaussianPSF
 from deepsmlm.optics.pupil import PupilGrid, PupilPSF
 from deepsmlm.optics.sampling import (SIN_MAX, SIN_MAX_VECTORIAL, fft_friendly_odd, lateral_spread_nm,
@@ -113,6 +115,9 @@ class SpectralPSF(PSF):
 
 def build_dye_psfs(cfg: SimulationConfig, fast: bool = True, base_dir: Path | None = None) -> list[PSF]:
     """One PSF per dye of ``emitters.dyes`` (its peak, or its sampled spectrum) under the config's optics."""
+    if cfg.psf.model == "measured" and cfg.emitters.dyes:
+        raise UserInputError("psf.model measured: a bead stack is recorded at one colour; emitters.dyes need a "
+                             "pupil PSF (psf.model: pupil or vectorial)")
     out = []
     for dye in cfg.emitters.dyes or []:
         samples = dye.spectrum or [(dye.wavelength_nm, 1.0)]
@@ -134,11 +139,15 @@ def build_pupil_psf(cfg: SimulationConfig, learnable_mask: bool = False, base_di
 
 
 def build_psf(cfg: SimulationConfig, fast: bool = True, base_dir: Path | None = None) -> PSF:
-    """The configured PSF; ``fast`` wraps a pupil PSF in its cached z-stack over the emitter z range."""
+    """The configured PSF; ``fast`` wraps a pupil PSF in its cached z-stack over the emitter z range (a
+    measured PSF is a z-stack, cubic in z, either way; its file relative to ``base_dir``)."""
     p = cfg.psf
     if p.model == "gaussian":
         g = p.gaussian
         return GaussianPSF(cfg.frame.pixel_size_nm, p.patch_px, g.sigma_nm, g.astig_focus_offset_nm, g.astig_depth_nm)
+    if p.model == "measured":
+        return measured_psf(resolve_data_path(p.measured.file, base_dir), cfg.frame.pixel_size_nm, p.patch_px,
+                            cfg.emitters.z_range_nm)
     pupil = build_pupil_psf(cfg, base_dir=base_dir)
     if not fast:
         return pupil
@@ -165,10 +174,10 @@ REFERENCE_PHYSICS = dict(model="pupil", supercritical="cut", pixel_integration=F
 
 def with_reference_psf(cfg: SimulationConfig) -> SimulationConfig:
     """``cfg`` with DeepSTORM3D's reference image formation (:data:`REFERENCE_PHYSICS`): what the golden
-    PSFs and the models trained before issue 18 assume; a Gaussian PSF stays Gaussian."""
-    changes = {f"psf.{key}": value for key, value in REFERENCE_PHYSICS.items()
-               if key != "model" or cfg.psf.model != "gaussian"}
-    if cfg.psf.model != "gaussian":
+    PSFs and the models trained before issue 18 assume; a Gaussian or measured PSF stays what it is."""
+    pupil = cfg.psf.model in PUPIL_MODELS
+    changes = {f"psf.{key}": value for key, value in REFERENCE_PHYSICS.items() if key != "model" or pupil}
+    if pupil:
         changes["psf.dipole"] = DipoleConfig()  # a scalar pupil has no dipole
     return updated(cfg, changes)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 
 from deepsmlm.config import PUPIL_MODELS, SimulationConfig
+from deepsmlm.optics.masks import resolve_data_path
+from deepsmlm.optics.measured import read_measured_stack
 from deepsmlm.optics.stack import fft_size
 from deepsmlm.simulation.emitters import mean_emitters_per_frame, stationary_on_fraction
 
@@ -24,14 +26,19 @@ CSV_BYTES_PER_ROW = 60  # one ground-truth row (measured ~42 bytes; ids and fram
 
 
 def psf_cache_bytes(cfg: SimulationConfig) -> float:
-    """The fast path's cached z-stack of patch spectra (a pupil PSF; per dye of a multicolour sample)."""
+    """The fast path's z-stack of patch spectra (a pupil PSF's cache, per dye of a multicolour sample; a
+    measured PSF's planes, also kept as they are for cubic interpolation)."""
     p = cfg.psf
+    q = fft_size(p.patch_px)
+    spectrum = q * (q // 2 + 1) * 8  # complex64
+    if p.measured is not None:
+        planes = len(read_measured_stack(resolve_data_path(p.measured.file)).z_nm)
+        return planes * (3 * spectrum + p.patch_px**2 * 4)
     if p.model not in PUPIL_MODELS:
         return 0.0
     z0, z1 = cfg.emitters.z_range_nm
     planes = max(2, round(max(z1 - z0, p.cache_z_step_nm) / p.cache_z_step_nm) + 1)
-    q = fft_size(p.patch_px)
-    per_plane = 2 * q * (q // 2 + 1) * 8 + p.patch_px**2 * 4  # spectra and increments (complex64), the patch
+    per_plane = 2 * spectrum + p.patch_px**2 * 4  # spectra and increments, the patch
     return planes * per_plane * max(1, len(cfg.emitters.dyes or []))
 
 
