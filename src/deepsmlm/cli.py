@@ -315,6 +315,22 @@ calibrate_app = typer.Typer(no_args_is_help=True, help="Calibrate your own micro
                                                        "(psf), the camera from dark and flat frames (camera).")
 app.add_typer(calibrate_app, name="calibrate")
 # calibrate psf
+@calibrate_app.command("psf")
+def calibrate_psf(
+    beads: Path = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned"),
+    config: str = typer.Option(..., "--config", help="base config (preset name or YAML): optics, camera, mask"),
+    out: Path = typer.Option(..., "-o", "--out", help="output folder (calibrated.yaml, calibration.json, "
+                                                      "beads_vs_model.png, zernike.png)"),
+    z_step_nm: float = typer.Option(10.0, "--z-step-nm", help="z step between slices (nm)"),
+    z_first_nm: Optional[float] = typer.Option(None, "--z-first-nm", help="z of the first slice, bead relative to "
+                                                                          "the focal plane (default: centred)"),
+    positions: str = typer.Option("auto", "--beads", help="auto (find them) or a CSV with columns x_nm, y_nm"),
+    max_noll: int = typer.Option(28, "--max-noll", help="highest Noll index of the fitted Zernike terms (≥ 5)"),
+) -> None:
+    """Fit the pupil (Zernike aberrations) to a bead z-stack by maximum likelihood: a calibrated config."""
+    from deepsmlm.commands.calibrate_psf import run_calibrate_psf
+
+    _guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll)
 
 
 # calibrate camera

@@ -197,3 +197,47 @@ def mean_variance_plot(points: Mapping[str, np.ndarray], slope: float, intercept
     if title:
         ax.set_title(title, fontsize=8)
     save_figure(fig, path)
+
+
+def bead_model_montage(measured: np.ndarray, model: np.ndarray, z_nm: Sequence[float], pixel_nm: float,
+                       path: str | os.PathLike, title: str = "") -> None:
+    """A bead's measured crops, the model's and their difference (rows) at a few z (columns): (K, P, P)
+    photons each; measured and model share each column's scale, the difference a symmetric one."""
+    cols = len(measured)
+    fig = new_figure((1.6 * cols, 5.2))
+    axes = fig.subplots(3, cols, squeeze=False)
+    for k in range(cols):
+        top = max(float(measured[k].max()), float(model[k].max()), 1e-12)
+        diff = measured[k] - model[k]
+        axes[0, k].imshow(measured[k], cmap="inferno", vmin=0, vmax=top)
+        axes[1, k].imshow(model[k], cmap="inferno", vmin=0, vmax=top)
+        axes[2, k].imshow(diff, cmap="RdBu_r", vmin=-top / 4, vmax=top / 4)
+        axes[0, k].set_title(f"z = {z_nm[k]:+.0f} nm", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax, label in zip(axes[:, 0], ("measured", "model", "difference (±¼ max)")):
+        ax.set_ylabel(label, fontsize=8)
+    add_scale_bar(axes[0, 0], pixel_nm, measured.shape[-1])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def zernike_bars(noll: Sequence[int], coefficients: Mapping[str, Sequence[float]], path: str | os.PathLike,
+                 title: str = "") -> None:
+    """Bars of Zernike coefficients (RMS radians) against the Noll index, one series per label."""
+    fig = new_figure((max(5.0, 0.3 * len(noll) + 2), 3.4))
+    ax = fig.subplots()
+    width = 0.8 / max(len(coefficients), 1)
+    for i, (label, values) in enumerate(coefficients.items()):
+        ax.bar(np.asarray(noll) + (i - (len(coefficients) - 1) / 2) * width, values, width, label=label)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks(list(noll))
+    ax.set_xlabel("Noll index")
+    ax.set_ylabel("coefficient (rad RMS)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    save_figure(fig, path)

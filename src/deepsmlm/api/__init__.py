@@ -28,7 +28,7 @@ _HOMES = {
     "design_tetrapod": "deepsmlm.api.design", "design_learn": "deepsmlm.api.design",
     "design_multicolor": "deepsmlm.api.design",
     "evaluate": "deepsmlm.api.analysis", "render": "deepsmlm.api.analysis",
-    "calibrate_camera": "deepsmlm.api.camera_calibration",
+    "calibrate_camera": "deepsmlm.api.camera_calibration", "calibrate_psf": "deepsmlm.api.calibration",
     "load_config": "deepsmlm.config", "SimulationConfig": "deepsmlm.config",
     "Localizations": "deepsmlm.localizations",
     "read_localizations": "deepsmlm.io.localization_files", "write_localizations": "deepsmlm.io.localization_files",

@@ -1,0 +1,212 @@
+"""`deepsmlm.calibrate_psf`: the pupil of your microscope from a bead z-stack, by maximum likelihood through
+the same pupil PSF that simulates and trains (:mod:`deepsmlm.calibration.pupil_fit`).
+
+Writes into the output folder ``calibrated.yaml`` (the base config with the fitted ``psf.zernike_rad``),
+``calibration.json`` (coefficients, per-bead fits, per-slice errors before and after), ``beads_vs_model.png``
+and ``zernike.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
+from deepsmlm.calibration.beads import (BeadCrops, beads_from_csv, centroid_offsets, crop_beads, cut, find_beads,
+                                        focus_width_nm)
+from deepsmlm.calibration.pupil_fit import FIRST_NOLL, ScanData, ScanModel, fit_scan, slice_errors
+from deepsmlm.config import PUPIL_MODELS, SimulationConfig, dump_config, updated
+from deepsmlm.config.optics import MAX_NOLL
+from deepsmlm.errors import UserInputError, check_positive
+from deepsmlm.io.atomic import write_text_atomic
+from deepsmlm.io.outputs import check_output_folder
+from deepsmlm.optics.factory import build_pupil_psf
+from deepsmlm.physics.camera import Camera
+from deepsmlm.plots import bead_model_montage, zernike_bars
+from deepsmlm.progress import ProgressCallback
+
+OUTPUTS = ("calibrated.yaml", "calibration.json", "beads_vs_model.png", "zernike.png")
+MIN_SLICES = 5
+FIT_SLICES = 16  # slices (evenly spread) of the first fits; the refinement takes twice as many
+ITERATIONS = {"base": 15, "pupil": 30, "refine": 10}  # L-BFGS iterations per stage
+FOCUS_WIDTH_RATIO = (0.4, 3.5)  # the beads' focus range over the base PSF's: beyond, the z-step is wrong
+POOR_FIT_L2 = 0.3  # median relative L2 error over ±500 nm above which the fit is flagged as poor
+SUMMARY_RANGES_NM = (500.0, 750.0)
+
+
+def scan_z(n_slices: int, z_step_nm: float, z_first_nm: float | None) -> np.ndarray:
+    """Nominal z (nm) of each slice: z_first + k·step, z_first defaulting to a stack centred on focus."""
+    first = -(n_slices - 1) / 2 * z_step_nm if z_first_nm is None else z_first_nm
+    return first + z_step_nm * np.arange(n_slices)
+
+
+def bead_crops(stack: np.ndarray, patch_px: int, positions: str | os.PathLike, pixel_nm: float,
+               label: str) -> BeadCrops:
+    """The checked crops of the beads found in ``stack`` (``positions`` "auto") or listed in a CSV."""
+    if str(positions) == "auto":
+        centres = find_beads(stack, patch_px, label)
+        crops = crop_beads(stack, centres, patch_px, label)
+        return BeadCrops(crops.crops, centres, centroid_offsets(crops.crops))
+    centres, start = beads_from_csv(positions, pixel_nm)
+    return crop_beads(stack, centres, patch_px, label, start)
+
+
+def check_z_step(crops: np.ndarray, z_nm: np.ndarray, cfg: SimulationConfig, label: str, background: float) -> None:
+    """Refuse a z-step the beads contradict: their in-focus range (:func:`focus_width_nm` above the stack's
+    ``background``, median over beads) is not within :data:`FOCUS_WIDTH_RATIO` of the base PSF's, both on the
+    stack's z."""
+    step = float(z_nm[1] - z_nm[0])
+    psf = build_pupil_psf(updated(cfg, {"emitters.z_range_nm": (float(z_nm.min()), float(z_nm.max()))}))
+    planes = np.linspace(z_nm.min(), z_nm.max(), min(len(z_nm), 61))
+    offset = torch.zeros(len(planes), 3)
+    offset[:, 2] = torch.as_tensor(planes, dtype=torch.float32)
+    with torch.no_grad():
+        model = psf.patches(offset, torch.ones(len(planes))).numpy()
+    expected = focus_width_nm(model, float(planes[1] - planes[0]))
+    measured = float(np.median([focus_width_nm(c, step, background) for c in crops]))
+    lo, hi = FOCUS_WIDTH_RATIO
+    if not lo <= measured / expected <= hi:
+        raise UserInputError(f"{label}: the beads stay in focus over {measured:.0f} nm at --z-step-nm {step:g} "
+                             f"({len(z_nm)} slices), the base PSF over {expected:.0f} nm; the z-step does not "
+                             f"match the stack")
+
+
+def scan_data(stack: np.ndarray, centres: np.ndarray, camera: Camera, patch_px: int) -> ScanData:
+    """The beads' crops in photons and the camera's noise model on them."""
+    photons = camera.adu_to_photons(torch.as_tensor(stack.astype(np.float32)))
+    v0 = camera.variance_photons(torch.zeros(photons.shape[-2:]))
+    return ScanData(cut(photons, centres, patch_px), cut(v0, centres, patch_px)[:, None],
+                    camera.excess_noise_factor / camera.qe)
+
+
+def start_model(cfg: SimulationConfig, z_nm: np.ndarray, data: ScanData, crops: BeadCrops, max_noll: int,
+                background: float) -> ScanModel:
+    """The scan model on the base PSF (grid sized for the scan), from the beads' centroids, their brightest
+    slice's photons and the stack's background (photons/px)."""
+    psf = build_pupil_psf(updated(cfg, {"emitters.z_range_nm": (float(z_nm.min()), float(z_nm.max()))}))
+    bg = torch.full((len(crops.centres),), max(background, 0.05))
+    signal = (data.photons - bg[:, None, None, None]).sum((-2, -1)).amax(1).clamp_min(100.0)
+    return ScanModel(psf, torch.as_tensor(z_nm, dtype=torch.float32), max_noll,
+                     torch.as_tensor(crops.start_xy_px, dtype=torch.float32), signal, bg)
+
+
+def spread(n_slices: int, count: int, offset: float = 0.0) -> list[int]:
+    """``count`` slice indices evenly over the stack (all when it has fewer), shifted by ``offset`` steps."""
+    step = max(n_slices / count, 1.0)
+    return sorted({min(int(step * (i + offset)), n_slices - 1) for i in range(min(count, n_slices))})
+
+
+def summary(rel: np.ndarray, chi2: np.ndarray, z_nm: np.ndarray) -> dict:
+    """Medians over beads and the slices within ±500 and ±750 nm of the relative L2 error and reduced χ²."""
+    out = {}
+    for r in SUMMARY_RANGES_NM:
+        near = np.abs(z_nm) <= r
+        out[f"median_rel_l2_pm{r:.0f}"] = float(np.median(rel[:, near])) if near.any() else None
+        out[f"median_chi2_pm{r:.0f}"] = float(np.median(chi2[:, near])) if near.any() else None
+    out["rel_l2_per_slice"] = np.median(rel, axis=0).round(4).tolist()
+    out["chi2_per_slice"] = np.median(chi2, axis=0).round(3).tolist()
+    return out
+
+
+def bead_table(model: ScanModel, crops: BeadCrops, pixel_nm: float) -> list[dict]:
+    """Per bead: position (nm, camera convention), z offset from the slices' nominal z (nm), photons, background."""
+    xy = model.xy.detach().numpy() + crops.centres[:, ::-1] + 0.5
+    rows = zip(xy, model.z_offset_nm().detach().numpy(), model.log_photons.exp().detach().numpy(),
+               model.log_background.exp().detach().numpy())
+    return [{"x_nm": round(float(p[0]) * pixel_nm, 2), "y_nm": round(float(p[1]) * pixel_nm, 2),
+             "z_offset_nm": round(float(dz), 2), "photons": round(float(n), 1), "background": round(float(b), 3)}
+            for p, dz, n, b in rows]
+
+
+def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: int) -> None:
+    """One-line refusals of a base config without a pupil PSF and of out-of-range options."""
+    if cfg.psf.model not in PUPIL_MODELS:
+        raise UserInputError(f"{label}: PSF calibration fits a pupil; the base config needs psf.model "
+                             f"{' or '.join(PUPIL_MODELS)}, not {cfg.psf.model}")
+    check_positive(z_step_nm, "--z-step-nm")
+    if not FIRST_NOLL <= max_noll <= MAX_NOLL:
+        raise UserInputError(f"--max-noll {max_noll}: must be {FIRST_NOLL} … {MAX_NOLL}")
+
+
+def fit_stages(model: ScanModel, data: ScanData, progress: ProgressCallback | None) -> tuple[dict, dict]:
+    """The base config's fit (beads only, pupil held), then the pupil fit and its refinement on twice as
+    many slices; returns the per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
+    k = data.photons.shape[1]
+    first, finer = spread(k, FIT_SLICES, 0.5), spread(k, 2 * FIT_SLICES, 0.25)
+    fit_scan(model, data, first, ITERATIONS["base"], False, progress, "fitting the beads (base PSF)")
+    before = slice_errors(model, data)
+    fit_scan(model, data, first, ITERATIONS["pupil"], True, progress, "fitting the pupil")
+    fit_scan(model, data, finer, ITERATIONS["refine"], True, progress, "refining the pupil")
+    return before, slice_errors(model, data)
+
+
+def write_figures(out: Path, model: ScanModel, data: ScanData, z_nm: np.ndarray, pixel_nm: float,
+                  fitted: dict[int, float], base: dict[int, float], label: str) -> None:
+    """beads_vs_model.png (the first bead at 9 z over the stack) and zernike.png (coefficient bars)."""
+    planes = np.linspace(0, len(z_nm) - 1, 9).round().astype(int).tolist()
+    with torch.no_grad():
+        mu = model(planes)[0].numpy()
+    bead_model_montage(data.photons[0, planes].numpy(), mu, z_nm[planes].tolist(), pixel_nm,
+                       out / "beads_vs_model.png", title=f"{label}: bead 1, measured vs calibrated model")
+    noll = sorted(set(fitted) | set(base))
+    series = {"calibrated": [fitted.get(j, 0.0) + base.get(j, 0.0) for j in noll]}
+    if base:
+        series["base config"] = [base.get(j, 0.0) for j in noll]
+    zernike_bars(noll, series, out / "zernike.png", title=f"{label}: pupil aberrations")
+
+
+def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, z_step_nm: float = 10.0,
+                  z_first_nm: float | None = None, positions: str | os.PathLike = "auto", max_noll: int = 28,
+                  progress: ProgressCallback | None = None) -> dict:
+    """Fit the pupil of ``config`` to a bead z-stack (ADU; slice k at nominal z = z_first + k·``z_step_nm``,
+    z of a bead on the coverslip relative to the focal plane, default z_first: the stack centred on focus)
+    and write ``calibrated.yaml``, ``calibration.json``, ``beads_vs_model.png`` and ``zernike.png`` into
+    ``out``. Beads are found in the stack (``positions`` "auto") or read from a CSV (x_nm, y_nm).
+
+    Returns calibration.json's content: ``zernike_rad`` (fitted, Noll 5 … ``max_noll``, added to the base
+    config's), ``beads``, ``before`` / ``after`` (per-slice and median relative L2 errors and reduced χ²
+    of the base config and of the calibrated pupil), ``poor_fit`` and ``seconds``.
+
+    Example::
+
+        report = deepsmlm.calibrate_psf("beads_AS.tif", "epfl2016_2d", "calibration")
+        report["after"]["median_rel_l2_pm500"]
+    """
+    started, out = time.perf_counter(), Path(out)
+    check_output_folder(out, OUTPUTS, {"BEADS": beads if isinstance(beads, (str, os.PathLike)) else None,
+                                       "--config": None if isinstance(config, SimulationConfig) else config,
+                                       "--beads": None if str(positions) == "auto" else positions})
+    cfg = as_config(config)
+    check_inputs(cfg, config_label(config), z_step_nm, max_noll)
+    with opened(beads) as stack:
+        label, frames = str(stack.path), stack[:]
+    if len(frames) < MIN_SLICES:
+        raise UserInputError(f"{label}: {len(frames)} slices; a bead z-stack needs at least {MIN_SLICES}")
+    z_nm = scan_z(len(frames), z_step_nm, z_first_nm)
+    crops = bead_crops(frames, cfg.psf.patch_px, positions, cfg.frame.pixel_size_nm, label)
+    check_z_step(crops.crops, z_nm, cfg, label, float(np.median(frames)))
+    camera = Camera(cfg.camera, frames.shape[-2:])
+    data = scan_data(frames, crops.centres, camera, cfg.psf.patch_px)
+    background = float(camera.adu_to_photons(torch.tensor(float(np.median(frames)))).mean())
+    model = start_model(cfg, z_nm, data, crops, max_noll, background)
+    before, after = fit_stages(model, data, progress)
+    fitted = {j: round(float(c), 4) for j, c in zip(model.noll, model.coefficients.detach())}
+    base = {int(j): float(c) for j, c in cfg.psf.zernike_rad.items()}
+    combined = {j: round(fitted.get(j, 0.0) + base.get(j, 0.0), 4) for j in sorted(set(fitted) | set(base))}
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "calibrated.yaml", dump_config(updated(cfg, {"psf.zernike_rad": combined})))
+    write_figures(out, model, data, z_nm, cfg.frame.pixel_size_nm, fitted, base, Path(label).name)
+    report = {"stack": label, "config": cfg.name, "z_step_nm": z_step_nm, "z_first_nm": float(z_nm[0]),
+              "max_noll": max_noll, "zernike_rad": fitted, "calibrated_zernike_rad": combined,
+              "focus_offset_nm": round(model.focus_offset_nm().item(), 2),
+              "beads": bead_table(model, crops, cfg.frame.pixel_size_nm), "z_nm": z_nm.tolist(),
+              "before": summary(*before, z_nm), "after": summary(*after, z_nm)}
+    report["poor_fit"] = bool((report["after"]["median_rel_l2_pm500"] or 0.0) > POOR_FIT_L2)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    write_text_atomic(out / "calibration.json", json.dumps(report, indent=1))
+    return report

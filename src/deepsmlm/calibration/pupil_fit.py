@@ -1,0 +1,170 @@
+"""Maximum-likelihood pupil from bead z-stacks: one pupil shared by all beads, through the same
+differentiable pupil PSF (scalar or vectorial, pixel-integrated) that simulates and trains.
+
+The stack is a scan of the focal plane past beads on the coverslip: slice k images a bead at depth
+d_b (nm, small, mean zero over the beads: the coverslip's tilt and the beads' size) with the nominal focal
+plane at NFP_k = −z_k + Δ, where z_k (nm) is the slice's nominal emitter z (z = depth − NFP, the
+z of a bead at depth 0; e.g. the −750 + 10·k of a stack centred on focus) and Δ (nm) the scan's focus
+offset. With matched indices this is a z-scan of the bead at z = z_k + d_b − Δ; with a mismatch the
+focal plane moves through the immersion (phase −k0·n_imm·NFP·cosθ_imm) and the bead stays at its depth.
+
+The pupil phase is the base config's (its mask, its Zernike terms) + Σ_j c_j Z_j, j = 5 … ``max_noll``
+(piston, tilt and defocus would only move the beads): the same Zernike polynomials, with the same
+aperture and orthonormalisation, as ``psf.zernike_rad``, so the fitted c_j (RMS radians) add to it.
+Per bead: x, y (camera px from its crop centre), photons (over the whole image plane), background
+(photons/px), depth. Noise: the camera's scaled-Poisson likelihood (``inference.poisson_fit``): variance
+s·μ + v₀, s = F²/QE (F² = 2 for an EMCCD). Minimised by L-BFGS on torch autograd, slices in chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from deepsmlm.inference.poisson_fit import scaled_counts
+from deepsmlm.optics.pupil import PupilPSF
+from deepsmlm.optics.zernike import zernike_phase
+from deepsmlm.progress import ProgressCallback, ProgressEvent
+
+FIRST_NOLL = 5  # below: piston, tip, tilt, defocus (the beads' own position)
+AXIAL_UNIT_NM = 100.0  # depth and focus offset are fitted in these units (curvature comparable to px)
+CHUNK_SLICES = 8  # slices rendered per autograd pass (bounds memory)
+
+
+def zernike_basis(psf: PupilPSF, max_noll: int) -> torch.Tensor:
+    """(J, N, N) float32 Zernike modes Noll 5 … ``max_noll`` on the PSF's pupil, each exactly the phase that
+    ``psf.zernike_rad: {j: 1.0}`` gives (orthonormal on the open aperture or unit RMS on the NA disk, as the
+    PSF's ``zernike_aperture``), zero outside the aperture."""
+    g = psf.grid
+    inside = g.aperture > 0 if g.zernike_aperture == "open" else None
+    modes = [zernike_phase({j: 1.0}, g.rho, g.theta, inside) * g.aperture for j in range(FIRST_NOLL, max_noll + 1)]
+    return torch.stack(modes).to(torch.float32)
+
+
+class ScanModel(torch.nn.Module):
+    """Expected photons (B, S, P, P) of B beads in chosen slices of a focal-plane scan (module docstring).
+
+    ``z_nm`` (K,): each slice's nominal z; ``start_xy_px`` (B, 2), ``photons`` (B,), ``background`` (B,):
+    starting values. Parameters: ``coefficients`` (J,) rad, ``xy`` (B, 2) px, ``depth`` (B,) and
+    ``focus_offset`` in :data:`AXIAL_UNIT_NM`, ``log_photons``, ``log_background`` (B,)."""
+
+    def __init__(self, psf: PupilPSF, z_nm: torch.Tensor, max_noll: int, start_xy_px: torch.Tensor,
+                 photons: torch.Tensor, background: torch.Tensor):
+        super().__init__()
+        self.psf = psf
+        g = psf.grid
+        self.register_buffer("z_nm", z_nm.to(torch.float32))
+        self.register_buffer("modes", zernike_basis(psf, max_noll))
+        self.register_buffer("base", psf.mask().detach().clone())
+        k0 = 2 * math.pi / g.wavelength_nm
+        self.register_buffer("focus", (k0 * g.n_immersion * g.cos_imm * g.aperture).to(torch.float32))
+        f32 = dict(dtype=torch.float32)
+        self.coefficients = torch.nn.Parameter(torch.zeros(len(self.modes), **f32))
+        self.xy = torch.nn.Parameter(start_xy_px.to(**f32).clone())
+        self.depth = torch.nn.Parameter(torch.zeros(len(photons), **f32))
+        self.focus_offset = torch.nn.Parameter(torch.zeros((), **f32))
+        self.log_photons = torch.nn.Parameter(photons.to(**f32).log())
+        self.log_background = torch.nn.Parameter(background.to(**f32).clamp_min(1e-3).log())
+
+    @property
+    def noll(self) -> list[int]:
+        """The Noll indices of ``coefficients``."""
+        return list(range(FIRST_NOLL, FIRST_NOLL + len(self.modes)))
+
+    def depth_nm(self) -> torch.Tensor:
+        """(B,) bead depths (nm), mean zero."""
+        return (self.depth - self.depth.mean()) * AXIAL_UNIT_NM
+
+    def focus_offset_nm(self) -> torch.Tensor:
+        """The scan's focus offset Δ (nm): NFP_k = −z_k + Δ."""
+        return self.focus_offset * AXIAL_UNIT_NM
+
+    def z_offset_nm(self) -> torch.Tensor:
+        """(B,) each bead's z minus the slices' nominal z (nm): depth − focus offset."""
+        return self.depth_nm() - self.focus_offset_nm()
+
+    def forward(self, slices: Sequence[int]) -> torch.Tensor:
+        psf = self.psf
+        pupil = self.base + torch.einsum("j,jab->ab", self.coefficients, self.modes)
+        px = psf.pixel_nm
+        offset = torch.stack([self.xy[:, 0] * px, self.xy[:, 1] * px, self.depth_nm() - psf.nfp_nm], dim=1)
+        photons = self.log_photons.exp()
+        nfp = -self.z_nm[list(slices)] + self.focus_offset_nm()
+        images = []
+        for plane in nfp:  # the focal plane moves: one focus phase per slice on top of the PSF's own NFP
+            psf.set_mask(pupil - (plane - psf.nfp_nm) * self.focus)
+            images.append(psf.patches(offset, photons))
+        return torch.stack(images, dim=1) + self.log_background.exp()[:, None, None, None]
+
+
+@dataclass(frozen=True)
+class ScanData:
+    """Bead crops in photons (B, K, P, P), their zero-signal variance v₀ (broadcastable: a scalar, or
+    (B, 1, P, P) for per-pixel maps)
+    and the camera's variance per photon s: the noise model var = s·μ + v₀ (module docstring)."""
+
+    photons: torch.Tensor
+    v0: torch.Tensor
+    scale: float
+
+    def counts(self) -> torch.Tensor:
+        """The scaled-Poisson data z = d/s + v₀/s² of every crop."""
+        return scaled_counts(self.photons, self.v0, self.scale)
+
+    def nll(self, model: ScanModel, slices: Sequence[int], counts: torch.Tensor) -> torch.Tensor:
+        """Deviance of the chosen slices (B, S) under ``model``: Σ m − z + z·log(z/m) over each crop, written
+        so that its gradient 1 − z/m stays finite where z = 0."""
+        mean = model(slices) / self.scale + self.v0 / self.scale**2
+        z = counts[:, list(slices)]
+        return (mean - z + torch.xlogy(z, z) - torch.xlogy(z, mean)).sum((-2, -1))
+
+
+def fit_scan(model: ScanModel, data: ScanData, slices: Sequence[int], iterations: int, fit_pupil: bool,
+             progress: ProgressCallback | None = None, task: str = "fitting") -> list[float]:
+    """Minimise the deviance per pixel over ``slices`` by L-BFGS (strong Wolfe line search), at most
+    ``iterations`` iterations; the pupil coefficients are held unless ``fit_pupil``. Returns the loss of
+    every evaluation (deviance per pixel ≈ half the reduced χ²)."""
+    model.coefficients.requires_grad_(fit_pupil)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, max_eval=int(iterations * 1.5), history_size=20,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-7)
+    counts = data.counts()
+    pixels = counts.shape[0] * len(slices) * counts.shape[-1] ** 2
+    history: list[float] = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        total = 0.0
+        for start in range(0, len(slices), CHUNK_SLICES):
+            loss = data.nll(model, slices[start:start + CHUNK_SLICES], counts).sum() / pixels
+            loss.backward()
+            total += loss.item()
+        history.append(total)
+        if progress is not None:
+            progress(ProgressEvent(task, min(len(history), iterations), iterations,
+                                   status=f"evaluation {len(history)}", detail=f"deviance/px {total:.3f}"))
+        return torch.tensor(total)
+
+    opt.step(closure)
+    model.coefficients.requires_grad_(True)
+    return history
+
+
+@torch.no_grad()
+def slice_errors(model: ScanModel, data: ScanData) -> tuple[np.ndarray, np.ndarray]:
+    """Per bead and slice (B, K): the relative L2 error ‖d − μ‖/‖d − b‖ of the model μ against the measured
+    crop d after the fitted background b, and the reduced χ² mean((d − μ)²/(s·μ + v₀)) over the crop."""
+    rel, chi2 = [], []
+    background = model.log_background.exp()[:, None, None, None]
+    for start in range(0, data.photons.shape[1], CHUNK_SLICES):
+        slices = range(start, min(start + CHUNK_SLICES, data.photons.shape[1]))
+        mu = model(slices)
+        d = data.photons[:, start:slices.stop]
+        residual = d - mu
+        rel.append(residual.square().sum((-2, -1)).sqrt() / (d - background).square().sum((-2, -1)).sqrt())
+        chi2.append((residual.square() / (data.scale * mu + data.v0)).mean((-2, -1)))
+    return torch.cat(rel, 1).numpy().astype(np.float64), torch.cat(chi2, 1).numpy().astype(np.float64)

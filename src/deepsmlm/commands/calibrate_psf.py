@@ -1,0 +1,22 @@
+"""`deepsmlm calibrate psf`: the pupil of the microscope from a bead z-stack (:mod:`deepsmlm.api.calibration`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deepsmlm.api.calibration import calibrate_psf
+from deepsmlm.commands.progress_bars import DESIGNING, progress_bar
+
+
+def run_calibrate_psf(beads: Path, config: str, out: Path, z_step_nm: float, z_first_nm: float | None,
+                      positions: str, max_noll: int) -> None:
+    """Fit, write the calibration folder and print one line: median relative L2 error before → after."""
+    with progress_bar(DESIGNING, transient=True) as progress:
+        r = calibrate_psf(beads, config, out, z_step_nm=z_step_nm, z_first_nm=z_first_nm, positions=positions,
+                          max_noll=max_noll, progress=progress)
+    b, a = r["before"], r["after"]
+    flag = "; POOR FIT: the model does not explain these beads (wrong base config or modality?)" if r["poor_fit"] else ""
+    print(f"{len(r['beads'])} beads, median relative L2 error ±500 nm {b['median_rel_l2_pm500']:.1%} → "
+          f"{a['median_rel_l2_pm500']:.1%}, ±750 nm {b['median_rel_l2_pm750']:.1%} → {a['median_rel_l2_pm750']:.1%} "
+          f"(reduced χ² {a['median_chi2_pm500']:.2f}) in {r['seconds']:.0f} s{flag}; wrote calibrated.yaml, "
+          f"calibration.json, beads_vs_model.png, zernike.png in {out}")
