@@ -314,7 +314,6 @@ def estimate(
 calibrate_app = typer.Typer(no_args_is_help=True, help="Calibrate your own microscope: the PSF from bead z-stacks "
                                                        "(psf), the camera from dark and flat frames (camera).")
 app.add_typer(calibrate_app, name="calibrate")
-# calibrate psf
 @calibrate_app.command("psf")
 def calibrate_psf(
     beads: Path = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned"),
@@ -333,7 +332,6 @@ def calibrate_psf(
     _guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll)
 
 
-# calibrate camera
 @calibrate_app.command("camera")
 def calibrate_camera(
     dark: Optional[Path] = typer.Option(None, "--dark", help="dark frames (no light): the offset and read noise"),

@@ -31,10 +31,10 @@ def small_config(**changes):
 
 
 def bead_stack(zernike: dict[int, float], z_nm: np.ndarray, dz_nm=(30.0, -20.0, 0.0), dxy_px=((0.2, -0.3),
-               (-0.1, 0.25), (0.35, 0.1))) -> np.ndarray:
+               (-0.1, 0.25), (0.35, 0.1)), amplitude: dict[int, float] | None = None) -> np.ndarray:
     """(K, 44, 44) noise-free photons (= ADU of the ideal camera) of three beads at z_k + dz through the
-    library's PSF with ``psf.zernike_rad`` = ``zernike``."""
-    cfg = small_config(**{"psf.zernike_rad": zernike})
+    library's PSF with ``psf.zernike_rad`` = ``zernike`` and ``psf.pupil_amplitude`` = ``amplitude``."""
+    cfg = small_config(**{"psf.zernike_rad": zernike, "psf.pupil_amplitude": amplitude or {}})
     psf = build_pupil_psf(cfg)
     frames = np.full((len(z_nm), 44, 44), BACKGROUND)
     h = cfg.psf.patch_px // 2
@@ -74,6 +74,43 @@ def test_fits_on_top_of_the_base_aberrations(tmp_path, one_thread):
     assert report["zernike_rad"][5] == pytest.approx(0.2, abs=0.03)
     assert report["calibrated_zernike_rad"][11] == pytest.approx(0.3, abs=0.03)
     assert report["calibrated_zernike_rad"][7] == pytest.approx(-0.5, abs=0.03)
+
+
+def test_recovers_a_known_pupil_amplitude(tmp_path, one_thread):
+    """An apodised pupil, amplitude exp(−0.8ρ² + 0.3ρ⁴), comes back with the aberrations (as an amplitude
+    profile: the ρ^(2k) terms overlap), and calibrated.yaml renders the true PSF through build_psf."""
+    truth = {1: -0.8, 2: 0.3}
+    z = np.linspace(-400.0, 400.0, 9)
+    report = calibrate_psf(bead_stack(TRUTH, z, amplitude=truth), small_config(), tmp_path / "cal",
+                           z_step_nm=100.0, max_noll=15)
+    rho2 = np.linspace(0.0, 1.0, 11) ** 2
+    profile = {k: sum(a * rho2**int(j) for j, a in terms.items()) for k, terms in
+               (("truth", truth), ("fitted", report["pupil_amplitude"]))}
+    assert np.allclose(np.exp(profile["fitted"]), np.exp(profile["truth"]), atol=0.03), profile
+    assert report["after"]["median_rel_l2_pm500"] < 0.02
+    cfg = load_config(tmp_path / "cal" / "calibrated.yaml")
+    assert cfg.psf.pupil_amplitude == report["calibrated_pupil_amplitude"] != {}
+    offsets = torch.tensor([[0.0, 0.0, z] for z in (-300.0, 0.0, 300.0)])
+    with torch.no_grad():
+        fitted = build_pupil_psf(cfg).patches(offsets, torch.ones(3))
+        true = build_pupil_psf(small_config(**{"psf.zernike_rad": TRUTH, "psf.pupil_amplitude": truth}))
+        true = true.patches(offsets, torch.ones(3))
+    assert float((fitted - true).norm() / true.norm()) < 0.02
+
+
+def test_pupil_amplitude_is_physical():
+    """No apodisation is today's pupil exactly; exp(a·ρ²) scales the collected power per pupil point by
+    exp(2a·ρ²) (evanescent and dipole factors kept), and each image still holds one photon over the field."""
+    flat, dimmed = (build_pupil_psf(small_config(**{"psf.pupil_amplitude": a})) for a in ({}, {1: -2.0}))
+    assert torch.equal(flat.amplitude, flat.aperture)
+    offset = torch.tensor([[0.0, 0.0, 200.0]])
+    with torch.no_grad():
+        ratio = (dimmed.pupil_energy(offset) / flat.pupil_energy(offset))[0].double()
+        images = [psf.intensity(offset)[0].double() for psf in (flat, dimmed)]
+    inside = flat.aperture > 0
+    expected = torch.exp(-4.0 * flat.grid.rho.clamp(max=1.0) ** 2)
+    assert torch.allclose(ratio[inside], expected[inside], rtol=1e-4)
+    assert all(float(i.sum()) == pytest.approx(1.0, abs=1e-5) for i in images)
 
 
 def bad_case(case: str, tmp_path):

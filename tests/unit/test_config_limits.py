@@ -37,6 +37,7 @@ from deepsmlm.physics.camera import Camera
         ("training: {seed: 100000000000000000000000}", ("training.seed", "less than")),
         ("frame: {height: yes}", ("frame.height", "True", "whole number of pixels")),
         ("psf: {zernike_rad: {0: 0.2}}", ("psf.zernike_rad", "Noll index 0", "1 … 231")),
+        ("psf: {pupil_amplitude: {7: -0.5}}", ("psf.pupil_amplitude", "order 7", "1 … 6")),
         ("emitters: {structure: {kind: ellipsoid, ellipsoid_semi_axes_nm: [0, 1000, 1000]}}",
          ("emitters.structure.ellipsoid_semi_axes_nm", "> 0")),
         ("model: {threshold: 1.5}", ("model.threshold", "1.5", "less than or equal to 1")),

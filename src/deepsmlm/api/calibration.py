@@ -1,7 +1,8 @@
 """`deepsmlm.calibrate_psf`: the pupil of your microscope from a bead z-stack, by maximum likelihood through
 the same pupil PSF that simulates and trains (:mod:`deepsmlm.calibration.pupil_fit`).
 
-Writes into the output folder ``calibrated.yaml`` (the base config with the fitted ``psf.zernike_rad``),
+Writes into the output folder ``calibrated.yaml`` (the base config with the fitted ``psf.zernike_rad`` and
+``psf.pupil_amplitude``),
 ``calibration.json`` (coefficients, per-bead fits, per-slice errors before and after), ``beads_vs_model.png``
 and ``zernike.png``.
 """
@@ -123,6 +124,11 @@ def bead_table(model: ScanModel, crops: BeadCrops, pixel_nm: float) -> list[dict
             for p, dz, n, b in rows]
 
 
+def added(fitted: dict[int, float], base: dict[int, float]) -> dict[int, float]:
+    """Fitted terms on top of the base config's, per index, rounded to 4 decimals."""
+    return {j: round(fitted.get(j, 0.0) + float(base.get(j, 0.0)), 4) for j in sorted(set(fitted) | set(base))}
+
+
 def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: int) -> None:
     """One-line refusals of a base config without a pupil PSF and of out-of-range options."""
     if cfg.psf.model not in PUPIL_MODELS:
@@ -169,7 +175,7 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
     ``out``. Beads are found in the stack (``positions`` "auto") or read from a CSV (x_nm, y_nm).
 
     Returns calibration.json's content: ``zernike_rad`` (fitted, Noll 5 … ``max_noll``, added to the base
-    config's), ``beads``, ``before`` / ``after`` (per-slice and median relative L2 errors and reduced χ²
+    config's), ``pupil_amplitude`` (the fitted apodisation {k: a_k}, likewise), ``beads``, ``before`` / ``after`` (per-slice and median relative L2 errors and reduced χ²
     of the base config and of the calibrated pupil), ``poor_fit`` and ``seconds``.
 
     Example::
@@ -197,12 +203,16 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
     before, after = fit_stages(model, data, progress)
     fitted = {j: round(float(c), 4) for j, c in zip(model.noll, model.coefficients.detach())}
     base = {int(j): float(c) for j, c in cfg.psf.zernike_rad.items()}
-    combined = {j: round(fitted.get(j, 0.0) + base.get(j, 0.0), 4) for j in sorted(set(fitted) | set(base))}
+    combined = added(fitted, base)
+    apodisation = {k: round(a, 4) for k, a in model.amplitude_terms().items()}
+    amplitude = added(apodisation, cfg.psf.pupil_amplitude)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "calibrated.yaml", dump_config(updated(cfg, {"psf.zernike_rad": combined})))
+    write_text_atomic(out / "calibrated.yaml", dump_config(updated(cfg, {"psf.zernike_rad": combined,
+                                                                          "psf.pupil_amplitude": amplitude})))
     write_figures(out, model, data, z_nm, cfg.frame.pixel_size_nm, fitted, base, Path(label).name)
     report = {"stack": label, "config": cfg.name, "z_step_nm": z_step_nm, "z_first_nm": float(z_nm[0]),
               "max_noll": max_noll, "zernike_rad": fitted, "calibrated_zernike_rad": combined,
+              "pupil_amplitude": apodisation, "calibrated_pupil_amplitude": amplitude,
               "focus_offset_nm": round(model.focus_offset_nm().item(), 2),
               "beads": bead_table(model, crops, cfg.frame.pixel_size_nm), "z_nm": z_nm.tolist(),
               "before": summary(*before, z_nm), "after": summary(*after, z_nm)}

@@ -11,6 +11,8 @@ focal plane moves through the immersion (phase −k0·n_imm·NFP·cosθ_imm) and
 The pupil phase is the base config's (its mask, its Zernike terms) + Σ_j c_j Z_j, j = 5 … ``max_noll``
 (piston, tilt and defocus would only move the beads): the same Zernike polynomials, with the same
 aperture and orthonormalisation, as ``psf.zernike_rad``, so the fitted c_j (RMS radians) add to it.
+The pupil amplitude is the base config's times exp(Σ_k a_k·ρ^(2k)), k = 1 … :data:`AMPLITUDE_ORDERS`
+(``psf.pupil_amplitude``, ρ the Zernike radius; a constant would only scale the photons), so the a_k add too.
 Per bead: x, y (camera px from its crop centre), photons (over the whole image plane), background
 (photons/px), depth. Noise: the camera's scaled-Poisson likelihood (``inference.poisson_fit``): variance
 s·μ + v₀, s = F²/QE (F² = 2 for an EMCCD). Minimised by L-BFGS on torch autograd, slices in chunks.
@@ -33,6 +35,7 @@ from deepsmlm.progress import ProgressCallback, ProgressEvent
 FIRST_NOLL = 5  # below: piston, tip, tilt, defocus (the beads' own position)
 AXIAL_UNIT_NM = 100.0  # depth and focus offset are fitted in these units (curvature comparable to px)
 CHUNK_SLICES = 8  # slices rendered per autograd pass (bounds memory)
+AMPLITUDE_ORDERS = 3  # apodisation terms ρ², ρ⁴, ρ⁶
 
 
 def zernike_basis(psf: PupilPSF, max_noll: int) -> torch.Tensor:
@@ -49,7 +52,8 @@ class ScanModel(torch.nn.Module):
     """Expected photons (B, S, P, P) of B beads in chosen slices of a focal-plane scan (module docstring).
 
     ``z_nm`` (K,): each slice's nominal z; ``start_xy_px`` (B, 2), ``photons`` (B,), ``background`` (B,):
-    starting values. Parameters: ``coefficients`` (J,) rad, ``xy`` (B, 2) px, ``depth`` (B,) and
+    starting values. Parameters: ``coefficients`` (J,) rad, ``amplitude`` (:data:`AMPLITUDE_ORDERS`,) the
+    apodisation's a_k, ``xy`` (B, 2) px, ``depth`` (B,) and
     ``focus_offset`` in :data:`AXIAL_UNIT_NM`, ``log_photons``, ``log_background`` (B,)."""
 
     def __init__(self, psf: PupilPSF, z_nm: torch.Tensor, max_noll: int, start_xy_px: torch.Tensor,
@@ -60,10 +64,14 @@ class ScanModel(torch.nn.Module):
         self.register_buffer("z_nm", z_nm.to(torch.float32))
         self.register_buffer("modes", zernike_basis(psf, max_noll))
         self.register_buffer("base", psf.mask().detach().clone())
+        self.register_buffer("base_amplitude", psf.amplitude.detach().clone())
+        rho2 = g.rho.clamp(max=1.0) ** 2
+        self.register_buffer("radial", torch.stack([rho2**k for k in range(1, AMPLITUDE_ORDERS + 1)]).float())
         k0 = 2 * math.pi / g.wavelength_nm
         self.register_buffer("focus", (k0 * g.n_immersion * g.cos_imm * g.aperture).to(torch.float32))
         f32 = dict(dtype=torch.float32)
         self.coefficients = torch.nn.Parameter(torch.zeros(len(self.modes), **f32))
+        self.amplitude = torch.nn.Parameter(torch.zeros(AMPLITUDE_ORDERS, **f32))
         self.xy = torch.nn.Parameter(start_xy_px.to(**f32).clone())
         self.depth = torch.nn.Parameter(torch.zeros(len(photons), **f32))
         self.focus_offset = torch.nn.Parameter(torch.zeros((), **f32))
@@ -74,6 +82,14 @@ class ScanModel(torch.nn.Module):
     def noll(self) -> list[int]:
         """The Noll indices of ``coefficients``."""
         return list(range(FIRST_NOLL, FIRST_NOLL + len(self.modes)))
+
+    def pupil_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters shared by all beads: Zernike coefficients and apodisation."""
+        return [self.coefficients, self.amplitude]
+
+    def amplitude_terms(self) -> dict[int, float]:
+        """The fitted apodisation {k: a_k} (``psf.pupil_amplitude`` terms)."""
+        return {k: float(a) for k, a in enumerate(self.amplitude.detach(), start=1)}
 
     def depth_nm(self) -> torch.Tensor:
         """(B,) bead depths (nm), mean zero."""
@@ -90,6 +106,7 @@ class ScanModel(torch.nn.Module):
     def forward(self, slices: Sequence[int]) -> torch.Tensor:
         psf = self.psf
         pupil = self.base + torch.einsum("j,jab->ab", self.coefficients, self.modes)
+        psf.set_amplitude(self.base_amplitude * torch.exp(torch.einsum("k,kab->ab", self.amplitude, self.radial)))
         px = psf.pixel_nm
         offset = torch.stack([self.xy[:, 0] * px, self.xy[:, 1] * px, self.depth_nm() - psf.nfp_nm], dim=1)
         photons = self.log_photons.exp()
@@ -126,9 +143,10 @@ class ScanData:
 def fit_scan(model: ScanModel, data: ScanData, slices: Sequence[int], iterations: int, fit_pupil: bool,
              progress: ProgressCallback | None = None, task: str = "fitting") -> list[float]:
     """Minimise the deviance per pixel over ``slices`` by L-BFGS (strong Wolfe line search), at most
-    ``iterations`` iterations; the pupil coefficients are held unless ``fit_pupil``. Returns the loss of
-    every evaluation (deviance per pixel ≈ half the reduced χ²)."""
-    model.coefficients.requires_grad_(fit_pupil)
+    ``iterations`` iterations; the pupil (Zernike coefficients, apodisation) is held unless ``fit_pupil``.
+    Returns the loss of every evaluation (deviance per pixel ≈ half the reduced χ²)."""
+    for p in model.pupil_parameters():
+        p.requires_grad_(fit_pupil)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iterations, max_eval=int(iterations * 1.5), history_size=20,
                             line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-7)
@@ -150,7 +168,8 @@ def fit_scan(model: ScanModel, data: ScanData, slices: Sequence[int], iterations
         return torch.tensor(total)
 
     opt.step(closure)
-    model.coefficients.requires_grad_(True)
+    for p in model.pupil_parameters():
+        p.requires_grad_(True)
     return history
 
 

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from deepsmlm.config.base import StrictConfig, value_range
 
 MAX_NOLL = 231  # Zernike radial order <= 20; higher orders are numerical noise on a float32 pupil
+MAX_AMPLITUDE_ORDER = 6  # pupil apodisation exp(Σ a_k ρ^(2k)), k ≤ 6: smooth
 
 
 class FrameConfig(StrictConfig):
@@ -149,6 +150,10 @@ class PSFConfig(StrictConfig):
     zernike_rad: dict[int, float] = Field(
         default_factory=dict, description="Noll index -> coefficient (radians RMS-normalised Zernike)"
     )
+    pupil_amplitude: dict[int, float] = Field(
+        default_factory=dict, description="apodisation: k -> a_k of the pupil amplitude exp(Σ_k a_k·ρ^(2k)) on the "
+        "Zernike radius ρ (psf.zernike_aperture), k = 1 … 6; empty: a uniform pupil"
+    )
     blur_sigma_px: tuple[float, float] = Field(
         (0.0, 0.0), description="range of the extra per-emitter Gaussian blur (model mismatch), camera px"
     )
@@ -182,8 +187,9 @@ class PSFConfig(StrictConfig):
         if (self.model == "measured") != (self.measured is not None):
             raise ValueError("psf.model: measured needs psf.measured.file (a bead-stack .npz), and psf.measured "
                              f"applies to it only (model is {self.model})")
-        if self.model == "measured" and (self.mask is not None or self.zernike_rad):
-            raise ValueError("a measured PSF is a recorded stack: it takes no psf.mask or psf.zernike_rad")
+        if self.model == "measured" and (self.mask is not None or self.zernike_rad or self.pupil_amplitude):
+            raise ValueError("a measured PSF is a recorded stack: it takes no psf.mask, psf.zernike_rad or "
+                             "psf.pupil_amplitude")
         return self
 
     def encodes_z(self) -> bool:
@@ -196,6 +202,14 @@ class PSFConfig(StrictConfig):
         bad = [j for j in value if not 1 <= j <= MAX_NOLL]
         if bad:
             raise ValueError(f"Noll index {bad[0]}: must be 1 … {MAX_NOLL}")
+        return value
+
+    @field_validator("pupil_amplitude")
+    @classmethod
+    def _radial_orders(cls, value: dict[int, float]) -> dict[int, float]:
+        bad = [k for k in value if not 1 <= k <= MAX_AMPLITUDE_ORDER]
+        if bad:
+            raise ValueError(f"pupil_amplitude order {bad[0]}: must be 1 … {MAX_AMPLITUDE_ORDER} (the term ρ^(2k))")
         return value
 
 

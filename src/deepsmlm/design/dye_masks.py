@@ -46,9 +46,11 @@ class SharedMaskVectorialPSF(SharedMask, VectorialPSF):
 
 
 def shared_mask_psf(grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float, source: PupilPSF,
-                    mask_step: float, phase_factor: float, zernike_rad: dict[int, float] | None = None) -> PupilPSF:
-    """A dye's PSF through the mask of ``source``, of the same model (scalar or vectorial) and pixel physics."""
-    args = dict(zernike_rad=zernike_rad, pixel_integration=source.pixel_integration)
+                    mask_step: float, phase_factor: float, zernike_rad: dict[int, float] | None = None,
+                    pupil_amplitude: dict[int, float] | None = None) -> PupilPSF:
+    """A dye's PSF through the mask of ``source``, of the same model (scalar or vectorial), pixel physics and
+    aberrations (``zernike_rad``, apodisation ``pupil_amplitude``)."""
+    args = dict(zernike_rad=zernike_rad, pixel_integration=source.pixel_integration, pupil_amplitude=pupil_amplitude)
     if isinstance(source, VectorialPSF):
         psf: PupilPSF = SharedMaskVectorialPSF(grid, patch_px, nominal_focal_plane_nm,
                                                orientation_rad=source.orientation_rad, **args)
@@ -75,7 +77,8 @@ def shared_mask_dye_psfs(cfg: SimulationConfig, source: PupilPSF) -> list[PSF]:
         samples = dye.spectrum or [(dye.wavelength_nm, 1.0)]
         parts = [shared_mask_psf(pupil_grid_for(at_wavelength(pinned, wl)), cfg.psf.patch_px,
                                  cfg.optics.nominal_focal_plane_nm, source, source.grid.freq_step * design_nm / wl,
-                                 relief_phase_factor(design_nm, wl, dispersion), cfg.psf.zernike_rad)
+                                 relief_phase_factor(design_nm, wl, dispersion), cfg.psf.zernike_rad,
+                                 cfg.psf.pupil_amplitude)
                  for wl, _ in samples]
         out.append(parts[0] if len(parts) == 1 else SpectralPSF(parts, [w for _, w in samples]))
     return out

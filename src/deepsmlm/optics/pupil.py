@@ -5,6 +5,7 @@ with f in 1/nm, k0 = 2π/λ (1/nm), d = z + NFP the emitter depth (nm), sinθ_im
 sinθ_s = (n_imm/n_s)·sinθ_imm. Beyond the critical angle (sinθ_s > 1) cosθ_s = i·√(sin²θ_s − 1):
 with ``supercritical="evanescent"`` that light reaches the objective attenuated by
 exp(−k0·n_s·d·√(sin²θ_s − 1)) (A = 1 up to NA/λ); with ``"cut"`` A = 0 there (DeepSTORM3D's model).
+An apodisation ``pupil_amplitude`` {k: a_k} multiplies A by exp(Σ_k a_k·ρ^(2k)) (ρ the Zernike radius).
 I(u) = |FFT{P}|², normalised to the photon count over the whole N×N field (N²·Σ|P|², Parseval: the
 photon count is the light the objective collects, evanescent share included), then cropped to the patch.
 An N-point grid of spacing δf = 1/(N·Δ/s) gives image samples Δ/s apart (Δ the camera pixel, nm).
@@ -84,6 +85,13 @@ class PupilGrid:
         return self.na / self.wavelength_nm / self.freq_step
 
 
+def apodisation(coefficients: dict[int, float], rho: torch.Tensor) -> torch.Tensor:
+    """exp(Σ_k a_k·ρ^(2k)): the pupil's relative amplitude for radial coefficients {k: a_k}, ρ clipped at 1
+    (the aperture's edge, so it stays finite outside)."""
+    r2 = rho.clamp(max=1.0) ** 2
+    return torch.exp(sum((a * r2**k for k, a in coefficients.items()), torch.zeros_like(r2)))
+
+
 def integrate_pixels(intensity: torch.Tensor, grid: PupilGrid) -> torch.Tensor:
     """Camera-pixel integral of an intensity sampled on ``grid``'s image plane (Δ/s apart, periodic N×N).
 
@@ -107,7 +115,8 @@ class PupilPSF(PSF):
 
     def __init__(self, grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float,
                  mask_phase: torch.Tensor | None = None, zernike_rad: dict[int, float] | None = None,
-                 learnable_mask: bool = False, pixel_integration: bool = True):
+                 learnable_mask: bool = False, pixel_integration: bool = True,
+                 pupil_amplitude: dict[int, float] | None = None):
         super().__init__(grid.pixel_nm, patch_px)
         if patch_px * grid.oversample > grid.n:
             raise ValueError(f"patch of {patch_px} px × {grid.oversample} does not fit the N={grid.n} grid")
@@ -121,6 +130,8 @@ class PupilPSF(PSF):
         k0 = 2 * math.pi / grid.wavelength_nm
         f32 = dict(dtype=torch.float32)
         self.register_buffer("aperture", grid.aperture.to(**f32))
+        amplitude = grid.aperture * apodisation(pupil_amplitude or {}, grid.rho)  # A(f) without evanescence
+        self.register_buffer("amplitude", amplitude.to(**f32), persistent=False)
         self.register_buffer("fx", grid.fx.to(**f32))
         self.register_buffer("fy", grid.fy.to(**f32))
         # per-nm-of-depth phase in the sample and evanescent decay (1/nm, zero below the critical angle);
@@ -138,8 +149,8 @@ class PupilPSF(PSF):
             self.mask_phase = torch.nn.Parameter(mask.clone())
         else:
             self.register_buffer("mask_phase", mask)
-        # Parseval for |P| = aperture: Σ|FFT P|² = N²·Σ|P|²
-        self.norm = float(n * n * grid.aperture.sum())
+        # Parseval for |P| = A: Σ|FFT P|² = N²·Σ|P|²
+        self.norm: torch.Tensor | float = float(n * n * (amplitude**2).sum())
 
     def mask(self) -> torch.Tensor:
         """(N, N) phase mask (radians) on this PSF's pupil grid."""
@@ -161,6 +172,12 @@ class PupilPSF(PSF):
         else:
             self.mask_phase = phase.to(self.aperture)
 
+    def set_amplitude(self, amplitude: torch.Tensor) -> None:
+        """Image through the pupil amplitude A (N×N, zero outside the aperture, evanescent decay excluded) from
+        now on, keeping its autograd graph (a fitted apodisation passes gradients on to its coefficients)."""
+        self.amplitude = amplitude.to(self.aperture)
+        self.norm = self.grid.n ** 2 * self.amplitude.square().sum()
+
     def pupil_field(self, offset_nm: torch.Tensor) -> torch.Tensor:
         """(E, N, N) complex pupil functions for emitters at (dx, dy, z) nm from the patch centre.
 
@@ -170,8 +187,8 @@ class PupilPSF(PSF):
         phase = (self.mask() + self.fixed_phase)[None] + depth[:, None, None] * self.depth_phase[None]
         phase = phase + 2 * math.pi * (offset_nm[:, 0, None, None] * self.fx + offset_nm[:, 1, None, None] * self.fy)
         if not self.evanescent:
-            return torch.polar(self.aperture.expand_as(phase), phase)
-        amplitude = self.aperture * torch.exp(-depth.clamp(min=0)[:, None, None] * self.depth_decay)
+            return torch.polar(self.amplitude.expand_as(phase), phase)
+        amplitude = self.amplitude * torch.exp(-depth.clamp(min=0)[:, None, None] * self.depth_decay)
         return torch.polar(amplitude, phase)
 
     def field_norm(self, field: torch.Tensor) -> torch.Tensor | float:
