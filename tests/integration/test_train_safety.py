@@ -119,13 +119,14 @@ def test_the_design_commands_refuse_an_empty_time_budget_too(runner, tmp_path, o
 
 def test_a_cosine_schedule_follows_the_time_budget(tmp_path):
     """With --minutes the learning rate decays over the minutes given (not over training.steps): the last
-    step of a 2.4 s budget runs near the 5 % floor, while step/steps is still ~0 (rate ≈ 100 %)."""
+    step of a 2.4 s budget runs at a clearly decayed rate (near the 5 % floor on an idle machine; a busy one
+    starts its last step earlier in the budget), while step/steps is still ~0 (a rate ≈ 100 %)."""
     cfg = config_from_dict({**TINY, "training": {**TINY["training"], "lr_schedule": "cosine", "steps": 100_000,
                                                  "validate_every": 100_000}})
     loop = Trainer(cfg, tmp_path / "m").loop
     summary = loop.run(minutes=0.04)
     assert summary["steps"] < 1000
-    assert loop.optim.param_groups[0]["lr"] < 0.25 * cfg.training.learning_rate
+    assert loop.optim.param_groups[0]["lr"] < 0.6 * cfg.training.learning_rate  # past 45 % of the time budget
     saved = json.loads((tmp_path / "m" / "last.json").read_text())
     assert saved["trained_s"] == pytest.approx(2.4, abs=1.0)  # a resumed run continues this budget's clock
 
