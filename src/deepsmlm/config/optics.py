@@ -199,18 +199,20 @@ class PSFConfig(StrictConfig):
     @field_validator("zernike_rad")
     @classmethod
     def _noll_indices(cls, value: dict[int, float]) -> dict[int, float]:
-        bad = [j for j in value if not 1 <= j <= MAX_NOLL]
-        if bad:
-            raise ValueError(f"Noll index {bad[0]}: must be 1 … {MAX_NOLL}")
-        return value
+        return _keys_within(value, MAX_NOLL, "Noll index {}")
 
     @field_validator("pupil_amplitude")
     @classmethod
     def _radial_orders(cls, value: dict[int, float]) -> dict[int, float]:
-        bad = [k for k in value if not 1 <= k <= MAX_AMPLITUDE_ORDER]
-        if bad:
-            raise ValueError(f"pupil_amplitude order {bad[0]}: must be 1 … {MAX_AMPLITUDE_ORDER} (the term ρ^(2k))")
-        return value
+        return _keys_within(value, MAX_AMPLITUDE_ORDER, "pupil_amplitude order {}", " (the term ρ^(2k))")
+
+
+def _keys_within(value: dict[int, float], high: int, what: str, note: str = "") -> dict[int, float]:
+    """``value`` when every key lies in 1 … ``high``; else ValueError naming the first key outside."""
+    bad = [k for k in value if not 1 <= k <= high]
+    if bad:
+        raise ValueError(f"{what.format(bad[0])}: must be 1 … {high}{note}")
+    return value
 
 
 class CameraConfig(StrictConfig):
