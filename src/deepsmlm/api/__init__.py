@@ -23,7 +23,7 @@ _HOMES = {
     "load_model": "deepsmlm.api.model", "Model": "deepsmlm.api.model",
     "simulate": "deepsmlm.api.simulation", "Simulation": "deepsmlm.api.simulation",
     "train": "deepsmlm.api.training",
-    "estimate": "deepsmlm.api.estimate",
+    "estimate": "deepsmlm.api.estimation",
     "psf_stack": "deepsmlm.api.optics", "PSFStack": "deepsmlm.api.optics", "crlb": "deepsmlm.api.optics",
     "design_tetrapod": "deepsmlm.api.design", "design_learn": "deepsmlm.api.design",
     "design_multicolor": "deepsmlm.api.design",

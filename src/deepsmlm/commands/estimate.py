@@ -8,7 +8,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from deepsmlm.api.estimate import estimate
+from deepsmlm.api.estimation import estimate
 from deepsmlm.api.inputs import as_config
 from deepsmlm.commands.progress_bars import LOCALIZING, progress_bar
 
