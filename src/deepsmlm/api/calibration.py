@@ -87,9 +87,10 @@ def scan_data(stack: np.ndarray, centres: np.ndarray, camera: Camera, patch_px: 
 
 def start_model(cfg: SimulationConfig, z_nm: np.ndarray, data: ScanData, crops: BeadCrops, max_noll: int,
                 background: float) -> ScanModel:
-    """The scan model on the base PSF (grid sized for the scan), from the beads' centroids, their brightest
-    slice's photons and the stack's background (photons/px)."""
-    psf = build_pupil_psf(updated(cfg, {"emitters.z_range_nm": (float(z_nm.min()), float(z_nm.max()))}))
+    """The scan model on the base PSF (grid sized for the scan; beads on the coverslip, the focus moved), from
+    the beads' centroids, their brightest slice's photons and the stack's background (photons/px)."""
+    psf = build_pupil_psf(updated(cfg, {"emitters.z_range_nm": (float(z_nm.min()), float(z_nm.max())),
+                                        "optics.z_scan": "focus", "optics.nominal_focal_plane_nm": 0.0}))
     bg = torch.full((len(crops.centres),), max(background, 0.05))
     signal = (data.photons - bg[:, None, None, None]).sum((-2, -1)).amax(1).clamp_min(100.0)
     return ScanModel(psf, torch.as_tensor(z_nm, dtype=torch.float32), max_noll,
@@ -127,6 +128,16 @@ def bead_table(model: ScanModel, crops: BeadCrops, pixel_nm: float) -> list[dict
 def added(fitted: dict[int, float], base: dict[int, float]) -> dict[int, float]:
     """Fitted terms on top of the base config's, per index, rounded to 4 decimals."""
     return {j: round(fitted.get(j, 0.0) + float(base.get(j, 0.0)), 4) for j in sorted(set(fitted) | set(base))}
+
+
+def calibrated(cfg: SimulationConfig, zernike_rad: dict[int, float], amplitude: dict[int, float],
+               model: ScanModel) -> SimulationConfig:
+    """The base config with the fitted pupil; a focus-scan config (``optics.z_scan: focus``) also takes the
+    scan's focus offset as its nominal focal plane, so its z is the stack's nominal z (the stage's)."""
+    fitted = {"psf.zernike_rad": zernike_rad, "psf.pupil_amplitude": amplitude}
+    if cfg.optics.z_scan == "focus":
+        fitted["optics.nominal_focal_plane_nm"] = round(model.focus_offset_nm().item(), 2)
+    return updated(cfg, fitted)
 
 
 def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: int) -> None:
@@ -207,8 +218,7 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
     apodisation = {k: round(a, 4) for k, a in model.amplitude_terms().items()}
     amplitude = added(apodisation, cfg.psf.pupil_amplitude)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "calibrated.yaml", dump_config(updated(cfg, {"psf.zernike_rad": combined,
-                                                                          "psf.pupil_amplitude": amplitude})))
+    write_text_atomic(out / "calibrated.yaml", dump_config(calibrated(cfg, combined, amplitude, model)))
     write_figures(out, model, data, z_nm, cfg.frame.pixel_size_nm, fitted, base, Path(label).name)
     report = {"stack": label, "config": cfg.name, "z_step_nm": z_step_nm, "z_first_nm": float(z_nm[0]),
               "max_noll": max_noll, "zernike_rad": fitted, "calibrated_zernike_rad": combined,

@@ -39,6 +39,10 @@ class OpticsConfig(StrictConfig):
     nominal_focal_plane_nm: float = Field(
         0.0, description="focus displacement into the sample (DeepSTORM3D's NFP); z = depth - NFP"
     )
+    z_scan: Literal["emitter", "focus"] = Field(
+        "emitter", description="what z moves: the emitter in the sample (depth = z + NFP), or the focus with the "
+        "emitter on the coverslip (focal plane at NFP - z, NFP the focus at z = 0: a bead z-stack, emitters at the "
+        "coverslip, data simulated from bead stacks)")
     magnification: float = Field(100.0, gt=0)
     fourier_focal_length_mm: float = Field(100.0, gt=0, description="focal length of the 4f relay lenses")
 
@@ -70,15 +74,67 @@ class MaskConfig(StrictConfig):
 
 
 class GaussianPSFConfig(StrictConfig):
-    """Integrated Gaussian PSF; astigmatic when ``astig_focus_offset_nm`` is non-zero.
+    """Integrated Gaussian PSF; astigmatic when ``astig_focus_offset_nm`` is non-zero or widths are polynomials.
 
     sigma_x(z) = sigma_nm * sqrt(1 + ((z - c) / d)^2),  sigma_y(z) = sigma_nm * sqrt(1 + ((z + c) / d)^2)
-    with c = astig_focus_offset_nm and d = astig_depth_nm.
+    with c = astig_focus_offset_nm and d = astig_depth_nm; or, when ``sigma_x_poly_nm`` and ``sigma_y_poly_nm``
+    are set (an imported calibration: ``deepsmlm calibrate import``), sigma(z) = Σ_k a_k z^(n-k) in nm, z in nm,
+    coefficients highest power first (numpy.polyval's order); ``sigma_nm`` is then only informational.
     """
 
     sigma_nm: float = Field(110.0, gt=0)
     astig_focus_offset_nm: float = 0.0
     astig_depth_nm: float = Field(400.0, gt=0)
+    sigma_x_poly_nm: tuple[float, ...] | None = Field(
+        None, min_length=1, description="σx(z) polynomial (nm; z in nm; highest power first); with sigma_y_poly_nm")
+    sigma_y_poly_nm: tuple[float, ...] | None = Field(
+        None, min_length=1, description="σy(z) polynomial (nm; z in nm; highest power first); with sigma_x_poly_nm")
+
+    @model_validator(mode="after")
+    def _polynomials_in_pairs(self) -> "GaussianPSFConfig":
+        if (self.sigma_x_poly_nm is None) != (self.sigma_y_poly_nm is None):
+            raise ValueError("sigma_x_poly_nm and sigma_y_poly_nm go together: set both or neither")
+        if self.sigma_x_poly_nm is not None and self.astig_focus_offset_nm != 0:
+            raise ValueError("polynomial widths replace astig_focus_offset_nm: set it to 0 or drop the polynomials")
+        if not all(math.isfinite(a) for a in (*(self.sigma_x_poly_nm or ()), *(self.sigma_y_poly_nm or ()))):
+            raise ValueError("sigma_x_poly_nm and sigma_y_poly_nm must be finite numbers")
+        return self
+
+    @property
+    def polynomial(self) -> bool:
+        """Whether the widths are the polynomials (an imported calibration) rather than the parametric model."""
+        return self.sigma_x_poly_nm is not None
+
+    def poly_widths_nm(self, z_nm):
+        """(σx, σy) in nm of the polynomials at z (nm) by Horner's rule: a float, array or tensor alike."""
+        return horner(self.sigma_x_poly_nm, z_nm), horner(self.sigma_y_poly_nm, z_nm)
+
+    def focus_sigma_nm(self, z_range_nm: tuple[float, float]) -> float:
+        """The in-focus σ (nm): ``sigma_nm``, or for polynomial widths the least √(σx·σy) over ``z_range_nm``."""
+        if not self.polynomial:
+            return self.sigma_nm
+        widths = [self.poly_widths_nm(z) for z in _z_grid(z_range_nm)]
+        return min(math.sqrt(a * b) for a, b in widths if a > 0 and b > 0)
+
+    def poly_nonpositive_z(self, z_range_nm: tuple[float, float]) -> float | None:
+        """A z (nm) in ``z_range_nm`` where a polynomial width is ≤ 0, or None (parametric widths: always None)."""
+        if not self.polynomial:
+            return None
+        return next((z for z in _z_grid(z_range_nm) if min(self.poly_widths_nm(z)) <= 0), None)
+
+
+def horner(coefficients, z):
+    """Σ_k a_k z^(n-k) for coefficients a highest power first; z a float, NumPy array or torch tensor."""
+    value = z * 0 + coefficients[0]
+    for a in coefficients[1:]:
+        value = value * z + a
+    return value
+
+
+def _z_grid(z_range_nm: tuple[float, float], n: int = 401) -> list[float]:
+    """``n`` evenly spaced depths (nm) over the range, ends included (one for an empty range)."""
+    z0, z1 = (float(v) for v in z_range_nm)
+    return [z0] if z1 <= z0 else [z0 + (z1 - z0) * i / (n - 1) for i in range(n)]
 
 
 class DipoleConfig(StrictConfig):
@@ -194,7 +250,7 @@ class PSFConfig(StrictConfig):
 
     def encodes_z(self) -> bool:
         """Whether the PSF's shape changes with z (a pupil, a measured stack or an astigmatic Gaussian)."""
-        return self.model != "gaussian" or self.gaussian.astig_focus_offset_nm != 0
+        return self.model != "gaussian" or self.gaussian.astig_focus_offset_nm != 0 or self.gaussian.polynomial
 
     @field_validator("zernike_rad")
     @classmethod

@@ -31,7 +31,8 @@ def sampled_grid_size(cfg: SimulationConfig, oversample: int) -> int:
     """Smallest odd N meeting the sampling condition (optics/sampling.py) for the patch and the emitter z range."""
     o, p = cfg.optics, cfg.psf
     depths = tuple(z + o.nominal_focal_plane_nm for z in cfg.emitters.z_range_nm)
-    spread = lateral_spread_nm(o.wavelength_nm, o.na, o.n_immersion, o.n_sample, o.nominal_focal_plane_nm,
+    n_sample = o.n_immersion if o.z_scan == "focus" else o.n_sample  # a focus scan defocuses in the immersion
+    spread = lateral_spread_nm(o.wavelength_nm, o.na, o.n_immersion, n_sample, o.nominal_focal_plane_nm,
                                depths, p.supercritical == "evanescent",
                                sin_max=SIN_MAX_VECTORIAL if p.model == "vectorial" else SIN_MAX)
     return min_grid_size(p.patch_px, cfg.frame.pixel_size_nm, oversample, spread, o.wavelength_nm, o.na)
@@ -132,7 +133,7 @@ def build_pupil_psf(cfg: SimulationConfig, learnable_mask: bool = False, base_di
     p = cfg.psf
     args = dict(mask_phase=mask_phase_for(cfg, grid, base_dir), zernike_rad=p.zernike_rad,
                 learnable_mask=learnable_mask, pixel_integration=p.pixel_integration,
-                pupil_amplitude=p.pupil_amplitude)
+                pupil_amplitude=p.pupil_amplitude, focus_scan=cfg.optics.z_scan == "focus")
     if p.model == "vectorial":
         return VectorialPSF(grid, p.patch_px, cfg.optics.nominal_focal_plane_nm,
                             orientation_rad=p.dipole.orientation_rad(), **args)
@@ -145,7 +146,8 @@ def build_psf(cfg: SimulationConfig, fast: bool = True, base_dir: Path | None = 
     p = cfg.psf
     if p.model == "gaussian":
         g = p.gaussian
-        return GaussianPSF(cfg.frame.pixel_size_nm, p.patch_px, g.sigma_nm, g.astig_focus_offset_nm, g.astig_depth_nm)
+        return GaussianPSF(cfg.frame.pixel_size_nm, p.patch_px, g.sigma_nm, g.astig_focus_offset_nm, g.astig_depth_nm,
+                           widths=g.poly_widths_nm if g.polynomial else None)
     if p.model == "measured":
         return measured_psf(resolve_data_path(p.measured.file, base_dir), cfg.frame.pixel_size_nm, p.patch_px,
                             cfg.emitters.z_range_nm)

@@ -5,6 +5,9 @@ with f in 1/nm, k0 = 2π/λ (1/nm), d = z + NFP the emitter depth (nm), sinθ_im
 sinθ_s = (n_imm/n_s)·sinθ_imm. Beyond the critical angle (sinθ_s > 1) cosθ_s = i·√(sin²θ_s − 1):
 with ``supercritical="evanescent"`` that light reaches the objective attenuated by
 exp(−k0·n_s·d·√(sin²θ_s − 1)) (A = 1 up to NA/λ); with ``"cut"`` A = 0 there (DeepSTORM3D's model).
+With ``focus_scan`` z is not the emitter's depth but the focus: the emitter sits on the coverslip (d = 0) and
+the focal plane is at NFP = NFP₀ − z (a bead z-stack; NFP₀ the nominal focal plane, the stack's focus offset),
+so the z phase is −k0·n_imm·NFP·cosθ_imm = −k0·n_imm·NFP₀·cosθ_imm + k0·n_imm·z·cosθ_imm.
 An apodisation ``pupil_amplitude`` {k: a_k} multiplies A by exp(Σ_k a_k·ρ^(2k)) (ρ the Zernike radius).
 I(u) = |FFT{P}|², normalised to the photon count over the whole N×N field (N²·Σ|P|², Parseval: the
 photon count is the light the objective collects, evanescent share included), then cropped to the patch.
@@ -116,7 +119,7 @@ class PupilPSF(PSF):
     def __init__(self, grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float,
                  mask_phase: torch.Tensor | None = None, zernike_rad: dict[int, float] | None = None,
                  learnable_mask: bool = False, pixel_integration: bool = True,
-                 pupil_amplitude: dict[int, float] | None = None):
+                 pupil_amplitude: dict[int, float] | None = None, focus_scan: bool = False):
         super().__init__(grid.pixel_nm, patch_px)
         if patch_px * grid.oversample > grid.n:
             raise ValueError(f"patch of {patch_px} px × {grid.oversample} does not fit the N={grid.n} grid")
@@ -135,9 +138,13 @@ class PupilPSF(PSF):
         self.register_buffer("fx", grid.fx.to(**f32))
         self.register_buffer("fy", grid.fy.to(**f32))
         # per-nm-of-depth phase in the sample and evanescent decay (1/nm, zero below the critical angle);
-        # the fixed phase: focus displacement + Zernike aberrations
-        self.register_buffer("depth_phase", (k0 * grid.n_sample * grid.cos_s.real).to(**f32))
-        self.register_buffer("depth_decay", (k0 * grid.n_sample * grid.cos_s.imag).to(**f32))
+        # the fixed phase: focus displacement + Zernike aberrations. A focus scan (emitter on the coverslip,
+        # NFP = NFP₀ − z): z moves the focus through the immersion and the light leaves the sample at depth 0
+        self.focus_scan = bool(focus_scan)
+        per_nm = grid.n_immersion * grid.cos_imm if self.focus_scan else grid.n_sample * grid.cos_s.real
+        self.register_buffer("depth_phase", (k0 * per_nm).to(**f32))
+        decay = torch.zeros_like(grid.cos_s.imag) if self.focus_scan else k0 * grid.n_sample * grid.cos_s.imag
+        self.register_buffer("depth_decay", decay.to(**f32))
         self.evanescent = bool(grid.cos_s.imag.any())
         fixed = -k0 * grid.n_immersion * self.nfp_nm * grid.cos_imm
         if zernike_rad:
@@ -183,7 +190,7 @@ class PupilPSF(PSF):
 
         Evanescent light decays with depth d ≥ 0; an emitter above the coverslip (d < 0, unphysical
         when n_s < NA) gets the d = 0 amplitude."""
-        depth = offset_nm[:, 2] + self.nfp_nm
+        depth = offset_nm[:, 2] if self.focus_scan else offset_nm[:, 2] + self.nfp_nm  # focus scan: z phase, no decay
         phase = (self.mask() + self.fixed_phase)[None] + depth[:, None, None] * self.depth_phase[None]
         phase = phase + 2 * math.pi * (offset_nm[:, 0, None, None] * self.fx + offset_nm[:, 1, None, None] * self.fy)
         if not self.evanescent:
