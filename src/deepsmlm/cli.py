@@ -312,7 +312,8 @@ def estimate(
 
 
 calibrate_app = typer.Typer(no_args_is_help=True, help="Calibrate your own microscope: the PSF from bead z-stacks "
-                                                       "(psf), the camera from dark and flat frames (camera).")
+                                                       "(psf), the camera from dark and flat frames (camera), "
+                                                       "or a calibration made elsewhere (import).")
 app.add_typer(calibrate_app, name="calibrate")
 @calibrate_app.command("psf")
 def calibrate_psf(
@@ -330,6 +331,22 @@ def calibrate_psf(
     from deepsmlm.commands.calibrate_psf import run_calibrate_psf
 
     _guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll)
+
+
+@calibrate_app.command("stack")
+def calibrate_stack(
+    beads: Path = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned"),
+    config: str = typer.Option(..., "--config", help="base config (preset name or YAML): camera, pixel size"),
+    out: Path = typer.Option(..., "-o", "--out", help="output folder (measured_psf.npz, measured.yaml)"),
+    z_step_nm: float = typer.Option(10.0, "--z-step-nm", help="z step between slices (nm)"),
+    z_first_nm: Optional[float] = typer.Option(None, "--z-first-nm", help="z of the first slice, bead relative to "
+                                                                          "the focal plane (default: centred)"),
+    positions: str = typer.Option("auto", "--beads", help="auto (find them) or a CSV with columns x_nm, y_nm"),
+) -> None:
+    """Average the beads into a measured-stack PSF (no model): for PSFs no smooth pupil explains."""
+    from deepsmlm.commands.calibrate_stack import run_calibrate_stack
+
+    _guard(run_calibrate_stack, beads, config, out, z_step_nm, z_first_nm, positions)
 
 
 @calibrate_app.command("camera")
@@ -352,6 +369,22 @@ def calibrate_camera(
     from deepsmlm.commands.calibrate_camera import run_calibrate_camera
 
     _guard(run_calibrate_camera, dark, flat, movie, camera_type, config, out, em_gain, e_per_adu)
+
+
+@calibrate_app.command("import")
+def calibrate_import(
+    file: Path = typer.Argument(..., help="a calibration made elsewhere: Picasso's 3D calibration (.yaml)"),
+    config: str = typer.Option(..., "--config", help="base config (preset name or YAML): camera, pixel size"),
+    out: Path = typer.Option(..., "-o", "--out", help="the calibrated config to write (.yaml)"),
+    picasso_fit: str = typer.Option("lq", "--picasso-fit", help="the Picasso fit that measured the widths: lq "
+                                                                "(its default, sampled Gaussian) or mle"),
+    magnification: Optional[float] = typer.Option(None, "--magnification-factor", help="Picasso's z per stage nm "
+                                                                                       "(default: the file's)"),
+) -> None:
+    """Import a calibration made elsewhere (Picasso's astigmatic 3D calibration) as a calibrated config."""
+    from deepsmlm.commands.calibrate_import import run_calibrate_import
+
+    _guard(run_calibrate_import, file, config, out, picasso_fit, magnification)
 
 
 def main() -> None:

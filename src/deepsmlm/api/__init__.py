@@ -29,6 +29,8 @@ _HOMES = {
     "design_multicolor": "deepsmlm.api.design",
     "evaluate": "deepsmlm.api.analysis", "render": "deepsmlm.api.analysis",
     "calibrate_camera": "deepsmlm.api.camera_calibration", "calibrate_psf": "deepsmlm.api.calibration",
+    "measured_psf": "deepsmlm.api.measured_stack",
+    "import_calibration": "deepsmlm.api.calibration_import",
     "load_config": "deepsmlm.config", "SimulationConfig": "deepsmlm.config",
     "Localizations": "deepsmlm.localizations",
     "read_localizations": "deepsmlm.io.localization_files", "write_localizations": "deepsmlm.io.localization_files",

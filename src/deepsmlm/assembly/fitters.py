@@ -18,12 +18,12 @@ from deepsmlm.physics.camera import Camera
 
 
 def psf_sigma_nm(cfg: SimulationConfig) -> float:
-    """The Gaussian σ (nm) the classic fitter takes for the config's PSF: ``psf.gaussian.sigma_nm`` for a
-    Gaussian PSF, a measured stack's in-focus width, else 0.21·λ/NA, with the mean model-mismatch blur added
-    in quadrature."""
+    """The Gaussian σ (nm) the classic fitter takes for the config's PSF: a Gaussian PSF's in-focus σ
+    (``sigma_nm``, or the narrowest polynomial widths over the z range), a measured stack's in-focus width,
+    else 0.21·λ/NA, with the mean model-mismatch blur added in quadrature."""
     pixel_nm = cfg.frame.pixel_size_nm
     if cfg.psf.model == "gaussian":
-        sigma_nm = cfg.psf.gaussian.sigma_nm
+        sigma_nm = cfg.psf.gaussian.focus_sigma_nm(cfg.emitters.z_range_nm)
     elif cfg.psf.measured is not None:
         sigma_nm = in_focus_sigma_nm(read_measured_stack(resolve_data_path(cfg.psf.measured.file)))
     else:

@@ -38,3 +38,11 @@ class SimulationConfig(StrictConfig):
         if self.model.colors > 1 and self.model.colors != dyes:
             raise ValueError(f"model.colors is {self.model.colors} but emitters.dyes lists {dyes} dyes")
         return self
+
+    @model_validator(mode="after")
+    def _polynomial_widths_positive(self) -> "SimulationConfig":
+        z = self.psf.gaussian.poly_nonpositive_z(self.emitters.z_range_nm) if self.psf.model == "gaussian" else None
+        if z is not None:
+            raise ValueError(f"psf.gaussian polynomial widths are <= 0 at z = {z:.0f} nm, inside emitters.z_range_nm "
+                             f"{tuple(self.emitters.z_range_nm)}: narrow the z range to where the calibration holds")
+        return self

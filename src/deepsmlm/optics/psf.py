@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -77,21 +78,26 @@ def blur_patches(patches: torch.Tensor, blur_px: torch.Tensor) -> torch.Tensor:
 
 
 class GaussianPSF(PSF):
-    """Pixel-integrated (erf) 2D Gaussian, astigmatic when ``astig_focus_offset_nm`` != 0.
+    """Pixel-integrated (erf) 2D Gaussian, astigmatic when ``astig_focus_offset_nm`` != 0 or ``widths`` is given.
 
-    σx(z) = σ0·√(1 + ((z − c)/d)²),  σy(z) = σ0·√(1 + ((z + c)/d)²); an extra blur adds in quadrature.
-    Photons are normalised over the infinite plane; what falls outside the patch is lost.
+    σx(z) = σ0·√(1 + ((z − c)/d)²),  σy(z) = σ0·√(1 + ((z + c)/d)²), or ``widths`` (a config's polynomial
+    widths, :meth:`GaussianPSFConfig.poly_widths_nm`: z tensor (nm) -> (σx, σy) nm); an extra blur adds in
+    quadrature. Photons are normalised over the infinite plane; what falls outside the patch is lost.
     """
 
     def __init__(self, pixel_nm: float, patch_px: int, sigma_nm: float,
-                 astig_focus_offset_nm: float = 0.0, astig_depth_nm: float = 400.0):
+                 astig_focus_offset_nm: float = 0.0, astig_depth_nm: float = 400.0,
+                 widths: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None):
         super().__init__(pixel_nm, patch_px)
         self.sigma_nm = float(sigma_nm)
         self.c = float(astig_focus_offset_nm)
         self.d = float(astig_depth_nm)
+        self.widths = widths
 
     def sigmas_nm(self, z_nm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Lateral standard deviations (nm) at axial positions z (nm)."""
+        if self.widths is not None:
+            return self.widths(z_nm)
         if self.c == 0.0:
             s = torch.full_like(z_nm, self.sigma_nm)
             return s, s
