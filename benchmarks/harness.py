@@ -133,7 +133,7 @@ def test_set(sim: Simulator, n_frames: int, seed: int, pixel_nm: float) -> tuple
     return batch, Localizations(ground_truth_table(batch, pixel_nm), meta)
 
 
-def localize(model: Model, adu: torch.Tensor, batch_size: int = 32) -> pd.DataFrame:
+def localize(model: Model, adu: torch.Tensor, batch_size: int | None = None) -> pd.DataFrame:
     """``model``'s localization table of simulated frames (F, H, W) in ADU, through the public API; the
     checks meant for recorded data are skipped (``force``): test sets differ from training on purpose."""
     return model.localize(adu.cpu().numpy(), batch_size=batch_size, force=True).table

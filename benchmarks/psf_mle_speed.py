@@ -4,8 +4,8 @@ Prints one JSON document. The `epfl2016_2d` preset's camera (EMCCD, 6 ADU/photon
 in ±600 nm, 0.1 emitters/µm², 3,000 photons each, 30 background photons/px, 64×64 px frames; two PSFs:
 an astigmatic Gaussian (σ₀ 93 nm, foci ±300 nm, depth 400 nm) and a scalar pupil with 0.8 rad RMS of
 vertical astigmatism (Noll 6; the fit uses its cached z-stack). Localized through the public API
-(detection included; 13 px boxes), 32 frames per pass (localize's default --batch-size: few spots per
-pass, so the fixed cost of each fit step weighs) and 256; spots/s = localizations per second of the
+(detection included; 13 px boxes), 32 frames per pass (few spots per pass, so the fixed cost of each
+fit step weighs) and 256 (the fitters' default --batch-size); spots/s = localizations per second of the
 best of 3 runs after a warm-up. Scores: Hungarian matching within 250 nm laterally and 500 nm axially.
 
     python benchmarks/psf_mle_speed.py [--frames 200] [--seed 0] [--out FILE]

@@ -225,8 +225,9 @@ def localize(
     fmt: Optional[str] = typer.Option(None, "--format", help="thunderstorm, picasso, challenge or parquet"),
     render: Optional[Path] = typer.Option(None, "--render", help="also write the super-resolved image (PNG + TIFF)"),
     device: str = DeviceOpt,
-    batch_size: int = typer.Option(32, "--batch-size", min=1,
-                                   help="most frames read at once (fewer when --max-memory-gb asks)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
+                                             help="most frames read at once (default 32 for a network, 256 for "
+                                                  "the fitters; fewer when --max-memory-gb asks)"),
     config: Optional[str] = typer.Option(None, "--config", help="the data's camera/pixel/z config (classic fitters need it)"),
     baseline_subtracted: bool = typer.Option(False, "--baseline-subtracted",
                                              help="the frames already had the camera baseline removed"),

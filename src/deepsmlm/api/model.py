@@ -32,6 +32,7 @@ from deepsmlm.resources import check_device, memory_budget_bytes
 CLASSIC = "gaussian-mle"
 PSF_MLE = "psf-mle"
 CLASSICS = {CLASSIC: build_gaussian_mle, PSF_MLE: build_psf_mle}  # name -> builder from a config
+NETWORK_BATCH, FITTER_BATCH = 32, 256  # frames per pass unless told (Model.default_batch_size)
 
 
 def with_experiment(model_cfg: SimulationConfig, experiment: SimulationConfig, model: str,
@@ -147,6 +148,12 @@ class Model:
         """True for a classic fitter (gaussian-mle, psf-mle), False for a network."""
         return self._net is None
 
+    @property
+    def default_batch_size(self) -> int:
+        """Frames per pass unless told: a network's 32, a fitter's 256 (sparse frames hold few spots, and a
+        batched fit's cost per step is mostly fixed; the memory plan may lower either)."""
+        return FITTER_BATCH if self.classic else NETWORK_BATCH
+
     def __repr__(self) -> str:
         return f"Model({self.name!r}, device={str(self.device)!r})"
 
@@ -159,13 +166,13 @@ class Model:
             return CLASSICS[self.name](cfg, device=self.device, **self._fitter_options)
         return build_predictor(cfg, self._net, self.device)
 
-    def localize(self, frames: Frames, *, batch_size: int = 32, threshold: float | None = None,
+    def localize(self, frames: Frames, *, batch_size: int | None = None, threshold: float | None = None,
                  pixel_size_nm: float | None = None, baseline_subtracted: bool = False, force: bool = False,
                  max_memory_gb: float | None = None, progress: ProgressCallback | None = None) -> Localizations:
         """Localize every frame of ``frames`` (ADU: a TIFF / folder / .dax / .raw path, an open ImageStack,
         or an array (frames, height, width)) into a table in nm and photons, 0-based frames.
 
-        ``batch_size``: most frames read at once; ``threshold``: detection threshold (a network's summed
+        ``batch_size``: most frames read at once (default :meth:`default_batch_size`); ``threshold``: detection threshold (a network's summed
         density, 0–1, or gaussian-mle's in noise standard deviations; default the model's);
         ``pixel_size_nm``: the data's pixel size (nm; default the file's, else the model's is assumed);
         ``baseline_subtracted``: the frames had the camera baseline removed; ``force``: run even when the
@@ -183,7 +190,7 @@ class Model:
                                baseline_subtracted=baseline_subtracted, force=force, max_memory_gb=max_memory_gb,
                                progress=progress).localizations
 
-    def stream(self, stack: ImageStack, *, batch_size: int = 32, threshold: float | None = None,
+    def stream(self, stack: ImageStack, *, batch_size: int | None = None, threshold: float | None = None,
                pixel_size_nm: float | None = None, baseline_subtracted: bool = False, force: bool = False,
                max_memory_gb: float | None = None, progress: ProgressCallback | None = None,
                superres: bool = False,
@@ -199,7 +206,7 @@ class Model:
         if not force:
             check_data(stack, cfg, self.source, psf_sigma_nm=psf_sigma_nm(cfg), trained=not self.classic,
                        pixel_declared=known)
-        plan = plan_stack(stack, localizer, batch_size, max_memory_gb, superres, self.source)
+        plan = plan_stack(stack, localizer, batch_size or self.default_batch_size, max_memory_gb, superres, self.source)
         meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=stack.shape, n_frames=len(stack),
                         config=cfg.model_dump(mode="json"), source=str(stack.path))
         with torch.inference_mode(), (nullcontext() if open_writer is None else open_writer(meta)) as write:

@@ -33,7 +33,7 @@ def check_localize_outputs(stack_path: Path, model: str, config: str | None, out
 
 
 def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, render: Path | None, device: str,
-                 batch_size: int, config: str | None, baseline_subtracted: bool = False,
+                 batch_size: int | None, config: str | None, baseline_subtracted: bool = False,
                  pixel_size_nm: float | None = None, force: bool = False, threshold: float | None = None,
                  max_memory_gb: float | None = None) -> None:
     from deepsmlm.analysis.render import gaussian_image, save_render
