@@ -320,18 +320,21 @@ app.add_typer(calibrate_app, name="calibrate")
 def calibrate_psf(
     beads: Path = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned"),
     config: str = typer.Option(..., "--config", help="base config (preset name or YAML): optics, camera, mask"),
-    out: Path = typer.Option(..., "-o", "--out", help="output folder (calibrated.yaml, calibration.json, "
-                                                      "beads_vs_model.png, zernike.png)"),
+    out: Path = typer.Option(..., "-o", "--out", help="output folder (calibrated.yaml, calibration.json, figures)"),
     z_step_nm: float = typer.Option(10.0, "--z-step-nm", help="z step between slices (nm)"),
     z_first_nm: Optional[float] = typer.Option(None, "--z-first-nm", help="z of the first slice, bead relative to "
                                                                           "the focal plane (default: centred)"),
     positions: str = typer.Option("auto", "--beads", help="auto (find them) or a CSV with columns x_nm, y_nm"),
     max_noll: int = typer.Option(28, "--max-noll", help="highest Noll index of the fitted Zernike terms (≥ 5)"),
+    pupil: str = typer.Option("zernike", "--pupil", help="zernike, or pixels: then free the phase per pupil pixel "
+                                                         "(engineered PSFs such as the double helix; pupil_phase.npz)"),
+    wobble: bool = typer.Option(True, "--wobble/--no-wobble", help="fit the stage's lateral wobble per slice"),
+    loo: bool = typer.Option(True, "--loo/--no-loo", help="leave-one-bead-out z check with psf-mle (z_accuracy.png)"),
 ) -> None:
     """Fit the pupil (Zernike aberrations) to a bead z-stack by maximum likelihood: a calibrated config."""
     from deepsmlm.commands.calibrate_psf import run_calibrate_psf
 
-    _guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll)
+    _guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll, pupil, wobble, loo)
 
 
 @calibrate_app.command("stack")

@@ -241,3 +241,25 @@ def zernike_bars(noll: Sequence[int], coefficients: Mapping[str, Sequence[float]
     if title:
         ax.set_title(title, fontsize=9)
     save_figure(fig, path)
+
+
+def z_accuracy_plot(z_stage_nm: np.ndarray, z_bias_nm: np.ndarray, lateral_nm: np.ndarray, path: str | os.PathLike,
+                    title: str = "") -> None:
+    """Leave-one-bead-out check of a PSF calibration against the stage z (S,): per bead (rows of the
+    arrays) the bias z_fit − z_stage (B, S) and the lateral residuals (B, S, 2), NaN where not checked."""
+    fig = new_figure((10.0, 3.6))
+    ax_z, ax_xy = fig.subplots(1, 2)
+    for b, (bias, lateral) in enumerate(zip(z_bias_nm, lateral_nm)):
+        line, = ax_z.plot(z_stage_nm, bias, lw=1, label=f"bead {b + 1}")
+        ax_xy.plot(z_stage_nm, lateral[:, 0], ".", ms=4, color=line.get_color())
+        ax_xy.plot(z_stage_nm, lateral[:, 1], "x", ms=3, color=line.get_color())
+    ax_z.set_ylabel("z_fit − z_stage (nm)")
+    ax_xy.set_ylabel("lateral residual (nm): x dots, y crosses")
+    for ax in (ax_z, ax_xy):
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xlabel("stage z (nm)")
+        ax.grid(alpha=0.3)
+    ax_z.legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)

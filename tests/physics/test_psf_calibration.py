@@ -82,7 +82,7 @@ def test_recovers_a_known_pupil_amplitude(tmp_path, one_thread):
     truth = {1: -0.8, 2: 0.3}
     z = np.linspace(-400.0, 400.0, 9)
     report = calibrate_psf(bead_stack(TRUTH, z, amplitude=truth), small_config(), tmp_path / "cal",
-                           z_step_nm=100.0, max_noll=15)
+                           z_step_nm=100.0, max_noll=15, wobble=False, loo=False)  # a still stage
     rho2 = np.linspace(0.0, 1.0, 11) ** 2
     profile = {k: sum(a * rho2**int(j) for j, a in terms.items()) for k, terms in
                (("truth", truth), ("fitted", report["pupil_amplitude"]))}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,9 +19,12 @@ import numpy as np
 import torch
 
 from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
+from deepsmlm.calibration.bead_z_accuracy import leave_one_out, loo_report
 from deepsmlm.calibration.beads import (BeadCrops, beads_from_csv, centroid_offsets, crop_beads, cut, find_beads,
                                         focus_width_nm)
+from deepsmlm.calibration.pixel_pupil import PHASE_FILE, PixelScanModel, fit_pixel_phase, with_pixel_phase
 from deepsmlm.calibration.pupil_fit import FIRST_NOLL, ScanData, ScanModel, fit_scan, slice_errors
+from deepsmlm.calibration.stage_wobble import fit_wobble
 from deepsmlm.config import PUPIL_MODELS, SimulationConfig, dump_config, updated
 from deepsmlm.config.optics import MAX_NOLL
 from deepsmlm.errors import UserInputError, check_positive
@@ -28,10 +32,11 @@ from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.outputs import check_output_folder
 from deepsmlm.optics.factory import build_pupil_psf
 from deepsmlm.physics.camera import Camera
-from deepsmlm.plots import bead_model_montage, zernike_bars
+from deepsmlm.plots import bead_model_montage, z_accuracy_plot, zernike_bars
 from deepsmlm.progress import ProgressCallback
 
-OUTPUTS = ("calibrated.yaml", "calibration.json", "beads_vs_model.png", "zernike.png")
+OUTPUTS = ("calibrated.yaml", "calibration.json", "beads_vs_model.png", "zernike.png", "z_accuracy.png")
+PUPILS = ("zernike", "pixels")  # the fitted pupil phase: Zernike terms, or free per pupil-grid pixel after them
 MIN_SLICES = 5
 FIT_SLICES = 16  # slices (evenly spread) of the first fits; the refinement takes twice as many
 ITERATIONS = {"base": 15, "pupil": 30, "refine": 10}  # L-BFGS iterations per stage
@@ -86,15 +91,17 @@ def scan_data(stack: np.ndarray, centres: np.ndarray, camera: Camera, patch_px: 
 
 
 def start_model(cfg: SimulationConfig, z_nm: np.ndarray, data: ScanData, crops: BeadCrops, max_noll: int,
-                background: float) -> ScanModel:
+                background: float, pupil: str = "zernike", wobble: bool = False) -> ScanModel:
     """The scan model on the base PSF (grid sized for the scan; beads on the coverslip, the focus moved), from
-    the beads' centroids, their brightest slice's photons and the stack's background (photons/px)."""
+    the beads' centroids, their brightest slice's photons and the stack's background (photons/px); with
+    ``wobble`` the stage's lateral wobble per slice is fitted too."""
     psf = build_pupil_psf(updated(cfg, {"emitters.z_range_nm": (float(z_nm.min()), float(z_nm.max())),
                                         "optics.z_scan": "focus", "optics.nominal_focal_plane_nm": 0.0}))
     bg = torch.full((len(crops.centres),), max(background, 0.05))
     signal = (data.photons - bg[:, None, None, None]).sum((-2, -1)).amax(1).clamp_min(100.0)
-    return ScanModel(psf, torch.as_tensor(z_nm, dtype=torch.float32), max_noll,
-                     torch.as_tensor(crops.start_xy_px, dtype=torch.float32), signal, bg)
+    kind = PixelScanModel if pupil == "pixels" else ScanModel
+    return kind(psf, torch.as_tensor(z_nm, dtype=torch.float32), max_noll,
+                torch.as_tensor(crops.start_xy_px, dtype=torch.float32), signal, bg, wobble=wobble)
 
 
 def spread(n_slices: int, count: int, offset: float = 0.0) -> list[int]:
@@ -140,7 +147,7 @@ def calibrated(cfg: SimulationConfig, zernike_rad: dict[int, float], amplitude: 
     return updated(cfg, fitted)
 
 
-def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: int) -> None:
+def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: int, pupil: str = "zernike") -> None:
     """One-line refusals of a base config without a pupil PSF and of out-of-range options."""
     if cfg.psf.model not in PUPIL_MODELS:
         raise UserInputError(f"{label}: PSF calibration fits a pupil; the base config needs psf.model "
@@ -148,18 +155,84 @@ def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: 
     check_positive(z_step_nm, "--z-step-nm")
     if not FIRST_NOLL <= max_noll <= MAX_NOLL:
         raise UserInputError(f"--max-noll {max_noll}: must be {FIRST_NOLL} … {MAX_NOLL}")
+    if pupil not in PUPILS:
+        raise UserInputError(f"--pupil {pupil}: must be {' or '.join(PUPILS)}")
 
 
 def fit_stages(model: ScanModel, data: ScanData, progress: ProgressCallback | None) -> tuple[dict, dict]:
     """The base config's fit (beads only, pupil held), then the pupil fit and its refinement on twice as
-    many slices; returns the per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
-    k = data.photons.shape[1]
+    many slices, and for a :class:`PixelScanModel` the pixel-wise phase on those slices. A fitted stage wobble is
+    held until the refinement (freed earlier it slows the pupil's convergence), then fitted slice by slice
+    on every slice. Returns the per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
+    k, wobble = data.photons.shape[1], model.wobble.requires_grad
     first, finer = spread(k, FIT_SLICES, 0.5), spread(k, 2 * FIT_SLICES, 0.25)
+    model.wobble.requires_grad_(False)
     fit_scan(model, data, first, ITERATIONS["base"], False, progress, "fitting the beads (base PSF)")
     before = slice_errors(model, data)
     fit_scan(model, data, first, ITERATIONS["pupil"], True, progress, "fitting the pupil")
+    model.wobble.requires_grad_(wobble)
     fit_scan(model, data, finer, ITERATIONS["refine"], True, progress, "refining the pupil")
+    if isinstance(model, PixelScanModel):
+        fit_pixel_phase(model, data, finer, progress=progress)
+    if wobble:
+        fit_wobble(model, data, range(k), progress=progress)
     return before, slice_errors(model, data)
+
+
+def pupil_terms(cfg: SimulationConfig, model: ScanModel) -> tuple[dict, dict, dict, dict]:
+    """The fitted Zernike terms and apodisation (rounded), each alone and added to the base config's."""
+    fitted = {j: round(float(c), 4) for j, c in zip(model.noll, model.coefficients.detach())}
+    apodisation = {k: round(a, 4) for k, a in model.amplitude_terms().items()}
+    base = {int(j): float(c) for j, c in cfg.psf.zernike_rad.items()}
+    return fitted, added(fitted, base), apodisation, added(apodisation, cfg.psf.pupil_amplitude)
+
+
+def wobble_report(model: ScanModel, pixel_nm: float) -> dict | None:
+    """The fitted stage wobble per slice (nm) and its RMS, or None when it was not fitted."""
+    if not model.wobble.requires_grad:
+        return None
+    w = model.wobble_px().detach().double().numpy() * pixel_nm
+    return {"x_nm": w[:, 0].round(2).tolist(), "y_nm": w[:, 1].round(2).tolist(),
+            "rms_nm": round(float(np.sqrt((w**2).sum(1).mean())), 2),
+            "rms_x_nm": round(float(np.sqrt((w[:, 0] ** 2).mean())), 2),
+            "rms_y_nm": round(float(np.sqrt((w[:, 1] ** 2).mean())), 2)}
+
+
+def bead_z_accuracy(out: Path, cfg: SimulationConfig, model: ScanModel, data: ScanData, z_nm: np.ndarray,
+                    label: str, progress: ProgressCallback | None) -> dict:
+    """The leave-one-bead-out z accuracy (:mod:`deepsmlm.calibration.bead_z_accuracy`), each refit's config
+    made as calibrated.yaml is (a pixel pupil's phase in a temporary file), and ``z_accuracy.png``."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        def config_of(fitted: ScanModel) -> SimulationConfig:
+            refit = calibrated(cfg, *pupil_terms(cfg, fitted)[1::2], fitted)
+            if not isinstance(fitted, PixelScanModel):
+                return refit
+            phase = Path(tmp) / PHASE_FILE
+            return updated(with_pixel_phase(refit, fitted, phase), {"psf.mask.file": str(phase)})
+
+        z_stage, held = leave_one_out(model, data, z_nm, spread(len(z_nm), FIT_SLICES, 0.5), config_of,
+                                      model.wobble.requires_grad, progress)
+    bias, lateral = np.stack([h.z_nm - z_stage for h in held]), np.stack([h.lateral_nm for h in held])
+    z_accuracy_plot(z_stage, bias, lateral, out / "z_accuracy.png",
+                    title=f"{label}: leave one bead out, psf-mle z vs stage z")
+    return {**loo_report(z_stage, held), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def pupil_record(model: ScanModel, z_nm: np.ndarray) -> dict:
+    """calibration.json's ``pupil`` (zernike | pixels) and for pixels the smoothness weight chosen, its path of
+    held-out deviances and the errors of the Zernike fit the pixel phase started from (``zernike_only``)."""
+    if not isinstance(model, PixelScanModel):
+        return {"pupil": "zernike"}
+    return {"pupil": "pixels", "phase_file": PHASE_FILE, "smoothness_weight": model.weight,
+            "smoothness_path": model.path, "zernike_only": summary(*model.zernike_errors, z_nm)}
+
+
+def write_calibrated(out: Path, cfg: SimulationConfig, model: ScanModel) -> None:
+    """``calibrated.yaml``: ``cfg``, for a pixel pupil imaging through its phase mask written beside it."""
+    if isinstance(model, PixelScanModel):
+        cfg = with_pixel_phase(cfg, model, out / PHASE_FILE)
+    write_text_atomic(out / "calibrated.yaml", dump_config(cfg))
 
 
 def write_figures(out: Path, model: ScanModel, data: ScanData, z_nm: np.ndarray, pixel_nm: float,
@@ -179,11 +252,15 @@ def write_figures(out: Path, model: ScanModel, data: ScanData, z_nm: np.ndarray,
 
 def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, z_step_nm: float = 10.0,
                   z_first_nm: float | None = None, positions: str | os.PathLike = "auto", max_noll: int = 28,
+                  pupil: str = "zernike", wobble: bool = True, loo: bool = True,
                   progress: ProgressCallback | None = None) -> dict:
     """Fit the pupil of ``config`` to a bead z-stack (ADU; slice k at nominal z = z_first + k·``z_step_nm``,
     z of a bead on the coverslip relative to the focal plane, default z_first: the stack centred on focus)
     and write ``calibrated.yaml``, ``calibration.json``, ``beads_vs_model.png`` and ``zernike.png`` into
-    ``out``. Beads are found in the stack (``positions`` "auto") or read from a CSV (x_nm, y_nm).
+    ``out``. Beads are found in the stack (``positions`` "auto") or read from a CSV (x_nm, y_nm). ``pupil``
+    "pixels" then frees the phase per pupil-grid pixel (:mod:`deepsmlm.calibration.pixel_pupil`), written as
+    the phase mask ``pupil_phase.npz`` that calibrated.yaml names. ``wobble``: fit the stage's lateral wobble
+    per slice; ``loo``: the leave-one-bead-out z accuracy (``leave_one_out``, ``z_accuracy.png``).
 
     Returns calibration.json's content: ``zernike_rad`` (fitted, Noll 5 … ``max_noll``, added to the base
     config's), ``pupil_amplitude`` (the fitted apodisation {k: a_k}, likewise), ``beads``, ``before`` / ``after`` (per-slice and median relative L2 errors and reduced χ²
@@ -195,11 +272,11 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
         report["after"]["median_rel_l2_pm500"]
     """
     started, out = time.perf_counter(), Path(out)
-    check_output_folder(out, OUTPUTS, {"BEADS": beads if isinstance(beads, (str, os.PathLike)) else None,
+    check_output_folder(out, (*OUTPUTS, PHASE_FILE), {"BEADS": beads if isinstance(beads, (str, os.PathLike)) else None,
                                        "--config": None if isinstance(config, SimulationConfig) else config,
                                        "--beads": None if str(positions) == "auto" else positions})
     cfg = as_config(config)
-    check_inputs(cfg, config_label(config), z_step_nm, max_noll)
+    check_inputs(cfg, config_label(config), z_step_nm, max_noll, pupil)
     with opened(beads) as stack:
         label, frames = str(stack.path), stack[:]
     if len(frames) < MIN_SLICES:
@@ -210,22 +287,22 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
     camera = Camera(cfg.camera, frames.shape[-2:])
     data = scan_data(frames, crops.centres, camera, cfg.psf.patch_px)
     background = float(camera.adu_to_photons(torch.tensor(float(np.median(frames)))).mean())
-    model = start_model(cfg, z_nm, data, crops, max_noll, background)
+    model = start_model(cfg, z_nm, data, crops, max_noll, background, pupil, wobble)
     before, after = fit_stages(model, data, progress)
-    fitted = {j: round(float(c), 4) for j, c in zip(model.noll, model.coefficients.detach())}
+    fitted, combined, apodisation, amplitude = pupil_terms(cfg, model)
     base = {int(j): float(c) for j, c in cfg.psf.zernike_rad.items()}
-    combined = added(fitted, base)
-    apodisation = {k: round(a, 4) for k, a in model.amplitude_terms().items()}
-    amplitude = added(apodisation, cfg.psf.pupil_amplitude)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "calibrated.yaml", dump_config(calibrated(cfg, combined, amplitude, model)))
+    write_calibrated(out, calibrated(cfg, combined, amplitude, model), model)
     write_figures(out, model, data, z_nm, cfg.frame.pixel_size_nm, fitted, base, Path(label).name)
     report = {"stack": label, "config": cfg.name, "z_step_nm": z_step_nm, "z_first_nm": float(z_nm[0]),
               "max_noll": max_noll, "zernike_rad": fitted, "calibrated_zernike_rad": combined,
               "pupil_amplitude": apodisation, "calibrated_pupil_amplitude": amplitude,
               "focus_offset_nm": round(model.focus_offset_nm().item(), 2),
               "beads": bead_table(model, crops, cfg.frame.pixel_size_nm), "z_nm": z_nm.tolist(),
-              "before": summary(*before, z_nm), "after": summary(*after, z_nm)}
+              "before": summary(*before, z_nm), "after": summary(*after, z_nm), **pupil_record(model, z_nm),
+              "wobble": wobble_report(model, cfg.frame.pixel_size_nm)}
+    if loo and len(crops.centres) > 1:
+        report["leave_one_out"] = bead_z_accuracy(out, cfg, model, data, z_nm, Path(label).name, progress)
     report["poor_fit"] = bool((report["after"]["median_rel_l2_pm500"] or 0.0) > POOR_FIT_L2)
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_text_atomic(out / "calibration.json", json.dumps(report, indent=1))

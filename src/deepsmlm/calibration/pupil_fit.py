@@ -14,12 +14,14 @@ aperture and orthonormalisation, as ``psf.zernike_rad``, so the fitted c_j (RMS 
 The pupil amplitude is the base config's times exp(Σ_k a_k·ρ^(2k)), k = 1 … :data:`AMPLITUDE_ORDERS`
 (``psf.pupil_amplitude``, ρ the Zernike radius; a constant would only scale the photons), so the a_k add too.
 Per bead: x, y (camera px from its crop centre), photons (over the whole image plane), background
-(photons/px), depth. Noise: the camera's scaled-Poisson likelihood (``inference.poisson_fit``): variance
+(photons/px), depth. Optionally the stage's lateral wobble: a shift (px) per slice shared by all beads,
+mean zero over the slices (fitted with the beads here, and slice by slice in :mod:`.stage_wobble`). Noise: the camera's scaled-Poisson likelihood (``inference.poisson_fit``): variance
 s·μ + v₀, s = F²/QE (F² = 2 for an EMCCD). Minimised by L-BFGS on torch autograd, slices in chunks.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ FIRST_NOLL = 5  # below: piston, tip, tilt, defocus (the beads' own position)
 AXIAL_UNIT_NM = 100.0  # depth and focus offset are fitted in these units (curvature comparable to px)
 CHUNK_SLICES = 8  # slices rendered per autograd pass (bounds memory)
 AMPLITUDE_ORDERS = 3  # apodisation terms ρ², ρ⁴, ρ⁶
+PER_BEAD = ("xy", "depth", "log_photons", "log_background")  # ScanModel's parameters of each bead
 
 
 def zernike_basis(psf: PupilPSF, max_noll: int) -> torch.Tensor:
@@ -54,10 +57,12 @@ class ScanModel(torch.nn.Module):
     ``z_nm`` (K,): each slice's nominal z; ``start_xy_px`` (B, 2), ``photons`` (B,), ``background`` (B,):
     starting values. Parameters: ``coefficients`` (J,) rad, ``amplitude`` (:data:`AMPLITUDE_ORDERS`,) the
     apodisation's a_k, ``xy`` (B, 2) px, ``depth`` (B,) and
-    ``focus_offset`` in :data:`AXIAL_UNIT_NM`, ``log_photons``, ``log_background`` (B,)."""
+    ``focus_offset`` in :data:`AXIAL_UNIT_NM`, ``log_photons``, ``log_background`` (B,); with ``wobble`` also
+    the stage's lateral wobble ``wobble`` (K, 2) px: slice k shows every bead moved by it (mean zero over the
+    slices, so it does not trade with the beads' xy; held at zero without ``wobble``)."""
 
     def __init__(self, psf: PupilPSF, z_nm: torch.Tensor, max_noll: int, start_xy_px: torch.Tensor,
-                 photons: torch.Tensor, background: torch.Tensor):
+                 photons: torch.Tensor, background: torch.Tensor, wobble: bool = False):
         super().__init__()
         self.psf = psf
         g = psf.grid
@@ -77,6 +82,7 @@ class ScanModel(torch.nn.Module):
         self.focus_offset = torch.nn.Parameter(torch.zeros((), **f32))
         self.log_photons = torch.nn.Parameter(photons.to(**f32).log())
         self.log_background = torch.nn.Parameter(background.to(**f32).clamp_min(1e-3).log())
+        self.wobble = torch.nn.Parameter(torch.zeros(len(z_nm), 2, **f32), requires_grad=wobble)
 
     @property
     def noll(self) -> list[int]:
@@ -86,6 +92,14 @@ class ScanModel(torch.nn.Module):
     def pupil_parameters(self) -> list[torch.nn.Parameter]:
         """The parameters shared by all beads: Zernike coefficients and apodisation."""
         return [self.coefficients, self.amplitude]
+
+    def pupil_phase(self) -> torch.Tensor:
+        """(N, N) pupil phase (rad) on top of the PSF's own: the base config's mask + the Zernike sum."""
+        return self.base + torch.einsum("j,jab->ab", self.coefficients, self.modes)
+
+    def penalty(self) -> torch.Tensor:
+        """Regulariser added to the deviance per pixel: none (a Zernike sum is smooth by construction)."""
+        return torch.zeros(())
 
     def amplitude_terms(self) -> dict[int, float]:
         """The fitted apodisation {k: a_k} (``psf.pupil_amplitude`` terms)."""
@@ -103,18 +117,46 @@ class ScanModel(torch.nn.Module):
         """(B,) each bead's z minus the slices' nominal z (nm): depth − focus offset."""
         return self.depth_nm() - self.focus_offset_nm()
 
-    def forward(self, slices: Sequence[int]) -> torch.Tensor:
+    def wobble_px(self) -> torch.Tensor:
+        """(K, 2) the stage's lateral wobble (x, y camera px) per slice, mean zero."""
+        return self.wobble - self.wobble.mean(0)
+
+    @torch.no_grad()
+    def set_wobble(self, slices: Sequence[int], shift_px: torch.Tensor) -> None:
+        """Move the beads of ``slices`` to ``shift_px`` (S, 2) px from their xy, the other slices kept where
+        they are: the wobble is re-centred (mean zero) and the beads' xy take its mean."""
+        full = self.wobble_px().clone()
+        full[list(slices)] = shift_px
+        self.wobble.copy_(full - full.mean(0))
+        self.xy += full.mean(0)
+
+    def keep_beads(self, beads: Sequence[int]) -> ScanModel:
+        """A copy for the ``beads`` only (same PSF object, per-bead parameters cut, the focus offset moved so
+        that each kept bead keeps its z offset)."""
+        kept = copy.deepcopy(self, {id(self.psf): self.psf})
+        index = torch.as_tensor(list(beads))
+        with torch.no_grad():
+            for name in PER_BEAD:
+                setattr(kept, name, torch.nn.Parameter(getattr(self, name)[index].clone()))
+            kept.focus_offset -= self.depth[index].mean() - self.depth.mean()
+        return kept
+
+    def forward(self, slices: Sequence[int], shift_px: torch.Tensor | None = None) -> torch.Tensor:
+        """Expected photons (B, S, P, P) in ``slices``, the beads moved by the slices' wobble, or by
+        ``shift_px`` (S, 2) px when given."""
         psf = self.psf
-        pupil = self.base + torch.einsum("j,jab->ab", self.coefficients, self.modes)
+        slices = list(slices)
+        shift = self.wobble_px()[slices] if shift_px is None else shift_px
+        pupil = self.pupil_phase()
         psf.set_amplitude(self.base_amplitude * torch.exp(torch.einsum("k,kab->ab", self.amplitude, self.radial)))
         px = psf.pixel_nm
         offset = torch.stack([self.xy[:, 0] * px, self.xy[:, 1] * px, self.depth_nm() - psf.nfp_nm], dim=1)
         photons = self.log_photons.exp()
-        nfp = -self.z_nm[list(slices)] + self.focus_offset_nm()
+        nfp = -self.z_nm[slices] + self.focus_offset_nm()
         images = []
-        for plane in nfp:  # the focal plane moves: one focus phase per slice on top of the PSF's own NFP
+        for plane, s in zip(nfp, shift):  # the focal plane moves: one focus phase per slice on top of the PSF's NFP
             psf.set_mask(pupil - (plane - psf.nfp_nm) * self.focus)
-            images.append(psf.patches(offset, photons))
+            images.append(psf.patches(offset + torch.nn.functional.pad(s * px, (0, 1)), photons))
         return torch.stack(images, dim=1) + self.log_background.exp()[:, None, None, None]
 
 
@@ -132,6 +174,11 @@ class ScanData:
         """The scaled-Poisson data z = d/s + v₀/s² of every crop."""
         return scaled_counts(self.photons, self.v0, self.scale)
 
+    def keep_beads(self, beads: Sequence[int]) -> ScanData:
+        """The crops (and per-pixel v₀) of the ``beads`` only."""
+        index = list(beads)
+        return ScanData(self.photons[index], self.v0[index] if self.v0.dim() == 4 else self.v0, self.scale)
+
     def nll(self, model: ScanModel, slices: Sequence[int], counts: torch.Tensor) -> torch.Tensor:
         """Deviance of the chosen slices (B, S) under ``model``: Σ m − z + z·log(z/m) over each crop, written
         so that its gradient 1 − z/m stays finite where z = 0."""
@@ -142,7 +189,7 @@ class ScanData:
 
 def fit_scan(model: ScanModel, data: ScanData, slices: Sequence[int], iterations: int, fit_pupil: bool,
              progress: ProgressCallback | None = None, task: str = "fitting") -> list[float]:
-    """Minimise the deviance per pixel over ``slices`` by L-BFGS (strong Wolfe line search), at most
+    """Minimise the deviance per pixel over ``slices`` plus the model's :meth:`~ScanModel.penalty` by L-BFGS (strong Wolfe line search), at most
     ``iterations`` iterations; the pupil (Zernike coefficients, apodisation) is held unless ``fit_pupil``.
     Returns the loss of every evaluation (deviance per pixel ≈ half the reduced χ²)."""
     for p in model.pupil_parameters():
@@ -161,6 +208,10 @@ def fit_scan(model: ScanModel, data: ScanData, slices: Sequence[int], iterations
             loss = data.nll(model, slices[start:start + CHUNK_SLICES], counts).sum() / pixels
             loss.backward()
             total += loss.item()
+        extra = model.penalty()
+        if extra.requires_grad:
+            extra.backward()
+        total += float(extra.detach())
         history.append(total)
         if progress is not None:
             progress(ProgressEvent(task, min(len(history), iterations), iterations,
