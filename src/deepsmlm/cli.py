@@ -312,40 +312,40 @@ def estimate(
     _guard(run_estimate, movie, config, out, frames, threshold, pixel_size_nm)
 
 
+BeadStackArg = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned")
+ZStepOpt = typer.Option(10.0, "--z-step-nm", help="z step between slices (nm)")
+ZFirstOpt = typer.Option(None, "--z-first-nm", help="z of the first slice, bead relative to the focal plane "
+                                                    "(default: centred)")
+BeadsOpt = typer.Option("auto", "--beads", help="auto (find them) or a CSV with columns x_nm, y_nm")
 calibrate_app = typer.Typer(no_args_is_help=True, help="Calibrate your own microscope: the PSF from bead z-stacks "
                                                        "(psf), the camera from dark and flat frames (camera), "
                                                        "or a calibration made elsewhere (import).")
 app.add_typer(calibrate_app, name="calibrate")
 @calibrate_app.command("psf")
 def calibrate_psf(
-    beads: Path = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned"),
+    beads: Path = BeadStackArg,
     config: str = typer.Option(..., "--config", help="base config (preset name or YAML): optics, camera, mask"),
     out: Path = typer.Option(..., "-o", "--out", help="output folder (calibrated.yaml, calibration.json, figures)"),
-    z_step_nm: float = typer.Option(10.0, "--z-step-nm", help="z step between slices (nm)"),
-    z_first_nm: Optional[float] = typer.Option(None, "--z-first-nm", help="z of the first slice, bead relative to "
-                                                                          "the focal plane (default: centred)"),
-    positions: str = typer.Option("auto", "--beads", help="auto (find them) or a CSV with columns x_nm, y_nm"),
+    z_step_nm: float = ZStepOpt, z_first_nm: Optional[float] = ZFirstOpt, positions: str = BeadsOpt,
     max_noll: int = typer.Option(28, "--max-noll", help="highest Noll index of the fitted Zernike terms (≥ 5)"),
     pupil: str = typer.Option("zernike", "--pupil", help="zernike, or pixels: then free the phase per pupil pixel "
                                                          "(engineered PSFs such as the double helix; pupil_phase.npz)"),
     wobble: bool = typer.Option(True, "--wobble/--no-wobble", help="fit the stage's lateral wobble per slice"),
+    blur: bool = typer.Option(True, "--blur/--no-blur", help="fit a Gaussian blur of the images (bead size, camera)"),
     loo: bool = typer.Option(True, "--loo/--no-loo", help="leave-one-bead-out z check with psf-mle (z_accuracy.png)"),
 ) -> None:
     """Fit the pupil (Zernike aberrations) to a bead z-stack by maximum likelihood: a calibrated config."""
     from deepsmlm.commands.calibrate_psf import run_calibrate_psf
 
-    _guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll, pupil, wobble, loo)
+    _guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll, pupil, wobble, blur, loo)
 
 
 @calibrate_app.command("stack")
 def calibrate_stack(
-    beads: Path = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned"),
+    beads: Path = BeadStackArg,
     config: str = typer.Option(..., "--config", help="base config (preset name or YAML): camera, pixel size"),
     out: Path = typer.Option(..., "-o", "--out", help="output folder (measured_psf.npz, measured.yaml)"),
-    z_step_nm: float = typer.Option(10.0, "--z-step-nm", help="z step between slices (nm)"),
-    z_first_nm: Optional[float] = typer.Option(None, "--z-first-nm", help="z of the first slice, bead relative to "
-                                                                          "the focal plane (default: centred)"),
-    positions: str = typer.Option("auto", "--beads", help="auto (find them) or a CSV with columns x_nm, y_nm"),
+    z_step_nm: float = ZStepOpt, z_first_nm: Optional[float] = ZFirstOpt, positions: str = BeadsOpt,
 ) -> None:
     """Average the beads into a measured-stack PSF (no model): for PSFs no smooth pupil explains."""
     from deepsmlm.commands.calibrate_stack import run_calibrate_stack

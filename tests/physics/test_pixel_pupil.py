@@ -64,7 +64,8 @@ def test_pixel_phase_explains_what_zernike_terms_cannot(tmp_path, one_thread):
     """The pixel phase, started from the Zernike fit (Noll 5–15), explains beads imaged through radial orders
     5–7 several times better than that fit (rel. L2 3.7 % vs 26 %), and recovers much of the phase the Zernike
     terms miss (in 25 L-BFGS iterations per smoothness weight it is not fully converged)."""
-    report = calibrate_psf(bead_stack(), small_config(), tmp_path, z_step_nm=50.0, max_noll=15, pupil="pixels")
+    report = calibrate_psf(bead_stack(), small_config(), tmp_path, z_step_nm=50.0, max_noll=15, pupil="pixels",
+                           blur=False)  # sharp beads
     zernike_only, pixels = report["zernike_only"]["median_rel_l2_pm500"], report["after"]["median_rel_l2_pm500"]
     assert zernike_only > 0.15 and pixels < 0.2 * zernike_only, (zernike_only, pixels)
     weights = [step["weight"] for step in report["smoothness_path"]]

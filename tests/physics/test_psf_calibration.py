@@ -31,9 +31,10 @@ def small_config(**changes):
 
 
 def bead_stack(zernike: dict[int, float], z_nm: np.ndarray, dz_nm=(30.0, -20.0, 0.0), dxy_px=((0.2, -0.3),
-               (-0.1, 0.25), (0.35, 0.1)), amplitude: dict[int, float] | None = None) -> np.ndarray:
+               (-0.1, 0.25), (0.35, 0.1)), amplitude: dict[int, float] | None = None, blur_px: float = 0.0) -> np.ndarray:
     """(K, 44, 44) noise-free photons (= ADU of the ideal camera) of three beads at z_k + dz through the
-    library's PSF with ``psf.zernike_rad`` = ``zernike`` and ``psf.pupil_amplitude`` = ``amplitude``."""
+    library's PSF with ``psf.zernike_rad`` = ``zernike`` and ``psf.pupil_amplitude`` = ``amplitude``, blurred by
+    a Gaussian of σ ``blur_px``."""
     cfg = small_config(**{"psf.zernike_rad": zernike, "psf.pupil_amplitude": amplitude or {}})
     psf = build_pupil_psf(cfg)
     frames = np.full((len(z_nm), 44, 44), BACKGROUND)
@@ -41,7 +42,9 @@ def bead_stack(zernike: dict[int, float], z_nm: np.ndarray, dz_nm=(30.0, -20.0, 
     offsets = torch.tensor([[dx * 100, dy * 100, dz] for (dx, dy), dz in zip(dxy_px, dz_nm)], dtype=torch.float32)
     for k, z in enumerate(z_nm):
         with torch.no_grad():
-            patches = psf.patches(offsets + torch.tensor([0.0, 0.0, z], dtype=torch.float32), torch.full((3,), PHOTONS)).numpy()
+            blur = torch.full((3,), blur_px) if blur_px else None
+            patches = psf.patches(offsets + torch.tensor([0.0, 0.0, z], dtype=torch.float32), torch.full((3,), PHOTONS),
+                                  blur).numpy()
         for (r, c), patch in zip(BEADS_RC, patches):
             frames[k, r - h:r + h + 1, c - h:c + h + 1] += patch
     return frames
@@ -76,13 +79,27 @@ def test_fits_on_top_of_the_base_aberrations(tmp_path, one_thread):
     assert report["calibrated_zernike_rad"][7] == pytest.approx(-0.5, abs=0.03)
 
 
+def test_recovers_a_known_blur_with_the_aberrations(tmp_path, one_thread):
+    """Beads blurred by a 0.8 px Gaussian (bead size, camera): the blur and the aberrations come back, and
+    calibrated.yaml carries the blur to every command (psf.blur_sigma_px)."""
+    z = np.linspace(-400.0, 400.0, 9)
+    stack = bead_stack(TRUTH, z, blur_px=0.8)
+    report = calibrate_psf(stack, small_config(), tmp_path / "cal", z_step_nm=100.0, max_noll=15, wobble=False,
+                           loo=False)
+    assert report["blur_sigma_px"] == pytest.approx(0.8, abs=0.05)
+    for j in range(5, 16):
+        assert report["zernike_rad"][j] == pytest.approx(TRUTH.get(j, 0.0), abs=0.05), j
+    assert report["after"]["median_rel_l2_pm500"] < 0.02
+    assert load_config(tmp_path / "cal" / "calibrated.yaml").psf.blur_sigma_px == (report["blur_sigma_px"],) * 2
+
+
 def test_recovers_a_known_pupil_amplitude(tmp_path, one_thread):
     """An apodised pupil, amplitude exp(−0.8ρ² + 0.3ρ⁴), comes back with the aberrations (as an amplitude
     profile: the ρ^(2k) terms overlap), and calibrated.yaml renders the true PSF through build_psf."""
     truth = {1: -0.8, 2: 0.3}
     z = np.linspace(-400.0, 400.0, 9)
     report = calibrate_psf(bead_stack(TRUTH, z, amplitude=truth), small_config(), tmp_path / "cal",
-                           z_step_nm=100.0, max_noll=15, wobble=False, loo=False)  # a still stage
+                           z_step_nm=100.0, max_noll=15, wobble=False, blur=False, loo=False)  # still, sharp
     rho2 = np.linspace(0.0, 1.0, 11) ** 2
     profile = {k: sum(a * rho2**int(j) for j, a in terms.items()) for k, terms in
                (("truth", truth), ("fitted", report["pupil_amplitude"]))}

@@ -37,6 +37,7 @@ from deepsmlm.progress import ProgressCallback, ProgressEvent
 FIRST_NOLL = 5  # below: piston, tip, tilt, defocus (the beads' own position)
 AXIAL_UNIT_NM = 100.0  # depth and focus offset are fitted in these units (curvature comparable to px)
 CHUNK_SLICES = 8  # slices rendered per autograd pass (bounds memory)
+MIN_BLUR_PX = 0.1  # the blur's floor (px; 10 nm at 100 nm pixels: no visible change) keeps σ² differentiable
 AMPLITUDE_ORDERS = 3  # apodisation terms ρ², ρ⁴, ρ⁶
 PER_BEAD = ("xy", "depth", "log_photons", "log_background")  # ScanModel's parameters of each bead
 
@@ -59,10 +60,13 @@ class ScanModel(torch.nn.Module):
     apodisation's a_k, ``xy`` (B, 2) px, ``depth`` (B,) and
     ``focus_offset`` in :data:`AXIAL_UNIT_NM`, ``log_photons``, ``log_background`` (B,); with ``wobble`` also
     the stage's lateral wobble ``wobble`` (K, 2) px: slice k shows every bead moved by it (mean zero over the
-    slices, so it does not trade with the beads' xy; held at zero without ``wobble``)."""
+    slices, so it does not trade with the beads' xy; held at zero without ``wobble``); with ``blur`` a Gaussian
+    blur of every image, σ² ``blur_var`` (camera px², from ``blur_px``), fitted with the pupil (bead size, camera
+    charge spread, vibration: whatever widens the spots beyond the optics)."""
 
     def __init__(self, psf: PupilPSF, z_nm: torch.Tensor, max_noll: int, start_xy_px: torch.Tensor,
-                 photons: torch.Tensor, background: torch.Tensor, wobble: bool = False):
+                 photons: torch.Tensor, background: torch.Tensor, wobble: bool = False, blur: bool = False,
+                 blur_px: float = 0.0):
         super().__init__()
         self.psf = psf
         g = psf.grid
@@ -83,6 +87,9 @@ class ScanModel(torch.nn.Module):
         self.log_photons = torch.nn.Parameter(photons.to(**f32).log())
         self.log_background = torch.nn.Parameter(background.to(**f32).clamp_min(1e-3).log())
         self.wobble = torch.nn.Parameter(torch.zeros(len(z_nm), 2, **f32), requires_grad=wobble)
+        self.fit_blur, self.blurred = blur, blur or blur_px > 0
+        start = max(blur_px, MIN_BLUR_PX) if blur else blur_px
+        self.blur_var = torch.nn.Parameter(torch.tensor(start**2, **f32), requires_grad=blur)
 
     @property
     def noll(self) -> list[int]:
@@ -90,8 +97,12 @@ class ScanModel(torch.nn.Module):
         return list(range(FIRST_NOLL, FIRST_NOLL + len(self.modes)))
 
     def pupil_parameters(self) -> list[torch.nn.Parameter]:
-        """The parameters shared by all beads: Zernike coefficients and apodisation."""
-        return [self.coefficients, self.amplitude]
+        """The parameters shared by all beads: Zernike coefficients, apodisation and, when fitted, the blur."""
+        return [self.coefficients, self.amplitude] + ([self.blur_var] if self.fit_blur else [])
+
+    def blur_px(self) -> torch.Tensor:
+        """σ (camera px) of the images' Gaussian blur (fitted: at least :data:`MIN_BLUR_PX`)."""
+        return self.blur_var.clamp_min(MIN_BLUR_PX**2).sqrt() if self.fit_blur else self.blur_var.sqrt()
 
     def pupil_phase(self) -> torch.Tensor:
         """(N, N) pupil phase (rad) on top of the PSF's own: the base config's mask + the Zernike sum."""
@@ -152,11 +163,12 @@ class ScanModel(torch.nn.Module):
         px = psf.pixel_nm
         offset = torch.stack([self.xy[:, 0] * px, self.xy[:, 1] * px, self.depth_nm() - psf.nfp_nm], dim=1)
         photons = self.log_photons.exp()
+        blur = self.blur_px().expand(len(photons)) if self.blurred else None
         nfp = -self.z_nm[slices] + self.focus_offset_nm()
         images = []
         for plane, s in zip(nfp, shift):  # the focal plane moves: one focus phase per slice on top of the PSF's NFP
             psf.set_mask(pupil - (plane - psf.nfp_nm) * self.focus)
-            images.append(psf.patches(offset + torch.nn.functional.pad(s * px, (0, 1)), photons))
+            images.append(psf.patches(offset + torch.nn.functional.pad(s * px, (0, 1)), photons, blur))
         return torch.stack(images, dim=1) + self.log_background.exp()[:, None, None, None]
 
 

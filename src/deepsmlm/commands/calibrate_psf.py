@@ -10,18 +10,20 @@ from deepsmlm.commands.progress_bars import DESIGNING, progress_bar
 
 def run_calibrate_psf(beads: Path, config: str, out: Path, z_step_nm: float, z_first_nm: float | None,
                       positions: str, max_noll: int, pupil: str = "zernike", wobble: bool = True,
-                      loo: bool = True) -> None:
+                      blur: bool = True, loo: bool = True) -> None:
     """Fit, write the calibration folder and print one line: median relative L2 error before → after (and the
     leave-one-bead-out z accuracy)."""
     with progress_bar(DESIGNING, transient=True) as progress:
         r = calibrate_psf(beads, config, out, z_step_nm=z_step_nm, z_first_nm=z_first_nm, positions=positions,
-                          max_noll=max_noll, pupil=pupil, wobble=wobble, loo=loo, progress=progress)
+                          max_noll=max_noll, pupil=pupil, wobble=wobble, blur=blur, loo=loo,
+                          progress=progress)
     b, a = r["before"], r["after"]
+    blurred = f", blur σ {r['blur_sigma_px']:.2f} px" if r["blur_sigma_px"] is not None else ""
     phase = ", pupil_phase.npz" if r["pupil"] == "pixels" else ""
     flag = "; POOR FIT: the model does not explain these beads (wrong base config or modality?)" if r["poor_fit"] else ""
     print(f"{len(r['beads'])} beads, median relative L2 error ±500 nm {b['median_rel_l2_pm500']:.1%} → "
           f"{a['median_rel_l2_pm500']:.1%}, ±750 nm {b['median_rel_l2_pm750']:.1%} → {a['median_rel_l2_pm750']:.1%} "
-          f"(reduced χ² {a['median_chi2_pm500']:.2f}) in {r['seconds']:.0f} s{flag}; wrote calibrated.yaml, "
+          f"(reduced χ² {a['median_chi2_pm500']:.2f}{blurred}) in {r['seconds']:.0f} s{flag}; wrote calibrated.yaml, "
           f"calibration.json, beads_vs_model.png, zernike.png{phase} in {out}")
     if "leave_one_out" in r:
         loo_fit = r["leave_one_out"]
