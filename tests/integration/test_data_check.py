@@ -50,6 +50,7 @@ GOOD = [
     pytest.param("tetrapod_paper", "tetrapod-3d", None, marks=needs_data),
     ("learned_paper", "learned-3d", None),
     ("multicolor_2dye", "multicolor-2dye", None),
+    ("epfl2016_3d", "epfl2016-as-3d", None),
     ("epfl2016_2d", "gaussian-mle", "epfl2016_2d"),
 ]
 
