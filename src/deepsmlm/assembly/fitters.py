@@ -12,8 +12,6 @@ from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.inference.gaussian_mle import GaussianMLE
 from deepsmlm.inference.psf_mle import PSFMLE
 from deepsmlm.optics.factory import build_psf
-from deepsmlm.optics.psf import GaussianPSF
-from deepsmlm.optics.stack import StackPSF
 from deepsmlm.optics.masks import resolve_data_path
 from deepsmlm.optics.measured import in_focus_sigma_nm, read_measured_stack
 from deepsmlm.physics.camera import Camera
@@ -44,16 +42,13 @@ def build_gaussian_mle(cfg: SimulationConfig, device: str | torch.device = "cpu"
 
 def build_psf_mle(cfg: SimulationConfig, device: str | torch.device = "cpu", **options: Any) -> PSFMLE:
     """``psf-mle`` for data described by ``cfg``: its PSF (a pupil's cached z-stack over the emitter z range,
-    or the Gaussian, tabulated likewise when it varies with z; rendered on the fit box plus a pixel each side), camera, pixel size, z range, mean
+    or the Gaussian, rendered on the fit box plus a pixel each side), camera, pixel size, z range, mean
     model-mismatch blur, detection σ (:func:`psf_sigma_nm`) and threshold, on ``device``; ``options`` are
     ``box_px`` (odd, default 13) and ``iterations``."""
     box_px = int(options.pop("box_px", 13))
     if box_px % 2 == 0 or box_px < 5:
         raise ValueError(f"box_px must be odd and >= 5, got {box_px}")
     psf = build_psf(updated(cfg, {"psf.patch_px": box_px + 2}), fast=True)
-    z0, z1 = cfg.emitters.z_range_nm
-    if isinstance(psf, GaussianPSF) and z1 > z0:  # tabulated: the fit then takes the stacks' analytic derivatives
-        psf = StackPSF(psf, z0, z1, cfg.psf.cache_z_step_nm)
     blur_px = 0.5 * sum(cfg.psf.blur_sigma_px)
     return PSFMLE(psf, Camera(cfg.camera), cfg.frame.pixel_size_nm, psf_sigma_nm(cfg), cfg.model.gaussian_mle_threshold,
                   cfg.emitters.z_range_nm, box_px=box_px, blur_px=blur_px, device=device, **options)
