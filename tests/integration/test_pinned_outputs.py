@@ -19,7 +19,7 @@ PINNED = {
     "tetrapod-3d": "0a48b57c4d86d1dff2adc50ac54cb476b72cb5b886feaf6c0a3af48e4dddcca7",
     "learned-3d": "e7026e1614bde0218193221fe1805ca7c0b28ea49b35adad4aef0e0ca20573c7",
     "multicolor-2dye": "73a4e23e498b6c35c9fbcf50a5c9f1aaf22ab1de600f7607b791da0f8bd4e4fc",
-    "epfl2016-as-3d": "288da4cb2bfae97edd0ab5af8be55a7e0e50c1ec067480b6664b6ebc4af15f76",
+    "epfl2016-as-3d": "c702d2bf83dba099c34bd774f0d9e00477c498e5989414d6e1c88e9c9280e679",
     "gaussian-mle": "e5f8804fbbf47b53d5dea2fa1a687f889407c1a36c7bf01237cc604ce4f0024e",
 }
 
