@@ -62,6 +62,24 @@ def bead_crops(stack: np.ndarray, patch_px: int, positions: str | os.PathLike, p
     return crop_beads(stack, centres, patch_px, label, start)
 
 
+def bead_inputs(beads: Frames, config: ConfigLike, positions: str | os.PathLike) -> dict:
+    """The files a bead calibration reads (for :func:`check_output_folder`): stack, config, bead list."""
+    return {"BEADS": beads if isinstance(beads, (str, os.PathLike)) else None,
+            "--config": None if isinstance(config, SimulationConfig) else config,
+            "--beads": None if str(positions) == "auto" else positions}
+
+
+def read_beads(beads: Frames, cfg: SimulationConfig, positions: str | os.PathLike, z_step_nm: float,
+               z_first_nm: float | None) -> tuple[str, np.ndarray, np.ndarray, BeadCrops]:
+    """The bead stack's label, frames (ADU), each slice's nominal z (nm) and the beads' checked crops."""
+    with opened(beads) as stack:
+        label, frames = str(stack.path), stack[:]
+    if len(frames) < MIN_SLICES:
+        raise UserInputError(f"{label}: {len(frames)} slices; a bead z-stack needs at least {MIN_SLICES}")
+    z_nm = scan_z(len(frames), z_step_nm, z_first_nm)
+    return label, frames, z_nm, bead_crops(frames, cfg.psf.patch_px, positions, cfg.frame.pixel_size_nm, label)
+
+
 def check_z_step(crops: np.ndarray, z_nm: np.ndarray, cfg: SimulationConfig, label: str, background: float) -> None:
     """Refuse a z-step the beads contradict: their in-focus range (:func:`focus_width_nm` above the stack's
     ``background``, median over beads) is not within :data:`FOCUS_WIDTH_RATIO` of the base PSF's, both on the
@@ -277,17 +295,10 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
         report["after"]["median_rel_l2_pm500"]
     """
     started, out = time.perf_counter(), Path(out)
-    check_output_folder(out, (*OUTPUTS, PHASE_FILE), {"BEADS": beads if isinstance(beads, (str, os.PathLike)) else None,
-                                       "--config": None if isinstance(config, SimulationConfig) else config,
-                                       "--beads": None if str(positions) == "auto" else positions})
+    check_output_folder(out, (*OUTPUTS, PHASE_FILE), bead_inputs(beads, config, positions))
     cfg = as_config(config)
     check_inputs(cfg, config_label(config), z_step_nm, max_noll, pupil)
-    with opened(beads) as stack:
-        label, frames = str(stack.path), stack[:]
-    if len(frames) < MIN_SLICES:
-        raise UserInputError(f"{label}: {len(frames)} slices; a bead z-stack needs at least {MIN_SLICES}")
-    z_nm = scan_z(len(frames), z_step_nm, z_first_nm)
-    crops = bead_crops(frames, cfg.psf.patch_px, positions, cfg.frame.pixel_size_nm, label)
+    label, frames, z_nm, crops = read_beads(beads, cfg, positions, z_step_nm, z_first_nm)
     check_z_step(crops.crops, z_nm, cfg, label, float(np.median(frames)))
     camera = Camera(cfg.camera, frames.shape[-2:])
     data = scan_data(frames, crops.centres, camera, cfg.psf.patch_px)

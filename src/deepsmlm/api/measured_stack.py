@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deepsmlm.api.calibration import MIN_SLICES, bead_crops, scan_z
-from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
+from deepsmlm.api.calibration import bead_inputs, read_beads
+from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label
 from deepsmlm.calibration.measured_stack import write_measured_psf
-from deepsmlm.config import SimulationConfig, dump_config, updated
-from deepsmlm.errors import UserInputError, check_positive
+from deepsmlm.config import dump_config, updated
+from deepsmlm.errors import check_positive
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.outputs import check_output_folder
 from deepsmlm.physics.camera import Camera
@@ -42,17 +42,10 @@ def measured_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, z
         deepsmlm.simulate("stack/measured.yaml", frames=100, seed=1)
     """
     started, out = time.perf_counter(), Path(out)
-    check_output_folder(out, OUTPUTS, {"BEADS": beads if isinstance(beads, (str, os.PathLike)) else None,
-                                       "--config": None if isinstance(config, SimulationConfig) else config,
-                                       "--beads": None if str(positions) == "auto" else positions})
+    check_output_folder(out, OUTPUTS, bead_inputs(beads, config, positions))
     cfg, label = as_config(config), config_label(config)
     check_positive(z_step_nm, "--z-step-nm")
-    with opened(beads) as stack:
-        name, frames = str(stack.path), stack[:]
-    if len(frames) < MIN_SLICES:
-        raise UserInputError(f"{name}: {len(frames)} slices; a bead z-stack needs at least {MIN_SLICES}")
-    z_nm = scan_z(len(frames), z_step_nm, z_first_nm)
-    crops = bead_crops(frames, cfg.psf.patch_px, positions, cfg.frame.pixel_size_nm, name)
+    name, frames, z_nm, crops = read_beads(beads, cfg, positions, z_step_nm, z_first_nm)
     background = np.median(frames.reshape(len(frames), -1), axis=1)  # per slice, the frame away from the beads
     camera = Camera(cfg.camera, frames.shape[-2:])
     out.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from deepsmlm.errors import UserInputError
+from deepsmlm.io.raw_movies import PlainYamlLoader
 
 PICASSO_FIT_BOUND_NM = 1000.0  # Picasso fits z within ±this stage position when the file gives no scan range
 COEFFICIENT_KEYS = ("X Coefficients", "Y Coefficients")
@@ -55,21 +56,6 @@ class PicassoZCalibration:
             return (-PICASSO_FIT_BOUND_NM, PICASSO_FIT_BOUND_NM)
         half = (self.frames - 1) * self.step_nm / 2
         return (-half, half)
-
-
-class _AnyTagLoader(yaml.SafeLoader):
-    """Safe YAML that reads an unknown tag (``!!python/tuple`` from ``yaml.dump``) as the plain node beneath."""
-
-
-def _untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    return loader.construct_scalar(node)
-
-
-_AnyTagLoader.add_multi_constructor("", _untagged)
 
 
 def read_picasso_z_calibration(path: str | os.PathLike) -> PicassoZCalibration:
@@ -103,7 +89,7 @@ def _mapping(path: Path) -> dict:
             raise UserInputError(f"{path}: {what}; only Picasso 3D calibrations (.yaml) are read so far "
                                  f"(see docs/calibration.md)")
     try:
-        data = yaml.load(raw.decode("utf-8"), Loader=_AnyTagLoader)
+        data = yaml.load(raw.decode("utf-8"), Loader=PlainYamlLoader)
     except (UnicodeDecodeError, yaml.YAMLError):
         raise UserInputError(f"{path}: not a Picasso 3D calibration (not a YAML text file)") from None
     if not isinstance(data, dict):

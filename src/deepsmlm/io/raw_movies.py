@@ -99,7 +99,7 @@ def _check_dax_roi(inf: Path, keys: dict[str, str], width: int, height: int) -> 
                              f"x {keys['x_start']}–{keys['x_end']}, y {keys['y_start']}–{keys['y_end']}")
 
 
-class _PlainLoader(yaml.SafeLoader):
+class PlainYamlLoader(yaml.SafeLoader):
     """Safe YAML that reads application tags (``!!python/tuple``, ``!foo``) as their plain value."""
 
 
@@ -111,14 +111,14 @@ def _plain(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node):
     return loader.construct_scalar(node)
 
 
-_PlainLoader.add_multi_constructor("", _plain)
+PlainYamlLoader.add_multi_constructor("", _plain)
 
 
 def _picasso_layout(sidecar: Path, text: str) -> RawLayout:
     """The first YAML document's ``Byte Order`` (< or >), ``Data Type``, ``Frames``, ``Height``, ``Width``
     and, when present, ``Pixelsize`` (nm)."""
     try:
-        info = next(iter(yaml.load_all(text, Loader=_PlainLoader)), None)
+        info = next(iter(yaml.load_all(text, Loader=PlainYamlLoader)), None)
     except yaml.YAMLError as err:
         raise UserInputError(f"{sidecar}: not readable YAML ({' '.join(str(err).split())})") from None
     if not isinstance(info, dict):
