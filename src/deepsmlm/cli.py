@@ -302,14 +302,14 @@ def estimate(
     config: str = typer.Option(..., "--config", help="the microscope's config (camera, PSF; e.g. a calibrated.yaml)"),
     out: Path = typer.Option(..., "-o", "--out", help="the training config to write (.yaml; a .png plot beside)"),
     frames: int = typer.Option(300, "--frames", min=1, help="frames fitted, evenly spaced over the movie"),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="the fitter's detection threshold "
-                                                                        "(noise standard deviations)"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="the fitter's threshold (noise SDs)"),
     pixel_size_nm: Optional[float] = typer.Option(None, "--pixel-size-nm", help="the data's pixel size (nm)"),
+    correct: bool = typer.Option(True, "--correct/--no-correct", help="correct for missed emitters by simulation"),
 ) -> None:
     """Estimate photons, background, density and z range from the raw movie; write a training config."""
     from deepsmlm.commands.estimate import run_estimate
 
-    _guard(run_estimate, movie, config, out, frames, threshold, pixel_size_nm)
+    _guard(run_estimate, movie, config, out, frames, threshold, pixel_size_nm, correct)
 
 
 BeadStackArg = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned")

@@ -3,21 +3,26 @@
 A classic fitter localizes frames sampled evenly over the movie (``gaussian-mle``; ``psf-mle`` for a 3D
 config, which also gives the axial range in use), and :mod:`deepsmlm.calibration.estimate` turns the fits
 into photons, background, density and z range; the config (camera, PSF, model) is the one given, with
-those four replaced.
+those four replaced. Unless ``correct=False`` the raw figures are corrected for the emitters the fitter
+misses by simulation matching (:mod:`deepsmlm.calibration.estimate_correction`): movies of the sample's
+size simulated under the config are fitted by the same fitter with the same threshold.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
-from deepsmlm.api.model import load_model
+from deepsmlm.api.model import Model, load_model
+from deepsmlm.api.simulation import simulate
 from deepsmlm.calibration.estimate import MovieEstimate, estimate_from_fits, training_config
-from deepsmlm.config import SimulationConfig, dump_config
+from deepsmlm.calibration.estimate_correction import SimulatedFits, corrected_estimate, simulated_fits
+from deepsmlm.config import SimulationConfig, dump_config, updated
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import write_text_atomic
 from deepsmlm.io.images import ImageStack
@@ -28,6 +33,7 @@ from deepsmlm.progress import ProgressCallback
 
 HEADER = "# training config written by `deepsmlm estimate`\n"
 MAX_SAMPLE_BYTES = 256 * 2**20  # sampled frames are held in memory as float32: at most this much
+SEED = 20  # the simulated movies' seeds (SEED + round): the same movie gives the same correction
 
 
 @dataclass
@@ -66,10 +72,11 @@ def check_output(out: Path, inputs: dict) -> None:
 
 def estimate(movie: Frames, config: ConfigLike, out: str | os.PathLike | None = None, *, frames: int = 300,
              fitter: str | None = None, threshold: float | None = None, pixel_size_nm: float | None = None,
-             progress: ProgressCallback | None = None) -> Estimation:
+             correct: bool = True, progress: ProgressCallback | None = None) -> Estimation:
     """Estimate photons, background, density (and z range) of ``movie`` (ADU) under ``config`` (its camera
-    and PSF), from up to ``frames`` evenly spaced frames fitted by ``fitter`` (default :func:`fitter_for`);
-    with ``out`` write the training config there and a histogram plot beside it (.png)."""
+    and PSF), from up to ``frames`` evenly spaced frames fitted by ``fitter`` (default :func:`fitter_for`),
+    ``correct``-ed for the emitters the fit misses; with ``out`` write the training config there and a
+    histogram plot beside it (.png)."""
     if frames < 1:
         raise UserInputError(f"--frames {frames}: need at least 1")
     if out is not None:
@@ -85,15 +92,36 @@ def estimate(movie: Frames, config: ConfigLike, out: str | os.PathLike | None = 
     locs = model.localize(sample, threshold=threshold, pixel_size_nm=pixel_size_nm, force=True, progress=progress)
     pixel = locs.meta.pixel_size_nm or cfg.frame.pixel_size_nm
     width_nm, height_nm = field_size_nm(*sample.shape[1:], pixel)
-    found = estimate_from_fits(locs.table, len(sample), width_nm * height_nm / 1e6, source,
-                               with_z=fitter == "psf-mle")
+    with_z = fitter == "psf-mle"
+    found = estimate_from_fits(locs.table, len(sample), width_nm * height_nm / 1e6, source, with_z=with_z)
+    if correct:
+        run = simulated_run(cfg, model, sample.shape, pixel, threshold)
+        found = corrected_estimate(found, locs.table, run, cfg.emitters.z_range_nm if with_z else None)
     result = Estimation(found, training_config(cfg, found, f"estimate from {source}"), fitter)
     if out is not None:
         write_text_atomic(out, HEADER + f"# from {source} under {config_label(config)} ({fitter} fits)\n"
                           + dump_config(result.config))
         plot_estimate(locs.table, found, out.with_suffix(".png"), f"{Path(source).name}: {len(locs.table)} fits "
-                                                                  f"in {len(sample)} frames ({fitter})")
+                                                                  f"in {len(sample)} frames ({fitter})"
+                      + ("; marks corrected for missed emitters" if found.raw else ""))
     return result
+
+
+def simulated_run(cfg: SimulationConfig, model: Model, shape: tuple[int, int, int], pixel_nm: float,
+                  threshold: float | None) -> Callable[[MovieEstimate, int], SimulatedFits]:
+    """``run(proposal, round)``: a movie of ``shape`` (frames, height, width; ``pixel_nm``) simulated under
+    ``cfg`` with the proposal's emitters (uniform, no blinking) and background, fitted by ``model``."""
+    frames, height, width = shape
+    z_range = cfg.emitters.z_range_nm
+
+    def run(proposal: MovieEstimate, round_: int) -> SimulatedFits:
+        sim_cfg = updated(training_config(cfg, proposal, "estimate (simulated)"), {
+            "frame.height": height, "frame.width": width, "frame.pixel_size_nm": pixel_nm,
+            "emitters.margin_px": 0.0, "emitters.structure.kind": "uniform", "emitters.blinking.enabled": False})
+        sim = simulate(sim_cfg, frames=frames, seed=SEED + round_)
+        locs = model.localize(sim.frames, threshold=threshold, pixel_size_nm=pixel_nm, force=True)
+        return simulated_fits(sim.truth.table, locs.table, proposal, proposal.z_range_nm or z_range)
+    return run
 
 
 def plot_estimate(table, found: MovieEstimate, path: Path, title: str) -> None:

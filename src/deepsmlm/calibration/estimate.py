@@ -7,7 +7,8 @@ background as the spread of each frame's median fitted background (photons/px), 
 localizations per frame over the field area, and z as the range of a uniform spread with the fitted
 depths' 5 % and 95 % quantiles (robust to the few merged or misfitted spots whose z lands far out). Dim emitters
 that the fitter misses bias the photons up and the density down; the estimates are meant for sparse
-movies (or their sparsest frames), where a fit finds nearly every emitter.
+movies (or their sparsest frames), where a fit finds nearly every emitter, unless corrected by
+:mod:`deepsmlm.calibration.estimate_correction`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class MovieEstimate:
     """Estimates from ``n_localizations`` fits in ``n_frames`` sampled frames: photons per emitter as a
     log-normal (``photons_mean`` photons, ``photons_sigma`` of log photons), per-frame median background
     (``background_photons_per_px``: median, and the low/high quantiles), emitters per µm² per frame
-    (``density_per_um2``), and the axial range in use (``z_range_nm``; None without 3D fits)."""
+    (``density_per_um2``), and the axial range in use (``z_range_nm``; None without 3D fits); a corrected
+    estimate (:mod:`deepsmlm.calibration.estimate_correction`) keeps the ``raw`` one and any ``warning``."""
 
     n_frames: int
     n_localizations: int
@@ -42,6 +44,8 @@ class MovieEstimate:
     background_range: tuple[float, float]
     density_per_um2: float
     z_range_nm: tuple[float, float] | None
+    raw: MovieEstimate | None = None  # the fits' own statistics, when these are corrected for missed emitters
+    warning: str | None = None  # why the correction is not to be trusted, in one line
 
     def as_dict(self) -> dict:
         return asdict(self)
