@@ -328,8 +328,8 @@ def calibrate_psf(
     out: Path = typer.Option(..., "-o", "--out", help="output folder (calibrated.yaml, calibration.json, figures)"),
     z_step_nm: float = ZStepOpt, z_first_nm: Optional[float] = ZFirstOpt, positions: str = BeadsOpt,
     max_noll: int = typer.Option(28, "--max-noll", help="highest Noll index of the fitted Zernike terms (≥ 5)"),
-    pupil: str = typer.Option("zernike", "--pupil", help="zernike, or pixels: then free the phase per pupil pixel "
-                                                         "(engineered PSFs such as the double helix; pupil_phase.npz)"),
+    pupil: str = typer.Option("auto", "--pupil", help="zernike, or pixels: then free the phase per pupil pixel "
+                                                      "(pupil_phase.npz); auto: pixels when Zernike fits poorly"),
     wobble: bool = typer.Option(True, "--wobble/--no-wobble", help="fit the stage's lateral wobble per slice"),
     blur: bool = typer.Option(True, "--blur/--no-blur", help="fit a Gaussian blur of the images (bead size, camera)"),
     loo: bool = typer.Option(True, "--loo/--no-loo", help="leave-one-bead-out z check with psf-mle (z_accuracy.png)"),

@@ -129,7 +129,7 @@ CASES = [
          "--z-step-nm -10: must be a finite positive number", untouched=("movie.tif",), absent=("stack",)),
     Case("PSF calibration with an unknown pupil", ("calibrate", "psf", "movie.tif", "--config", "epfl2016_3d",
                                                    "-o", "cal", "--pupil", "foo"),
-         "--pupil foo: must be zernike or pixels", untouched=("movie.tif",), absent=("cal",)),
+         "--pupil foo: must be auto, zernike or pixels", untouched=("movie.tif",), absent=("cal",)),
     # 3. values out of range: one line naming the value
     Case("seed not an integer", ("simulate", "epfl2013_bundled_tubes", "-o", "sim", "--seed", "1e23"),
          "'--seed'", absent=("sim",)),

@@ -36,7 +36,9 @@ from deepsmlm.plots import bead_model_montage, z_accuracy_plot, zernike_bars
 from deepsmlm.progress import ProgressCallback
 
 OUTPUTS = ("calibrated.yaml", "calibration.json", "beads_vs_model.png", "zernike.png", "z_accuracy.png")
-PUPILS = ("zernike", "pixels")  # the fitted pupil phase: Zernike terms, or free per pupil-grid pixel after them
+PUPILS = ("auto", "zernike", "pixels")  # the fitted pupil phase: Zernike terms, or free per pupil-grid pixel after them
+AUTO_PIXELS = (0.2, 2.0)  # auto frees the pixels when the Zernike fit's median relative L2 error and reduced χ²
+# over ±500 nm are both above these (a fit noise cannot explain, far from the 10 % goal)
 MIN_SLICES = 5
 FIT_SLICES = 16  # slices (evenly spread) of the first fits; the refinement takes twice as many
 ITERATIONS = {"base": 15, "pupil": 30, "refine": 10}  # L-BFGS iterations per stage
@@ -109,7 +111,7 @@ def scan_data(stack: np.ndarray, centres: np.ndarray, camera: Camera, patch_px: 
 
 
 def start_model(cfg: SimulationConfig, z_nm: np.ndarray, data: ScanData, crops: BeadCrops, max_noll: int,
-                background: float, pupil: str = "zernike", wobble: bool = False, blur: bool = False) -> ScanModel:
+                background: float, pupil: str = "auto", wobble: bool = False, blur: bool = False) -> ScanModel:
     """The scan model on the base PSF (grid sized for the scan; beads on the coverslip, the focus moved), from
     the beads' centroids, their brightest slice's photons and the stack's background (photons/px); with
     ``wobble`` the stage's lateral wobble per slice is fitted too, with ``blur`` a Gaussian blur (starting from
@@ -118,7 +120,7 @@ def start_model(cfg: SimulationConfig, z_nm: np.ndarray, data: ScanData, crops: 
                                         "optics.z_scan": "focus", "optics.nominal_focal_plane_nm": 0.0}))
     bg = torch.full((len(crops.centres),), max(background, 0.05))
     signal = (data.photons - bg[:, None, None, None]).sum((-2, -1)).amax(1).clamp_min(100.0)
-    kind = PixelScanModel if pupil == "pixels" else ScanModel
+    kind = ScanModel if pupil == "zernike" else PixelScanModel
     return kind(psf, torch.as_tensor(z_nm, dtype=torch.float32), max_noll,
                 torch.as_tensor(crops.start_xy_px, dtype=torch.float32), signal, bg, wobble=wobble, blur=blur,
                 blur_px=0.5 * sum(cfg.psf.blur_sigma_px))
@@ -169,7 +171,7 @@ def calibrated(cfg: SimulationConfig, zernike_rad: dict[int, float], amplitude: 
     return updated(cfg, fitted)
 
 
-def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: int, pupil: str = "zernike") -> None:
+def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: int, pupil: str = "auto") -> None:
     """One-line refusals of a base config without a pupil PSF and of out-of-range options."""
     if cfg.psf.model not in PUPIL_MODELS:
         raise UserInputError(f"{label}: PSF calibration fits a pupil; the base config needs psf.model "
@@ -178,14 +180,15 @@ def check_inputs(cfg: SimulationConfig, label: str, z_step_nm: float, max_noll: 
     if not FIRST_NOLL <= max_noll <= MAX_NOLL:
         raise UserInputError(f"--max-noll {max_noll}: must be {FIRST_NOLL} … {MAX_NOLL}")
     if pupil not in PUPILS:
-        raise UserInputError(f"--pupil {pupil}: must be {' or '.join(PUPILS)}")
+        raise UserInputError(f"--pupil {pupil}: must be {', '.join(PUPILS[:-1])} or {PUPILS[-1]}")
 
 
-def fit_stages(model: ScanModel, data: ScanData, progress: ProgressCallback | None) -> tuple[dict, dict]:
+def fit_stages(model: ScanModel, data: ScanData, z_nm: np.ndarray, pupil: str,
+               progress: ProgressCallback | None) -> tuple[dict, dict]:
     """The base config's fit (beads only, pupil held), then the pupil fit and its refinement on twice as
-    many slices, and for a :class:`PixelScanModel` the pixel-wise phase on those slices. A fitted stage wobble is
-    held until the refinement (freed earlier it slows the pupil's convergence), then fitted slice by slice
-    on every slice. Returns the per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
+    many slices, then for ``pupil`` pixels, or auto when the Zernike fit is poor (:data:`AUTO_PIXELS`), the
+    pixel-wise phase on those slices. A fitted stage wobble is held until the refinement (freed earlier it
+    slows the pupil's convergence), then fitted slice by slice on every slice. Returns the per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
     k, wobble = data.photons.shape[1], model.wobble.requires_grad
     first, finer = spread(k, FIT_SLICES, 0.5), spread(k, 2 * FIT_SLICES, 0.25)
     model.wobble.requires_grad_(False)
@@ -195,7 +198,12 @@ def fit_stages(model: ScanModel, data: ScanData, progress: ProgressCallback | No
     model.wobble.requires_grad_(wobble)
     fit_scan(model, data, finer, ITERATIONS["refine"], True, progress, "refining the pupil")
     if isinstance(model, PixelScanModel):
-        fit_pixel_phase(model, data, finer, progress=progress)
+        model.zernike_errors = slice_errors(model, data)
+        fit = summary(*model.zernike_errors, z_nm)
+        poor = all((fit[key] or 0.0) > limit for key, limit in zip(("median_rel_l2_pm500", "median_chi2_pm500"),
+                                                                   AUTO_PIXELS))
+        if pupil == "pixels" or poor:
+            fit_pixel_phase(model, data, finer, progress=progress)
     if wobble:
         fit_wobble(model, data, range(k), progress=progress)
     return before, slice_errors(model, data)
@@ -228,7 +236,7 @@ def bead_z_accuracy(out: Path, cfg: SimulationConfig, model: ScanModel, data: Sc
     with tempfile.TemporaryDirectory() as tmp:
         def config_of(fitted: ScanModel) -> SimulationConfig:
             refit = calibrated(cfg, *pupil_terms(cfg, fitted)[1::2], fitted)
-            if not isinstance(fitted, PixelScanModel):
+            if not pixel_phase(fitted):
                 return refit
             phase = Path(tmp) / PHASE_FILE
             return updated(with_pixel_phase(refit, fitted, phase), {"psf.mask.file": str(phase)})
@@ -244,15 +252,20 @@ def bead_z_accuracy(out: Path, cfg: SimulationConfig, model: ScanModel, data: Sc
 def pupil_record(model: ScanModel, z_nm: np.ndarray) -> dict:
     """calibration.json's ``pupil`` (zernike | pixels) and for pixels the smoothness weight chosen, its path of
     held-out deviances and the errors of the Zernike fit the pixel phase started from (``zernike_only``)."""
-    if not isinstance(model, PixelScanModel):
+    if not pixel_phase(model):
         return {"pupil": "zernike"}
     return {"pupil": "pixels", "phase_file": PHASE_FILE, "smoothness_weight": model.weight,
             "smoothness_path": model.path, "zernike_only": summary(*model.zernike_errors, z_nm)}
 
 
+def pixel_phase(model: ScanModel) -> bool:
+    """Whether ``model``'s pupil phase was freed per pixel (not only the Zernike sum)."""
+    return isinstance(model, PixelScanModel) and model.pixels_freed
+
+
 def write_calibrated(out: Path, cfg: SimulationConfig, model: ScanModel) -> None:
     """``calibrated.yaml``: ``cfg``, for a pixel pupil imaging through its phase mask written beside it."""
-    if isinstance(model, PixelScanModel):
+    if pixel_phase(model):
         cfg = with_pixel_phase(cfg, model, out / PHASE_FILE)
     write_text_atomic(out / "calibrated.yaml", dump_config(cfg))
 
@@ -274,14 +287,15 @@ def write_figures(out: Path, model: ScanModel, data: ScanData, z_nm: np.ndarray,
 
 def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, z_step_nm: float = 10.0,
                   z_first_nm: float | None = None, positions: str | os.PathLike = "auto", max_noll: int = 28,
-                  pupil: str = "zernike", wobble: bool = True, blur: bool = True, loo: bool = True,
+                  pupil: str = "auto", wobble: bool = True, blur: bool = True, loo: bool = True,
                   progress: ProgressCallback | None = None) -> dict:
     """Fit the pupil of ``config`` to a bead z-stack (ADU; slice k at nominal z = z_first + k·``z_step_nm``,
     z of a bead on the coverslip relative to the focal plane, default z_first: the stack centred on focus)
     and write ``calibrated.yaml``, ``calibration.json``, ``beads_vs_model.png`` and ``zernike.png`` into
     ``out``. Beads are found in the stack (``positions`` "auto") or read from a CSV (x_nm, y_nm). ``pupil``
     "pixels" then frees the phase per pupil-grid pixel (:mod:`deepsmlm.calibration.pixel_pupil`), written as
-    the phase mask ``pupil_phase.npz`` that calibrated.yaml names. ``wobble``: fit the stage's lateral wobble
+    the phase mask ``pupil_phase.npz`` that calibrated.yaml names; "auto" does so only when the Zernike terms
+    leave a poor fit (the double helix), "zernike" never. ``wobble``: fit the stage's lateral wobble
     per slice; ``blur``: fit a Gaussian blur of the images (``blur_sigma_px``, written to calibrated.yaml's
     ``psf.blur_sigma_px``); ``loo``: the leave-one-bead-out z accuracy (``leave_one_out``, ``z_accuracy.png``).
 
@@ -304,7 +318,7 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
     data = scan_data(frames, crops.centres, camera, cfg.psf.patch_px)
     background = float(camera.adu_to_photons(torch.tensor(float(np.median(frames)))).mean())
     model = start_model(cfg, z_nm, data, crops, max_noll, background, pupil, wobble, blur)
-    before, after = fit_stages(model, data, progress)
+    before, after = fit_stages(model, data, z_nm, pupil, progress)
     fitted, combined, apodisation, amplitude = pupil_terms(cfg, model)
     base = {int(j): float(c) for j, c in cfg.psf.zernike_rad.items()}
     out.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,11 @@ class PixelScanModel(ScanModel):
         self.path: list[dict] = []
         self.zernike_errors: tuple[np.ndarray, np.ndarray] | None = None
 
+    @property
+    def pixels_freed(self) -> bool:
+        """Whether the phase is free per pixel (after :meth:`free_pixels`), not the Zernike sum."""
+        return self.phase is not None
+
     def free_pixels(self) -> None:
         """Replace the Zernike sum by a per-pixel phase started at it; the Zernike coefficients are held."""
         with torch.no_grad():
@@ -109,8 +114,9 @@ def fit_pixel_phase(model: PixelScanModel, data: ScanData, slices: Sequence[int]
     first), keeping the fit with the lowest held-out deviance (:func:`split_slices`); the path stops once
     a weaker penalty does worse. Returns (and keeps in ``model.path``) per weight its held-out deviance per
     pixel; ``model.weight`` is the chosen one, ``model.zernike_errors`` the :func:`slice_errors` of the
-    Zernike fit it started from."""
-    model.zernike_errors = slice_errors(model, data)
+    Zernike fit it started from (computed here unless the caller set them)."""
+    if model.zernike_errors is None:
+        model.zernike_errors = slice_errors(model, data)
     model.free_pixels()
     slices, held = split_slices(data.photons.shape[1], slices)
     best: tuple[float, float, dict[str, torch.Tensor]] | None = None

@@ -9,7 +9,7 @@ from deepsmlm.commands.progress_bars import DESIGNING, progress_bar
 
 
 def run_calibrate_psf(beads: Path, config: str, out: Path, z_step_nm: float, z_first_nm: float | None,
-                      positions: str, max_noll: int, pupil: str = "zernike", wobble: bool = True,
+                      positions: str, max_noll: int, pupil: str = "auto", wobble: bool = True,
                       blur: bool = True, loo: bool = True) -> None:
     """Fit, write the calibration folder and print one line: median relative L2 error before → after (and the
     leave-one-bead-out z accuracy)."""
