@@ -129,7 +129,11 @@ class PupilPSF(PSF):
         self.grid = grid
         self.nfp_nm = float(nominal_focal_plane_nm)
         self.pixel_integration = bool(pixel_integration)
-        n = grid.n
+        n, s = grid.n, grid.oversample
+        # the patch's image samples in FFT order: camera-pixel centres s apart (integrated), else every sample
+        steps = torch.arange(patch_px) * s - (patch_px // 2) * s if pixel_integration else \
+            torch.arange(2 * ((patch_px * s) // 2) + 1) - (patch_px * s) // 2
+        self.register_buffer("crop_index", steps % n, persistent=False)
         k0 = 2 * math.pi / grid.wavelength_nm
         f32 = dict(dtype=torch.float32)
         self.register_buffer("aperture", grid.aperture.to(**f32))
@@ -209,26 +213,28 @@ class PupilPSF(PSF):
         field = self.pupil_field(offset_nm)
         return field.real**2 + field.imag**2
 
-    def intensity(self, offset_nm: torch.Tensor) -> torch.Tensor:
-        """(E, N, N) image of each emitter over the whole FFT field, |FFT P|², normalised to unit sum."""
+    def image_fft_order(self, offset_nm: torch.Tensor) -> torch.Tensor:
+        """(E, N, N) image of each emitter over the whole FFT field, |FFT P|², normalised to unit sum, in FFT
+        order (the patch centre at index 0). The pupil is transformed as it lies, centred: a circular shift
+        of the FFT's input only multiplies its output by a unit phase per image pixel, which |·|² drops."""
         field = self.pupil_field(offset_nm)
-        img = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(field, dim=(-2, -1))), dim=(-2, -1))
+        img = torch.fft.fft2(field)
         return (img.real**2 + img.imag**2) / self.field_norm(field)
 
+    def intensity(self, offset_nm: torch.Tensor) -> torch.Tensor:
+        """(E, N, N) image of each emitter over the whole FFT field, centred, normalised to unit sum."""
+        return torch.fft.fftshift(self.image_fft_order(offset_nm), dim=(-2, -1))
+
     def patches(self, offset_nm, photons, blur_px=None):
-        n, s = self.grid.n, self.grid.oversample
+        s = self.grid.oversample
         if len(offset_nm) == 0:  # an empty FFT batch is an error in some FFT back-ends
             return self.aperture.new_zeros(0, self.patch_px, self.patch_px)
-        inten = self.intensity(offset_nm)
-        c = n // 2
-        if self.pixel_integration:
-            half = (self.patch_px // 2) * s
-            crop = integrate_pixels(inten, self.grid)[:, c - half:c + half + 1:s, c - half:c + half + 1:s]
-        else:
-            half = (self.patch_px * s) // 2
-            crop = inten[:, c - half:c + half + 1, c - half:c + half + 1]
-            if s > 1:
-                crop = torch.nn.functional.avg_pool2d(crop[:, None], s)[:, 0] * (s * s)
+        inten = self.image_fft_order(offset_nm)
+        if self.pixel_integration:  # the integral is a circular convolution: it commutes with the centring
+            inten = integrate_pixels(inten, self.grid)
+        crop = inten[:, self.crop_index][:, :, self.crop_index]  # the patch, gathered from FFT order
+        if not self.pixel_integration and s > 1:
+            crop = torch.nn.functional.avg_pool2d(crop[:, None], s)[:, 0] * (s * s)
         out = photons[:, None, None] * crop
         return out if blur_px is None else blur_patches(out, blur_px)
 

@@ -92,8 +92,7 @@ class VectorialPSF(PupilPSF):
         else:
             fields = torch.einsum("pjab,j->pab", e, dipole_moment(*orientation_rad).to(e.dtype))
             weights = torch.ones(2, dtype=torch.float64)
-        # stored FFT-ordered (origin first): the shifts then act on one scalar field and one intensity per emitter
-        self.register_buffer("dipole_fields", torch.fft.ifftshift(fields, dim=(-2, -1)).to(torch.complex64))
+        self.register_buffer("dipole_fields", fields.to(torch.complex64))
         self.register_buffer("weights", weights.to(torch.float32))
         # Σ_k w_k |E_k|²: the pupil's power density for a unit scalar pupil (normalisation)
         self.register_buffer("power", torch.einsum("k,kab->ab", weights, fields.abs() ** 2).to(torch.float32))
@@ -103,10 +102,11 @@ class VectorialPSF(PupilPSF):
         scalar = self.pupil_field(offset_nm)
         return (scalar.real**2 + scalar.imag**2) * self.power
 
-    def intensity(self, offset_nm: torch.Tensor) -> torch.Tensor:
-        """(E, N, N) image of each emitter over the whole FFT field, normalised to unit sum."""
+    def image_fft_order(self, offset_nm: torch.Tensor) -> torch.Tensor:
+        """(E, N, N) image of each emitter over the whole FFT field, normalised to unit sum, in FFT order (as
+        :meth:`PupilPSF.image_fft_order`: the centred pupil transformed as it lies)."""
         scalar = self.pupil_field(offset_nm)
         total = self.grid.n ** 2 * torch.einsum("eab,ab->e", scalar.real**2 + scalar.imag**2, self.power)
-        img = torch.fft.fft2(torch.fft.ifftshift(scalar, dim=(-2, -1))[:, None] * self.dipole_fields[None])
+        img = torch.fft.fft2(scalar[:, None] * self.dipole_fields[None])
         inten = torch.einsum("k,ekab->eab", self.weights, img.real**2 + img.imag**2)
-        return torch.fft.fftshift(inten, dim=(-2, -1)) / total[:, None, None]
+        return inten / total[:, None, None]
