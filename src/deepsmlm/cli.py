@@ -327,7 +327,7 @@ def calibrate_psf(
     config: str = typer.Option(..., "--config", help="base config (preset name or YAML): optics, camera, mask"),
     out: Path = typer.Option(..., "-o", "--out", help="output folder (calibrated.yaml, calibration.json, figures)"),
     z_step_nm: float = ZStepOpt, z_first_nm: Optional[float] = ZFirstOpt, positions: str = BeadsOpt,
-    max_noll: int = typer.Option(28, "--max-noll", help="highest Noll index of the fitted Zernike terms (≥ 5)"),
+    max_noll: int = typer.Option(45, "--max-noll", help="highest Noll index of the fitted Zernike terms (≥ 5)"),
     pupil: str = typer.Option("auto", "--pupil", help="zernike, or pixels: then free the phase per pupil pixel "
                                                       "(pupil_phase.npz); auto: pixels when Zernike fits poorly"),
     wobble: bool = typer.Option(True, "--wobble/--no-wobble", help="fit the stage's lateral wobble per slice"),

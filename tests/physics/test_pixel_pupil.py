@@ -63,7 +63,7 @@ def phase_error_rad(phase: torch.Tensor, psf, rho_max: float = 0.8) -> float:
 def test_pixel_phase_explains_what_zernike_terms_cannot(tmp_path, one_thread):
     """The pixel phase, started from the Zernike fit (Noll 5–15), explains beads imaged through radial orders
     5–7 several times better than that fit (rel. L2 3.7 % vs 26 %), and recovers much of the phase the Zernike
-    terms miss (in 25 L-BFGS iterations per smoothness weight it is not fully converged). `--pupil auto` (the
+    terms miss (in 40 L-BFGS iterations per smoothness weight it is not fully converged). `--pupil auto` (the
     default) frees the pixels here because the Zernike fit is poor."""
     report = calibrate_psf(bead_stack(), small_config(), tmp_path, z_step_nm=50.0, max_noll=15, pupil="auto",
                            blur=False)  # sharp beads

@@ -187,7 +187,7 @@ def fit_stages(model: ScanModel, data: ScanData, z_nm: np.ndarray, pupil: str,
                progress: ProgressCallback | None) -> tuple[dict, dict]:
     """The base config's fit (beads only, pupil held), then the pupil fit and its refinement on twice as
     many slices, then for ``pupil`` pixels, or auto when the Zernike fit is poor (:data:`AUTO_PIXELS`), the
-    pixel-wise phase on those slices. A fitted stage wobble is held until the refinement (freed earlier it
+    pixel-wise phase on the first fits' slices (the rest are its held-out slices). A fitted stage wobble is held until the refinement (freed earlier it
     slows the pupil's convergence), then fitted slice by slice on every slice. Returns the per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
     k, wobble = data.photons.shape[1], model.wobble.requires_grad
     first, finer = spread(k, FIT_SLICES, 0.5), spread(k, 2 * FIT_SLICES, 0.25)
@@ -203,7 +203,7 @@ def fit_stages(model: ScanModel, data: ScanData, z_nm: np.ndarray, pupil: str,
         poor = all((fit[key] or 0.0) > limit for key, limit in zip(("median_rel_l2_pm500", "median_chi2_pm500"),
                                                                    AUTO_PIXELS))
         if pupil == "pixels" or poor:
-            fit_pixel_phase(model, data, finer, progress=progress)
+            fit_pixel_phase(model, data, first, progress=progress)
     if wobble:
         fit_wobble(model, data, range(k), progress=progress)
     return before, slice_errors(model, data)
@@ -286,7 +286,7 @@ def write_figures(out: Path, model: ScanModel, data: ScanData, z_nm: np.ndarray,
 
 
 def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, z_step_nm: float = 10.0,
-                  z_first_nm: float | None = None, positions: str | os.PathLike = "auto", max_noll: int = 28,
+                  z_first_nm: float | None = None, positions: str | os.PathLike = "auto", max_noll: int = 45,
                   pupil: str = "auto", wobble: bool = True, blur: bool = True, loo: bool = True,
                   progress: ProgressCallback | None = None) -> dict:
     """Fit the pupil of ``config`` to a bead z-stack (ADU; slice k at nominal z = z_first + k·``z_step_nm``,

@@ -35,8 +35,8 @@ from deepsmlm.progress import ProgressCallback
 
 PHASE_FILE = "pupil_phase.npz"  # written beside calibrated.yaml
 PHASE_KEY = "phase"
-PENALTY_WEIGHTS = (0.1, 0.01, 1e-3, 1e-4)  # smoothness weights tried, strongest first
-PIXEL_ITERATIONS = 25  # L-BFGS iterations per weight
+PENALTY_WEIGHTS = (0.01, 1e-3, 1e-4, 1e-5, 1e-6)  # smoothness weights tried, strongest first
+PIXEL_ITERATIONS = 40  # L-BFGS iterations per weight
 HELD_OUT_SLICES = 16
 
 
