@@ -64,7 +64,7 @@ class BrightestPixelHead:
     reach_px = 0
     bytes_per_px = 64.0
 
-    def targets(self, xyz_nm, frame, color, labelled, n_frames, height, width):
+    def targets(self, xyz_nm, frame, color, labelled, n_frames, height, width, *, photons=None, background=None):
         self.calls.append("targets")
         out = torch.zeros(n_frames, 1, *self.grid.fine_shape(height, width))
         col, row = (self.grid.fine_px(xyz_nm[labelled, i]).long() for i in (0, 1))

@@ -20,6 +20,7 @@ ARCHITECTURES = {
     "3d cpu": {"kind": "deepstorm3d", "z_planes": 3, "upsampling": 2, "dilations": (1, 2, 4)},
     "3d paper": {"kind": "deepstorm3d", "z_planes": 3, "upsampling": 4, "dilations": (1, 2, 4),
                  "architecture": "paper"},
+    "locnet": {"kind": "locnet", "upsampling": 1},
 }
 
 

@@ -13,7 +13,7 @@ from deepsmlm.config.base import SEED_LIMIT, StrictConfig, check_range
 class ModelConfig(StrictConfig):
     """Network and post-processing settings saved with the weights (a model folder is self-describing)."""
 
-    kind: Literal["deepstorm2d", "deepstorm3d"] = "deepstorm2d"
+    kind: Literal["deepstorm2d", "deepstorm3d", "locnet"] = "deepstorm2d"
     architecture: Literal["cpu", "paper"] = "cpu"
     upsampling: int = Field(4, ge=1, le=16, description="super-resolution factor per axis")
     channels: int = Field(24, ge=4)
@@ -38,6 +38,10 @@ class ModelConfig(StrictConfig):
             raise ValueError("dilations must be a non-empty list of positive integers")
         if self.colors > 1 and self.kind != "deepstorm3d":
             raise ValueError("per-dye outputs (colors > 1) need kind: deepstorm3d (z_planes: 1 for 2D)")
+        locnet_grid = (self.upsampling, self.z_planes, self.colors, self.architecture)
+        if self.kind == "locnet" and locnet_grid != (1, 1, 1, "cpu"):
+            raise ValueError("locnet predicts at camera resolution (architecture cpu): upsampling, z_planes and "
+                             "colors must be 1")
         if self.kind == "deepstorm3d" and self.architecture == "paper" and self.upsampling & (self.upsampling - 1):
             raise ValueError(f"upsampling {self.upsampling}: the deepstorm3d paper architecture needs a power of 2")
         return self

@@ -37,9 +37,11 @@ class OutputHead(Protocol):
     def bytes_per_px(self) -> float: ...
 
     def targets(self, xyz_nm: torch.Tensor, frame: torch.Tensor, color: torch.Tensor | None,
-                labelled: torch.Tensor, n_frames: int, height: int, width: int) -> torch.Tensor:
+                labelled: torch.Tensor, n_frames: int, height: int, width: int, *,
+                photons: torch.Tensor | None = None, background: torch.Tensor | None = None) -> torch.Tensor:
         """Training target of ``n_frames`` frames of ``height`` × ``width`` camera px from emitters (E, 3) nm,
-        their 0-based frames, dyes (None: one dye) and whether each is labelled."""
+        their 0-based frames, dyes (None: one dye), whether each is labelled and their ``photons`` (E,),
+        with the true ``background`` (F, H, W) photons/px when known (heads that predict them use them)."""
         ...
 
     def loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

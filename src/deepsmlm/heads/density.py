@@ -60,9 +60,11 @@ class DensityHead:
         return POST_BYTES_PER_VOXEL * self.grid.voxels(1, 1)
 
     def targets(self, xyz_nm: torch.Tensor, frame: torch.Tensor, color: torch.Tensor | None,
-                labelled: torch.Tensor, n_frames: int, height: int, width: int) -> torch.Tensor:
+                labelled: torch.Tensor, n_frames: int, height: int, width: int, *,
+                photons: torch.Tensor | None = None, background: torch.Tensor | None = None) -> torch.Tensor:
         """(F, C·D, u·H, u·W) occupancy of the labelled emitters: one volume per dye, each emitter a unit
-        mass in its own dye's volume (:func:`~deepsmlm.heads.density_targets.spike_volume`)."""
+        mass in its own dye's volume (:func:`~deepsmlm.heads.density_targets.spike_volume`); photons and
+        background are not predicted."""
         def occupancy(sel: torch.Tensor) -> torch.Tensor:
             return spike_volume(xyz_nm[sel], frame[sel], n_frames, height, width, self.grid)
 

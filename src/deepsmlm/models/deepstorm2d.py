@@ -51,8 +51,8 @@ class DeepStorm2DCPU(nn.Module):
         e1 = self.enc1(x)
         e2 = self.enc2(F.max_pool2d(e1, 2, ceil_mode=True))
         b = self.bottleneck(F.max_pool2d(e2, 2, ceil_mode=True))
-        d2 = self.dec2(torch.cat([_up_to(b, e2), e2], dim=1))
-        d1 = self.dec1(torch.cat([_up_to(d2, e1), e1], dim=1))
+        d2 = self.dec2(torch.cat([up_to(b, e2), e2], dim=1))
+        d1 = self.dec1(torch.cat([up_to(d2, e1), e1], dim=1))
         fine = F.pixel_shuffle(self.to_fine(d1), self.upsampling)
         return F.leaky_relu(self.head(fine), NEGATIVE_SLOPE)
 
@@ -80,6 +80,6 @@ class DeepStorm2DPaper(nn.Module):
         return F.leaky_relu(self.out(y), NEGATIVE_SLOPE)[..., :h, :w]
 
 
-def _up_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+def up_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Nearest ×2 upsampling cropped to the reference's spatial size."""
     return F.interpolate(x, scale_factor=2, mode="nearest")[..., : ref.shape[-2], : ref.shape[-1]]

@@ -29,8 +29,11 @@ def receptive_radius_px(m: ModelConfig) -> int:
     pixels after the nearest ×u upsampling. deepstorm3d: Σ dilations + 2 (``cpu``: the stem, one dilated
     3×3 convolution per block and the 3×3 lift) or + 3 (``paper``: the 3×3 convolutions of its lift and
     head on the finer grids reach at most 2 camera px). Perturbing one input pixel of random networks
-    reaches these radii, or 1 px less for ``paper`` 2D (tests/unit/test_tiling.py).
+    reaches these radii, or 1 px less for ``paper`` 2D (tests/unit/test_tiling.py). locnet: 19, the
+    U-Net above with one 3×3 convolution fewer at full and at ½ resolution and no fine grid.
     """
+    if m.kind == "locnet":
+        return 19
     if m.kind == "deepstorm3d":
         return sum(m.dilations) + (2 if m.architecture == "cpu" else 3)
     return 25 if m.architecture == "cpu" else math.ceil(29 / m.upsampling)
@@ -51,7 +54,9 @@ def activation_bytes_per_px(m: ModelConfig) -> float:
     batches of small frames, where the allocator's fragmentation adds ~40 %): up to 1.5× above it in 2D and
     3× for the sparse outputs of 3D models (benchmarks/tiled_inference_memory.py)."""
     c, u, k = m.channels, m.upsampling, m.head_channels
-    if m.kind == "deepstorm3d":
+    if m.kind == "locnet":
+        floats = 6 * c  # c/2 channels at full resolution: skip, upsampled, concatenated and decoded maps
+    elif m.kind == "deepstorm3d":
         floats = 4 * c + (2.5 if m.architecture == "cpu" else 4) * c * u * u
     elif m.architecture == "cpu":
         floats = 5 * c + u * u * (5 * k + 4)

