@@ -225,9 +225,8 @@ def localize(
     fmt: Optional[str] = typer.Option(None, "--format", help="thunderstorm, picasso, challenge or parquet"),
     render: Optional[Path] = typer.Option(None, "--render", help="also write the super-resolved image (PNG + TIFF)"),
     device: str = DeviceOpt,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
-                                             help="most frames read at once (default 32 for a network, 256 for "
-                                                  "the fitters; fewer when --max-memory-gb asks)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="most frames read at once (default "
+                                             "32 for a network, 256 for the fitters; fewer when --max-memory-gb asks)"),
     config: Optional[str] = typer.Option(None, "--config", help="the data's camera/pixel/z config (classic fitters need it)"),
     baseline_subtracted: bool = typer.Option(False, "--baseline-subtracted",
                                              help="the frames already had the camera baseline removed"),
@@ -235,19 +234,19 @@ def localize(
                                                   help="the data's pixel size (nm), for a file without one"),
     force: bool = typer.Option(False, "--force", help="run even when the data do not fit the model "
                                                       "(pixel size, background, noise, spot width or photons)"),
-    threshold: Optional[float] = typer.Option(None, "--threshold",
-                                              help="detection threshold: a network's summed density (0–1), or "
-                                                   "gaussian-mle's in noise standard deviations (default: the "
-                                                   "model's, 6 for gaussian-mle)"),
-    max_memory_gb: Optional[float] = typer.Option(None, "--max-memory-gb",
-                                                  help="working-memory budget (GiB; default half the memory "
-                                                       "available); large frames are tiled to fit it"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="detection threshold: a network's summed "
+                                              "density (0–1), or gaussian-mle's in noise standard deviations "
+                                              "(default: the model's, 6 for gaussian-mle)"),
+    max_memory_gb: Optional[float] = typer.Option(None, "--max-memory-gb", help="working-memory budget (GiB; default "
+                                                  "half the memory available); large frames are tiled to fit it"),
+    max_uncertainty_nm: Optional[float] = typer.Option(None, "--max-uncertainty-nm", help="drop localizations whose "
+                                                       "lateral σ (uncertainty_xy, nm) exceeds this"),
 ) -> None:
     """Localize every frame of a stack with a model or the classic Gaussian MLE fitter."""
     from deepsmlm.commands.localize import run_localize
 
     _guard(run_localize, stack, model, out, fmt, render, device, batch_size, config, baseline_subtracted,
-           pixel_size_nm, force, threshold, max_memory_gb)
+           pixel_size_nm, force, threshold, max_memory_gb, max_uncertainty_nm)
 
 
 @app.command()
@@ -278,11 +277,12 @@ def render(
     pixel_size_nm: Optional[float] = typer.Option(None, "--pixel-size-nm", help="camera pixel size for pixel-unit formats"),
     view: str = typer.Option("xy", "--view", help="xy (top), or xz / yz (side view: z down the image)"),
     roi: Optional[str] = typer.Option(None, "--roi", help="x0,y0,x1,y1 in nm: render only this rectangle"),
+    sigma_weighted: bool = typer.Option(False, "--sigma-weighted", help="each one a Gaussian of its own σ, all known"),
 ) -> None:
     """Render a super-resolved image from localizations."""
     from deepsmlm.commands.render import run_render
 
-    _guard(run_render, locs, out, pixel_nm, color, method, sigma_nm, pixel_size_nm, view, roi)
+    _guard(run_render, locs, out, pixel_nm, color, method, sigma_nm, pixel_size_nm, view, roi, sigma_weighted)
 
 
 @app.command()

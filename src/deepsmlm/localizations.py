@@ -137,6 +137,13 @@ def pixel_centre_nm(index: Values, pixel_size_nm: float) -> Values:
     return pixel_centre_px(index) * pixel_size_nm
 
 
+def lateral_sigma_nm(table: pd.DataFrame) -> np.ndarray:
+    """The lateral uncertainty (nm) of each row: the RMS of sigma_x_nm and sigma_y_nm, √((σx² + σy²)/2)
+    (their common value when equal; ThunderSTORM's ``uncertainty_xy``), NaN where either is unknown."""
+    sx, sy = table["sigma_x_nm"].to_numpy(np.float64), table["sigma_y_nm"].to_numpy(np.float64)
+    return np.sqrt((sx**2 + sy**2) / 2)
+
+
 def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
     """Canonical column order and dtypes; missing optional values filled with their defaults."""
     missing = [c for c in ("frame", "x_nm", "y_nm") if c not in table.columns]

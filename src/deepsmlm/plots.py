@@ -263,3 +263,30 @@ def z_accuracy_plot(z_stage_nm: np.ndarray, z_bias_nm: np.ndarray, lateral_nm: n
     if title:
         fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
+
+
+def reliability_plot(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], path: str | os.PathLike,
+                     title: str = "") -> None:
+    """Reliability of predicted uncertainties, one panel per axis: the observed RMSE against the predicted σ
+    in bins of predicted σ (nm), with the identity line a calibrated σ follows; ``curves`` maps a label
+    (e.g. a density) to {axis: (predicted σ, observed RMSE)} (``analysis.uncertainty.reliability``)."""
+    axes_names = sorted({a for c in curves.values() for a in c}, key="xyz".index)
+    fig = new_figure((3.6 * len(axes_names), 3.4))
+    axes = fig.subplots(1, len(axes_names), squeeze=False)[0]
+    for ax, axis in zip(axes, axes_names):
+        top = 1.05 * max(float(np.max(np.concatenate(c[axis]))) for c in curves.values() if axis in c)
+        ax.plot([0, top], [0, top], color="0.5", ls="--", lw=1, label="identity (calibrated)")
+        for label, c in curves.items():
+            if axis in c:
+                ax.plot(*c[axis], marker="o", ms=4, label=label)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"predicted σ_{axis} (nm, RMS in bin)")
+        ax.set_ylabel(f"observed RMSE {axis} (nm)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -171,6 +171,15 @@ CASES = [
          "--pixel-size-nm 0: must be a finite positive number"),
     Case("render with negative pixel size", ("render", "locs.csv", "-o", "image.png", "--pixel-size-nm", "-100"),
          "--pixel-size-nm -100: must be a finite positive number", absent=("image.png", "image.tif")),
+    Case("σ-weighted render of a file without σ", ("render", "locs.csv", "-o", "image.png", "--sigma-weighted"),
+         "locs.csv: 1750 localization(s) with an unknown (NaN)", untouched=("locs.csv",),
+         absent=("image.png", "image.tif")),
+    Case("uncertainty filter on a model without σ", ("localize", "movie.tif", "--model", "default-2d", "-o",
+                                                      "out.csv", "--max-uncertainty-nm", "20"),
+         "--max-uncertainty-nm: model default-2d gives no uncertainty", absent=("out.csv",)),
+    Case("negative uncertainty filter", ("localize", "movie.tif", "--model", "gaussian-mle", "--config",
+                                         "preset.yaml", "-o", "out.csv", "--max-uncertainty-nm", "-5"),
+         "--max-uncertainty-nm -5: must be a finite positive number", absent=("out.csv",)),
 ]
 
 

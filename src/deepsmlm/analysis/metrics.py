@@ -2,8 +2,9 @@
 
 Jaccard J = TP / (TP + FP + FN), recall = TP / (TP + FN), precision = TP / (TP + FP) (fractions 0–1).
 RMSE (nm) over matched pairs: lateral √mean(dx² + dy²), axial √mean(dz²), volume √mean(dx² + dy² + dz²);
-bias (nm) = mean(pred − gt) per axis. Efficiency (percent, 100 is perfect, unbounded below)
-E = 100 − √((100·(1 − J))² + α²·RMSE²) with α = 1 nm⁻¹ lateral and 0.5 nm⁻¹ axial.
+bias (nm) = mean(pred − gt) per axis; z-score SD per axis = SD of (pred − gt) / predicted σ over the
+pairs with a σ (1 for calibrated uncertainties; ``analysis/uncertainty.py``). Efficiency (percent, 100 is
+perfect, unbounded below) E = 100 − √((100·(1 − J))² + α²·RMSE²) with α = 1 nm⁻¹ lateral and 0.5 nm⁻¹ axial.
 A figure that is undefined (no pairs, 0/0, or an axial figure for 2D data) is None.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from deepsmlm.analysis.matching import Matches, field_extent, inside, match
+from deepsmlm.analysis.uncertainty import zscore_sds
 from deepsmlm.localizations import Localizations
 
 ALPHA_LATERAL = 1.0  # nm⁻¹
@@ -42,7 +44,8 @@ def efficiency(jaccard: float | None, rmse_nm: float | None, alpha: float) -> fl
 
 
 def metrics_from_matches(gt: Localizations, pred: Localizations, matches: Matches) -> dict[str, Any]:
-    """Counts, rates, RMSE, bias and efficiency of a matching (JSON-friendly: floats, ints, None)."""
+    """Counts, rates, RMSE, bias, efficiency and z-score SDs of a matching (JSON-friendly: floats, ints,
+    None)."""
     cols = ["x_nm", "y_nm", "z_nm"]
     diff = pred.table[cols].to_numpy(np.float64)[matches.pred_idx] - gt.table[cols].to_numpy(np.float64)[matches.gt_idx]
     lateral2 = diff[:, 0] ** 2 + diff[:, 1] ** 2
@@ -66,6 +69,7 @@ def metrics_from_matches(gt: Localizations, pred: Localizations, matches: Matche
         "bias_z_nm": _mean(diff[:, 2]) if three_d else None,
         "efficiency_lateral": efficiency(jaccard, rmse_lateral, ALPHA_LATERAL),
         "efficiency_axial": efficiency(jaccard, rmse_axial, ALPHA_AXIAL),
+        **zscore_sds(gt, pred, matches),
         **color_scores(gt, pred, matches),
     }
 

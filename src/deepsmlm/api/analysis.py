@@ -54,8 +54,10 @@ def evaluate(gt: LocalizationsLike, pred: LocalizationsLike, lateral_tol_nm: flo
     return metrics.evaluate(truth, found, lateral_tol_nm, axial_tol_nm, match, border_nm)
 
 
-def check_render_options(color: str, view: str, method: str, sigma_nm: float | None, pixel_nm: float) -> None:
-    """One-line errors for a colour, view or method not offered, or a σ or pixel size that is not positive."""
+def check_render_options(color: str, view: str, method: str, sigma_nm: float | None, pixel_nm: float,
+                         sigma_weighted: bool = False) -> None:
+    """One-line errors for a colour, view or method not offered, a σ or pixel size that is not positive, or
+    ``sigma_weighted`` with a fixed σ or a histogram."""
     if color not in COLORS:
         raise UserInputError(f"--color {color!r}: choose one of {', '.join(COLORS)}")
     if view not in VIEWS:
@@ -64,6 +66,21 @@ def check_render_options(color: str, view: str, method: str, sigma_nm: float | N
         raise UserInputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
     check_positive(sigma_nm, "--sigma-nm")
     check_positive(pixel_nm, "--pixel-nm")
+    if sigma_weighted and (sigma_nm is not None or method != "gaussian"):
+        raise UserInputError("--sigma-weighted draws each localization with its own σ: give neither --sigma-nm "
+                             "nor --method histogram with it")
+
+
+def check_sigmas(locs: Localizations, name: str, view: str) -> None:
+    """Every localization must have a finite, positive σ along the axes ``view`` shows (σ-weighted
+    rendering); else a one-line error naming ``name``, the column and the first bad data row."""
+    for axis in view:  # xy, xz or yz
+        sigma = locs.table[f"sigma_{axis}_nm"].to_numpy(np.float64)
+        bad = ~(np.isfinite(sigma) & (sigma > 0))
+        if bad.any():
+            raise UserInputError(f"{name}: {int(bad.sum())} localization(s) with an unknown (NaN) or non-positive "
+                                 f"{axis} uncertainty, first in data row {int(np.argmax(bad)) + 1}; --sigma-weighted "
+                                 f"draws each with its own σ")
 
 
 def parse_roi(roi: str | Roi) -> Roi:
@@ -119,10 +136,12 @@ def shown(locs: Localizations, name: str, color: str, view: str, roi: str | Roi 
 
 def rendering(locs: LocalizationsLike, pixel_nm: float = 10.0, *, color: str = "none", method: str = "gaussian",
               sigma_nm: float | None = None, view: str = "xy", roi: str | Roi | None = None,
-              pixel_size_nm: float | None = None) -> Rendering:
+              pixel_size_nm: float | None = None, sigma_weighted: bool = False) -> Rendering:
     """The :class:`Rendering` of :func:`render`, ready to :meth:`~Rendering.save`."""
-    check_render_options(color, view, method, sigma_nm, pixel_nm)
+    check_render_options(color, view, method, sigma_nm, pixel_nm, sigma_weighted)
     table, name = as_localizations(locs, pixel_size_nm)
+    if sigma_weighted:
+        check_sigmas(table, name, view)
     table = shown(table, name, color, view, roi)
     extent = field_nm(table, pixel_nm)
     rows, cols = image_shape(extent, pixel_nm)
@@ -143,11 +162,14 @@ def rendering(locs: LocalizationsLike, pixel_nm: float = 10.0, *, color: str = "
 
 def render(locs: LocalizationsLike, pixel_nm: float = 10.0, *, color: str = "none", method: str = "gaussian",
            sigma_nm: float | None = None, view: str = "xy", roi: str | Roi | None = None,
-           pixel_size_nm: float | None = None, out: str | os.PathLike | None = None) -> np.ndarray:
+           pixel_size_nm: float | None = None, sigma_weighted: bool = False,
+           out: str | os.PathLike | None = None) -> np.ndarray:
     """A super-resolved image of ``locs`` at ``pixel_nm`` nm per pixel (row r covers y ∈ [r·p, (r+1)·p),
     origin top-left): (rows, cols) density, or (rows, cols, 3) RGB with ``color`` z (depth) or dye.
 
-    ``method``: gaussian (σ = ``sigma_nm``, default each localization's uncertainty) or histogram;
+    ``method``: gaussian (σ = ``sigma_nm``, default each localization's uncertainty, a render pixel where
+    it is unknown) or histogram; ``sigma_weighted``: each localization a Gaussian of its own σ (sigma_x_nm,
+    sigma_y_nm; sigma_z_nm in side views), every one of which must be known (a one-line error otherwise);
     ``view``: xy (top), xz or yz (side: z down the image); ``roi``: (x0, y0, x1, y1) nm, only that
     rectangle; ``pixel_size_nm``: the camera pixel, for files in pixel units; ``out``: also write this PNG
     (scale bar; colour bar or legend) and the raw float32 TIFF beside it.
@@ -157,7 +179,7 @@ def render(locs: LocalizationsLike, pixel_nm: float = 10.0, *, color: str = "non
         image = deepsmlm.render(locs, 10.0, out="superres.png")   # 10 nm pixels
     """
     picture = rendering(locs, pixel_nm, color=color, method=method, sigma_nm=sigma_nm, view=view, roi=roi,
-                        pixel_size_nm=pixel_size_nm)
+                        pixel_size_nm=pixel_size_nm, sigma_weighted=sigma_weighted)
     if out is not None:
         if Path(out).suffix.lower() != ".png":
             raise UserInputError(f"{out}: give a .png path (the float32 TIFF is written beside it)")

@@ -8,8 +8,10 @@ import os
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import torch
+import pandas as pd
 from torch import nn
 
 from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
@@ -23,7 +25,7 @@ from deepsmlm.inference.stream import Localizer, StackResult, run_stack
 from deepsmlm.inference.tiling import Plan, plan_passes
 from deepsmlm.io.images import ImageStack
 from deepsmlm.io.streaming import TableWriter
-from deepsmlm.localizations import Localizations, Metadata
+from deepsmlm.localizations import Localizations, Metadata, lateral_sigma_nm
 from deepsmlm.models import registry
 from deepsmlm.models.deepstorm3d import receptive_field_px
 from deepsmlm.progress import ProgressCallback
@@ -108,6 +110,12 @@ def plan_stack(stack: ImageStack, localizer: Localizer, batch_size: int, max_mem
                        f"localizing {height}×{width} px frames with {source}", image_bytes)
 
 
+def within_uncertainty(table: pd.DataFrame, max_nm: float) -> pd.DataFrame:
+    """The rows of ``table`` whose lateral uncertainty (:func:`~deepsmlm.localizations.lateral_sigma_nm`, the
+    ThunderSTORM ``uncertainty_xy``) is at most ``max_nm``; rows of unknown uncertainty are dropped."""
+    return table[lateral_sigma_nm(table) <= max_nm].reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class Run:
     """One pass of a model over a stack: the config it ran by (the model's, with the run's threshold and
@@ -149,6 +157,19 @@ class Model:
         return self._net is None
 
     @property
+    def gives_uncertainty(self) -> bool:
+        """Whether its localizations carry σ: a LocNet network's (calibrated) or a classic fitter's √CRLB."""
+        return self.classic or self.config.model.kind == "locnet"
+
+    def check_max_uncertainty(self, max_uncertainty_nm: float | None) -> None:
+        """One-line errors for a ``--max-uncertainty-nm`` that is not positive, or given to a model whose
+        localizations carry no σ (before any work)."""
+        check_positive(max_uncertainty_nm, "--max-uncertainty-nm")
+        if max_uncertainty_nm is not None and not self.gives_uncertainty:
+            raise UserInputError(f"--max-uncertainty-nm: {self.source} gives no uncertainty to filter by (LocNet "
+                                 f"models and the classic fitters do)")
+
+    @property
     def default_batch_size(self) -> int:
         """Frames per pass unless told: a network's 32, a fitter's 256 (sparse frames hold few spots, and a
         batched fit's cost per step is mostly fixed; the memory plan may lower either)."""
@@ -168,7 +189,8 @@ class Model:
 
     def localize(self, frames: Frames, *, batch_size: int | None = None, threshold: float | None = None,
                  pixel_size_nm: float | None = None, baseline_subtracted: bool = False, force: bool = False,
-                 max_memory_gb: float | None = None, progress: ProgressCallback | None = None) -> Localizations:
+                 max_memory_gb: float | None = None, max_uncertainty_nm: float | None = None,
+                 progress: ProgressCallback | None = None) -> Localizations:
         """Localize every frame of ``frames`` (ADU: a TIFF / folder / .dax / .raw path, an open ImageStack,
         or an array (frames, height, width)) into a table in nm and photons, 0-based frames.
 
@@ -176,8 +198,10 @@ class Model:
         density, 0–1, or gaussian-mle's in noise standard deviations; default the model's);
         ``pixel_size_nm``: the data's pixel size (nm; default the file's, else the model's is assumed);
         ``baseline_subtracted``: the frames had the camera baseline removed; ``force``: run even when the
-        data do not fit the model; ``max_memory_gb``: the working-memory budget (GiB); ``progress``: hears
-        of the frames done. Bad input raises a one-line :class:`~deepsmlm.errors.UserInputError`.
+        data do not fit the model; ``max_memory_gb``: the working-memory budget (GiB);
+        ``max_uncertainty_nm``: keep only localizations whose lateral σ (RMS of σx and σy, nm) is at most
+        this; ``progress``: hears of the frames done. Bad input raises a one-line
+        :class:`~deepsmlm.errors.UserInputError`.
 
         Example::
 
@@ -188,17 +212,19 @@ class Model:
         with opened(frames) as stack:
             return self.stream(stack, batch_size=batch_size, threshold=threshold, pixel_size_nm=pixel_size_nm,
                                baseline_subtracted=baseline_subtracted, force=force, max_memory_gb=max_memory_gb,
-                               progress=progress).localizations
+                               max_uncertainty_nm=max_uncertainty_nm, progress=progress).localizations
 
     def stream(self, stack: ImageStack, *, batch_size: int | None = None, threshold: float | None = None,
                pixel_size_nm: float | None = None, baseline_subtracted: bool = False, force: bool = False,
-               max_memory_gb: float | None = None, progress: ProgressCallback | None = None,
-               superres: bool = False,
+               max_memory_gb: float | None = None, max_uncertainty_nm: float | None = None,
+               progress: ProgressCallback | None = None, superres: bool = False,
                open_writer: Callable[[Metadata], AbstractContextManager[TableWriter]] | None = None,
                keep_rows: bool = False) -> Run:
         """:meth:`localize` over an open stack, for long stacks: rows go to ``open_writer(metadata)``'s
         writer chunk by chunk when given (and are kept too with ``keep_rows``), else into the result's
-        table; ``superres``: also sum the network's super-resolved image."""
+        table; ``superres``: also sum the network's super-resolved image (of every detection, also those
+        ``max_uncertainty_nm`` drops)."""
+        self.check_max_uncertainty(max_uncertainty_nm)
         cfg = run_config(self.config, threshold, baseline_subtracted, self.classic)
         localizer = self.localizer(cfg)
         check_field(stack, cfg, self.source)
@@ -210,7 +236,8 @@ class Model:
         meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=stack.shape, n_frames=len(stack),
                         config=cfg.model_dump(mode="json"), source=str(stack.path))
         with torch.inference_mode(), (nullcontext() if open_writer is None else open_writer(meta)) as write:
-            result = run_stack(stack, localizer, plan, progress, write, superres, keep_rows)
+            select = None if max_uncertainty_nm is None else partial(within_uncertainty, max_nm=max_uncertainty_nm)
+            result = run_stack(stack, localizer, plan, progress, write, superres, keep_rows, select)
         return Run(cfg, meta, result)
 
 

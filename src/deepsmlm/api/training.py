@@ -21,7 +21,7 @@ from deepsmlm.training.checkpoint import STATE
 from deepsmlm.training.trainer import Trainer
 
 # what the trainer writes into the config it saves: a resumed run may differ from its CONFIG there
-TRAINER_FILLED = ("model.input_offset_photons", "model.input_scale_photons", "model.threshold")
+TRAINER_FILLED = ("model.input_offset_photons", "model.input_scale_photons", "model.threshold", "model.sigma_scale")
 LABEL = ("name",)  # only names the run: resuming under another name changes nothing trained
 
 
@@ -90,7 +90,7 @@ def warm_start(cfg: SimulationConfig, init_from: str | os.PathLike) -> tuple[Sim
     changed PSF): the network must be the config's, and the input normalisation is the model's, so the
     weights see the inputs they were trained on."""
     init_cfg, net = load_model(init_from)
-    ignored = ("model.threshold", "model.input_offset_photons", "model.input_scale_photons")
+    ignored = ("model.threshold", "model.input_offset_photons", "model.input_scale_photons", "model.sigma_scale")
     keys = [k for k in differing_keys(cfg.model.model_dump(mode="json"), init_cfg.model.model_dump(mode="json"),
                                       "model.") if k not in ignored]
     if keys:

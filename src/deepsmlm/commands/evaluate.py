@@ -23,6 +23,7 @@ ROWS = (  # key, label, format
     ("bias_x_nm", "bias x (nm)", "{:+.2f}"), ("bias_y_nm", "bias y (nm)", "{:+.2f}"),
     ("bias_z_nm", "bias z (nm)", "{:+.2f}"),
     ("efficiency_lateral", "efficiency lateral (%)", "{:.2f}"), ("efficiency_axial", "efficiency axial (%)", "{:.2f}"),
+    *((f"zscore_sd_{a}", f"σ z-score SD {a} (1: calibrated)", "{:.3f}") for a in "xyz"),
 )
 
 
@@ -32,7 +33,7 @@ def metrics_table(result: dict) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, label, fmt in ROWS:
-        value = result[key]
+        value = result.get(key)  # z-scores of z only in 3D
         table.add_row(label, "—" if value is None else fmt.format(value))
     if "color_accuracy" in result:  # both tables carry dyes
         accuracy = result["color_accuracy"]

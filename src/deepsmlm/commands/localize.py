@@ -35,7 +35,7 @@ def check_localize_outputs(stack_path: Path, model: str, config: str | None, out
 def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, render: Path | None, device: str,
                  batch_size: int | None, config: str | None, baseline_subtracted: bool = False,
                  pixel_size_nm: float | None = None, force: bool = False, threshold: float | None = None,
-                 max_memory_gb: float | None = None) -> None:
+                 max_memory_gb: float | None = None, max_uncertainty_nm: float | None = None) -> None:
     from deepsmlm.analysis.render import gaussian_image, save_render
     from deepsmlm.io.localization_files import localization_writer
 
@@ -46,13 +46,16 @@ def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, rende
     with open_stack(stack_path) as stack:
         assumed = pixel_size_nm is None and stack.pixel_size_nm is None
         localizer = load_model(model, device, config=config)
-        # rows stream into the file; the classic fitter's render needs them all (a network draws its own)
+        # rows stream into the file; the classic fitter's render needs them all (a network draws its own, of
+        # every detection: with --max-uncertainty-nm the rows kept are drawn instead)
+        drawn_from_rows = render is not None and (localizer.classic or max_uncertainty_nm is not None)
         with progress_bar(LOCALIZING, transient=True) as progress:
             run = localizer.stream(stack, batch_size=batch_size, threshold=threshold, pixel_size_nm=pixel_size_nm,
                                    baseline_subtracted=baseline_subtracted, force=force, max_memory_gb=max_memory_gb,
-                                   progress=progress, superres=render is not None,
+                                   max_uncertainty_nm=max_uncertainty_nm, progress=progress,
+                                   superres=render is not None and not drawn_from_rows,
                                    open_writer=lambda meta: localization_writer(out, meta, fmt),
-                                   keep_rows=render is not None and localizer.classic)
+                                   keep_rows=drawn_from_rows)
     cfg, result = run.config, run.result
     if render is not None:
         if result.superres is not None:
@@ -64,5 +67,6 @@ def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, rende
         console.print(f"{stack_path}: no pixel size in the file; assumed {cfg.frame.pixel_size_nm:g} nm, that of "
                       f"{localizer.source} (declare it with --pixel-size-nm)", markup=False, highlight=False,
                       soft_wrap=True)
-    console.print(f"{result.n_localizations} localizations in {result.n_frames} frames, "
+    kept = "" if max_uncertainty_nm is None else f" with lateral σ ≤ {max_uncertainty_nm:g} nm"
+    console.print(f"{result.n_localizations} localizations{kept} in {result.n_frames} frames, "
                   f"{rate_text(result.n_frames, result.seconds)} → {out}")

@@ -29,11 +29,16 @@ class ModelConfig(StrictConfig):
     )
     window_px: int = Field(2, ge=1, description="half-width of the centroid window, fine pixels")
     window_planes: int = Field(1, ge=0, description="half-width of the centroid window along z, planes")
+    sigma_scale: tuple[float, float, float] = Field(
+        (1.0, 1.0, 1.0), description="locnet: factors on the predicted σ of x, y, z (post-hoc calibration: the "
+                                     "z-score SDs of the kept model's validation, set by training)")
 
     @model_validator(mode="after")
     def _planes_match_kind(self) -> "ModelConfig":
         if self.kind == "deepstorm2d" and self.z_planes != 1:
             raise ValueError("deepstorm2d predicts one plane: z_planes must be 1")
+        if min(self.sigma_scale) <= 0:
+            raise ValueError("sigma_scale: factors must be > 0")
         if not self.dilations or min(self.dilations) < 1:
             raise ValueError("dilations must be a non-empty list of positive integers")
         if self.colors > 1 and self.kind != "deepstorm3d":

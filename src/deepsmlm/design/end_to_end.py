@@ -35,7 +35,7 @@ from deepsmlm.optics.factory import build_pupil_psf, grid_mask_pitch_um
 from deepsmlm.optics.pupil import PupilPSF
 from deepsmlm.training.loop import Hooks
 from deepsmlm.training.trainer import DensityParts
-from deepsmlm.training.validation import ValidationScorer
+from deepsmlm.training.validation import ValidationScorer, kept_config
 
 MASK_FILE = "mask.npy"
 LAST_MASK_FILE = "last_mask.npy"
@@ -120,8 +120,8 @@ class JointTrainer:
         return updated(cfg, {"psf.mask": mask})
 
     def keep_best(self, net: nn.Module, record: dict) -> None:
-        """Save the mask and the network with the record's chosen threshold."""
-        cfg = updated(self.saved_config(), {"model.threshold": record["threshold"]})
+        """Save the mask and the network with the record's chosen threshold (and σ calibration)."""
+        cfg = kept_config(self.saved_config(), record)
         self.save_mask(self.out / MASK_FILE)
         save_model(self.out, cfg, net)
 

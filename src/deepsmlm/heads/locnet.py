@@ -25,7 +25,8 @@ class LocNetHead:
     """Outputs (B, C, H, W) at camera resolution (``grid.upsampling`` 1). ``axial``: z is predicted over
     ``grid.z_range_nm``; ``photon_unit``: photons per unit of the photon output; ``background_offset``:
     photons per px of a background output of 0 (with ``photon_unit`` per unit: the network's input
-    normalisation); ``background_weight``: weight of the background term of the loss."""
+    normalisation); ``background_weight``: weight of the background term of the loss; ``sigma_scale``:
+    factors on the decoded σ of x, y, z (the post-hoc calibration of ``model.sigma_scale``)."""
 
     grid: OutputGrid
     threshold: float = 0.5
@@ -33,14 +34,15 @@ class LocNetHead:
     photon_unit: float = 1.0
     background_offset: float = 0.0
     background_weight: float = 1.0
+    sigma_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @classmethod
     def from_config(cls, grid: OutputGrid, model: ModelConfig, training: TrainingConfig) -> LocNetHead:
-        """The head of a model's threshold and input normalisation (photon unit and background offset; 1 and
-        0 before training has set them)."""
+        """The head of a model's threshold, input normalisation (photon unit and background offset; 1 and
+        0 before training has set them) and σ calibration."""
         unit = model.input_scale_photons if model.input_scale_photons is not None else 1.0
         offset = model.input_offset_photons if model.input_offset_photons is not None else 0.0
-        return cls(grid, model.threshold, False, unit, offset)
+        return cls(grid, model.threshold, False, unit, offset, sigma_scale=model.sigma_scale)
 
     @property
     def channels(self) -> int:
@@ -103,7 +105,7 @@ class LocNetHead:
     def decode(self, output: torch.Tensor, detections: torch.Tensor, first_frame: int = 0,
                origin: tuple[int, int] = (0, 0)) -> pd.DataFrame:
         """Rows of the detections (in the order of their map's nonzero entries): position the pixel centre +
-        offset, prob the 3×3 probability mass (capped at 1), photons, bg and σ."""
+        offset, prob the 3×3 probability mass (capped at 1), photons, bg and σ (× ``sigma_scale``)."""
         b, _, r, c = torch.nonzero(detections, as_tuple=True)
         values = output[b, :, r, c].double().cpu().numpy()
         prob = _mass(output[:, :1])[b, 0, r, c].clamp(max=1.0).double().cpu().numpy()
@@ -113,10 +115,11 @@ class LocNetHead:
                  "y_nm": self.grid.fine_px_to_nm(r.cpu().numpy() + origin[0] + 0.5 + values[:, 2])}
         if self.axial:
             table["z_nm"] = values[:, 3]
-        table.update(photons=values[:, q], bg=values[:, q + 1], prob=prob, sigma_x_nm=values[:, q + 2],
-                     sigma_y_nm=values[:, q + 3])
+        sx, sy, sz = self.sigma_scale
+        table.update(photons=values[:, q], bg=values[:, q + 1], prob=prob, sigma_x_nm=sx * values[:, q + 2],
+                     sigma_y_nm=sy * values[:, q + 3])
         if self.axial:
-            table["sigma_z_nm"] = values[:, q + 4]
+            table["sigma_z_nm"] = sz * values[:, q + 4]
         return pd.DataFrame(table)
 
     def image(self, output: torch.Tensor, detections: torch.Tensor) -> torch.Tensor:

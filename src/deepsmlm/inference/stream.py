@@ -67,10 +67,11 @@ def check_frames(chunk: np.ndarray, path, first_frame: int) -> None:
 
 def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, progress: ProgressCallback | None = None,
               write: Callable[[pd.DataFrame], None] | None = None, superres: bool = False,
-              keep_rows: bool = False) -> StackResult:
+              keep_rows: bool = False, select: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> StackResult:
     """Localize every frame of ``stack`` by ``plan``; rows, sorted by frame (0-based), go chunk by chunk to
-    ``write`` and, without one or with ``keep_rows``, into the result's table. ``superres``: also sum the
-    super-resolved image. ``progress`` hears of the frames done (and the frame rate) after each chunk."""
+    ``write`` and, without one or with ``keep_rows``, into the result's table; with ``select``, only the
+    rows it keeps of each chunk are written, kept and counted. ``superres``: also sum the super-resolved
+    image (of every detection). ``progress`` hears of the frames done (and the frame rate) after each chunk."""
     tables, n_locs, image = [], 0, None
     tiles = plan.tiles(*stack.shape)
     t0 = time.perf_counter()
@@ -81,6 +82,8 @@ def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, progress: Pro
         photons = localizer.photons(torch.from_numpy(chunk.astype(np.float32)))
         rows, image = localize_chunk(localizer, photons, first, tiles, plan.frames_per_pass, superres, image)
         del photons
+        if select is not None:
+            rows = select(rows)
         n_locs += len(rows)
         if write is not None:
             write(rows)

@@ -27,7 +27,8 @@ import pyarrow.csv as pacsv
 from deepsmlm.errors import UserInputError
 from deepsmlm.io.atomic import atomic_path
 from deepsmlm.io.streaming import deferred_writer, empty_table
-from deepsmlm.localizations import Localizations, Metadata, checked_localizations, normalise_table, px_to_nm
+from deepsmlm.localizations import (Localizations, Metadata, checked_localizations, lateral_sigma_nm, normalise_table,
+                                    px_to_nm)
 
 # canonical column -> ThunderSTORM header, in the order written
 HEADERS = {
@@ -131,7 +132,7 @@ def locs_columns(table: pd.DataFrame, separate: bool, first_id: int = 1) -> pd.D
     sx, sy = t["sigma_x_nm"].to_numpy(), t["sigma_y_nm"].to_numpy()
     cols = {"id": t["id"].to_numpy() if "id" in t.columns else np.arange(first_id, first_id + len(t))}
     cols.update({c: t[c].to_numpy() for c in ("frame", "x_nm", "y_nm", "z_nm", "photons", "bg")})
-    cols["sigma_xy_nm"] = np.sqrt((sx**2 + sy**2) / 2)
+    cols["sigma_xy_nm"] = lateral_sigma_nm(t)
     cols["sigma_z_nm"] = t["sigma_z_nm"].to_numpy()
     if separate:
         cols.update(sigma_x_nm=sx, sigma_y_nm=sy)

@@ -24,7 +24,7 @@ from torch import nn
 
 from deepsmlm.assembly.predictors import build_head
 from deepsmlm.assembly.simulators import build_simulator
-from deepsmlm.config import SimulationConfig, updated
+from deepsmlm.config import SimulationConfig
 from deepsmlm.heads.base import OutputHead
 from deepsmlm.models.registry import build_network, save_model
 from deepsmlm.optics.psf import PSF
@@ -34,7 +34,7 @@ from deepsmlm.training.batches import (SimulatedBatches, density_range, training
                                        with_normalisation)
 from deepsmlm.training.loop import BatchSource, Hooks, TrainingLoop, Validator
 from deepsmlm.training.requirements import training_memory_bytes
-from deepsmlm.training.validation import ValidationSet, ValidationScorer
+from deepsmlm.training.validation import ValidationSet, ValidationScorer, kept_config
 
 
 @dataclass
@@ -105,5 +105,5 @@ class Trainer:
         self.loop = parts.loop(parts.optimiser(), self.batches, validator, Hooks(keep_best=self.keep_best))
 
     def keep_best(self, net: nn.Module, record: dict) -> None:
-        """Save the network with the config and the record's chosen threshold."""
-        save_model(self.out, updated(self.cfg, {"model.threshold": record["threshold"]}), net)
+        """Save the network with the config, the record's chosen threshold and σ calibration."""
+        save_model(self.out, kept_config(self.cfg, record), net)

@@ -1,6 +1,8 @@
 """Validation during training: fixed seeded frames spanning the training density range, localized by the
-network at several detection thresholds and scored (Jaccard, RMSE). The threshold with the best SMLM-2016
-lateral efficiency (averaged with the axial one in 3D) is chosen for the record."""
+network at several detection thresholds and scored (Jaccard, RMSE, and for a network that predicts σ the
+z-score SD of each axis). The threshold with the best SMLM-2016 lateral efficiency (averaged with the axial
+one in 3D) is chosen for the record; a kept model is saved with it and with its σ calibrated post hoc by
+those z-score SDs (:func:`kept_config`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from torch import nn
 
 from deepsmlm.analysis.metrics import evaluate, recall_by_depth
 from deepsmlm.assembly.predictors import build_predictor
-from deepsmlm.config import SimulationConfig
+from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.simulation.emitters import EmitterSampler
 from deepsmlm.simulation.movies import ground_truth_table
@@ -21,6 +23,7 @@ from deepsmlm.simulation.simulator import Simulator
 from deepsmlm.training.batches import density_range, labelled, training_emitters
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+RAW_SIGMA = (1.0, 1.0, 1.0)  # model.sigma_scale of an uncalibrated σ
 NOTHING_FOUND = {"jaccard": 0.0, "rmse_lateral_nm": None, "rmse_axial_nm": None, "recall": None, "precision": None,
                  "efficiency_lateral": None, "efficiency_axial": None}  # the metrics of an unscorable network
 
@@ -68,21 +71,27 @@ def validation_efficiency(m: dict) -> float:
 @dataclass
 class ValidationScorer:
     """Scores a network on ``frames`` by the run's config ``cfg`` (its camera, normalisation, head,
-    tolerances), on ``device``: ``scorer(net, step)`` is the validation record of that step."""
+    tolerances; its σ uncalibrated, so that a resumed run refits the calibration), on ``device``:
+    ``scorer(net, step)`` is the validation record of that step."""
 
     frames: ValidationSet
     cfg: SimulationConfig
     device: torch.device
 
+    def __post_init__(self) -> None:
+        self.cfg = updated(self.cfg, {"model.sigma_scale": RAW_SIGMA})
+
     def __call__(self, net: nn.Module, step: int) -> dict:
         """The record: ``step``, ``jaccard`` and ``threshold`` (the chosen one), RMSE, recall, precision and
-        efficiency (3D: axial ones and recall by depth too; multicolour: colour accuracy)."""
+        efficiency, the z-score SD of each axis when the network predicts σ (3D: axial figures and recall by
+        depth too; multicolour: colour accuracy)."""
         everything = build_predictor(self.cfg, net, self.device).localize_frames(self.frames.adu,
                                                                                  threshold=THRESHOLDS[0])
         _, thr, m = max(self.scores(everything), key=lambda s: s[0])
         record = {"step": step, "jaccard": m["jaccard"] or 0.0, "threshold": thr,
                   "rmse_lateral_nm": m["rmse_lateral_nm"], "recall": m["recall"], "precision": m["precision"],
                   "efficiency_lateral": m["efficiency_lateral"]}
+        record.update({k: v for k, v in m.items() if k.startswith("zscore_sd_") and v is not None})
         t = self.cfg.training
         if self.cfg.model.z_planes > 1:
             record.update(rmse_axial_nm=m["rmse_axial_nm"], efficiency_axial=m["efficiency_axial"],
@@ -113,8 +122,19 @@ class ValidationScorer:
         return scores or [(-1e9, THRESHOLDS[-1], dict(NOTHING_FOUND))]
 
 
+def kept_config(cfg: SimulationConfig, record: dict) -> SimulationConfig:
+    """The config a kept model is saved with: the record's threshold and, when its network predicts σ, the
+    post-hoc σ calibration ``model.sigma_scale``: each axis' factor the z-score SD of the record (of the raw
+    σ), so that the saved model's z-scores have SD 1 on the validation set."""
+    scale = tuple(record.get(f"zscore_sd_{axis}") or 1.0 for axis in "xyz")
+    return updated(cfg, {"model.threshold": record["threshold"], "model.sigma_scale": scale})
+
+
 def validation_line(record: dict) -> str:
-    """One line of a validation record: its step, Jaccard, threshold and RMSE (axial too in 3D), nm."""
+    """One line of a validation record: its step, Jaccard, threshold and RMSE (axial too in 3D), nm, and the
+    raw σ's z-score SDs when the network predicts σ."""
     axial = f", axial {record['rmse_axial_nm'] or 0:.1f} nm" if "rmse_axial_nm" in record else ""
+    sds = [f"{a} {record[f'zscore_sd_{a}']:.2f}" for a in "xyz" if f"zscore_sd_{a}" in record]
+    calibration = f", σ z-score SD {', '.join(sds)}" if sds else ""
     return (f"step {record['step']}: val Jaccard {record['jaccard']:.3f} (threshold {record['threshold']}), "
-            f"RMSE {record['rmse_lateral_nm'] or 0:.1f} nm" + axial)
+            f"RMSE {record['rmse_lateral_nm'] or 0:.1f} nm" + axial + calibration)
