@@ -32,8 +32,8 @@ RUNS = {
 PINNED = {
     "train-2d": "fb58d4c7de4811655c61bfb493354c85c683a2af06f8daf47a2dbaae3a41c7ce",
     "train-3d": "b36f390cae99fcc56be3418b14ae1f1a274c99bb0bdea2b95ea06f3ed364e6ab",
-    "design-learn": "9081ae741c1220fe71ff77f9a9f75f259476ea4110baab6807984e637d92bc03",
-    "design-multicolor": "80e2de89a56f43d667a027c8b1d02042089993a04c2e66b1c5371c1319ce2f87",
+    "design-learn": "28132e060cbd95fe5c54ddf7537a822f51091ea2f2c0b754057d69f9dabec78a",
+    "design-multicolor": "d99fff7a57ccdb36e2b897ff67b163b0d92c904271363f4d8875000a504dbf43",
 }
 
 
