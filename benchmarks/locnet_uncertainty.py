@@ -68,7 +68,7 @@ def test_frames(cfg: SimulationConfig, density: float, n_frames: int, seed: int)
     meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(cfg.frame.height, cfg.frame.width),
                     n_frames=n_frames)
     table = ground_truth_table(batch, cfg.frame.pixel_size_nm)
-    return batch.adu, Localizations(table if cfg.model.z_planes > 1 else table.drop(columns="z_nm"), meta)
+    return batch.adu, Localizations(table if cfg.localizes_z() else table.drop(columns="z_nm"), meta)
 
 
 def calibration(model: Model, density: float, n_frames: int, seed: int) -> tuple[dict, dict]:

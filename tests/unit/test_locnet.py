@@ -1,5 +1,6 @@
 """LocNet: the Gaussian-mixture loss against a hand computation and at the true parameters, the decoding
-of offsets to nm, the registry's network and model folder."""
+of offsets (and z) to nm through a config's head, which configs are 3D, the registry's network and model
+folder."""
 
 from __future__ import annotations
 
@@ -9,18 +10,28 @@ import numpy as np
 import pytest
 import torch
 
-from deepsmlm.config import ModelConfig, load_config, updated
+from deepsmlm.api.estimation import fitter_for
+from deepsmlm.assembly.predictors import build_head
+from deepsmlm.config import ModelConfig, SimulationConfig, load_config, updated
 from deepsmlm.errors import UserInputError
 from deepsmlm.heads.grid import OutputGrid
 from deepsmlm.heads.locnet import LocNetHead
 from deepsmlm.heads.locnet_loss import COUNT_VARIANCE_FLOOR, PHOTON_SIGMA_MAX, SIGMA_FLOOR, SIGMA_MAX
 from deepsmlm.models.registry import build_network, fold_batchnorm, load_model, save_model
 
-PIXEL_NM = 100.0
+PIXEL_NM = 100.0  # locnet_2d's pixel
+ASTIGMATIC = {"psf.gaussian": {"sigma_nm": 110.0, "astig_focus_offset_nm": 250.0, "astig_depth_nm": 400.0},
+              "emitters.z_range_nm": (-500.0, 500.0)}  # what makes locnet_2d a 3D LocNet
 
 
-def head(axial: bool = False, **kw) -> LocNetHead:
-    return LocNetHead(OutputGrid(PIXEL_NM, z_range_nm=(-500.0, 500.0) if axial else (0.0, 0.0)), axial=axial, **kw)
+def locnet_config(axial: bool, **model) -> SimulationConfig:
+    """locnet_2d with ``model`` settings; 3D (an astigmatic Gaussian over z ±500 nm) when ``axial``."""
+    changes = {f"model.{key}": value for key, value in model.items()}
+    return updated(load_config("locnet_2d"), {**changes, **(ASTIGMATIC if axial else {})})
+
+
+def head(**kw) -> LocNetHead:
+    return LocNetHead(OutputGrid(PIXEL_NM), **kw)
 
 
 def target_of(h: LocNetHead, xyz_nm, photons, frames: int, size: tuple[int, int], background=None) -> torch.Tensor:
@@ -76,7 +87,7 @@ def test_mixture_loss_equals_the_hand_computed_value_on_two_emitters():
     raw = torch.randn(1, 8, 4, 5)
     raw[:, 1:3] *= 0.5
     raw[:, 3] += 2.0
-    h = head(photon_unit=100.0, background_offset=10.0)
+    h = head(photon_unit=100.0, background_offset=10.0, background_unit=100.0)
     bg = torch.full((1, 4, 5), 12.0)
     target = target_of(h, [[120.0, 230.0, 0.0], [410.0, 95.0, 0.0]], [250.0, 400.0], 1, (4, 5), bg)
     expected = reference_nll(raw[0].double().numpy(), np.array([[1.2, 2.3, 2.5], [4.1, 0.95, 4.0]]),
@@ -109,18 +120,41 @@ def test_loss_is_lowest_at_the_true_parameters():
     assert min(by_sigma, key=by_sigma.get) == 0.1
 
 
+def test_3d_loss_is_lowest_at_the_true_depth_and_its_sigma_fits_the_error():
+    """One emitter at z = 200 nm in a 3D head over −500 … 500 nm (z ±1 ↔ ±500 nm, σ_z in half ranges)."""
+    hd = build_head(locnet_config(True, input_scale_photons=100.0, input_offset_photons=0.0))
+    size = (6, 6)
+    target = target_of(hd, [[370.0, 240.0, 200.0]], [500.0], 1, size)
+
+    def raw(z_nm: float, sigma_z: float) -> torch.Tensor:
+        out = torch.zeros(1, 10, *size)
+        out[0, 0] = -9.0
+        out[0, :5, 2, 3] = torch.tensor([9.0, math.atanh(0.2), math.atanh(-0.1), math.atanh(z_nm / 500.0),
+                                         math.log(math.expm1(5.0))])
+        tops = (SIGMA_MAX, SIGMA_MAX, SIGMA_MAX, PHOTON_SIGMA_MAX)  # σ of x, y (px), z (half ranges), photons
+        for i, (s, top) in enumerate(zip((0.1, 0.1, sigma_z, 0.5), tops)):
+            out[0, 6 + i] = float(logit((s - SIGMA_FLOOR) / top))
+        return out
+
+    best = float(hd.loss(raw(200.0, 0.1), target))
+    assert float(hd.loss(raw(300.0, 0.1), target)) > best + 1.5  # 2 σ off: +2 nats
+    by_sigma = {s: float(hd.loss(raw(250.0, s), target)) for s in (0.05, 0.1, 0.2)}  # 50 nm off
+    assert min(by_sigma, key=by_sigma.get) == 0.1
+
+
 @pytest.mark.parametrize("axial", [False, True])
 def test_targets_decode_back_to_the_emitters_in_every_quadrant_and_at_the_edges(axial):
     """An ideal output made from the targets (probability 1 at each emitter's pixel, its offset, z and
     photons) decodes to the emitters' nm positions: every sub-pixel quadrant, the frame's edges and
-    corners, and a tile placed at ``origin``."""
+    corners, and a tile placed at ``origin``; the head is the config's (3D: z over its range −500 … 500 nm)."""
     h, w = 6, 7
     e = 0.03  # px from the frame's edge
     quadrants = [(3 + a, 2 + b) for a in (0.25, 0.75) for b in (0.25, 0.75)]  # of pixel (row 2, col 3)
     xy_px = quadrants + [(e, e), (w - e, e), (e, h - e), (w - e, h - e), (e, 4.5), (5.5, h - e)]
     z = np.linspace(-450, 450, len(xy_px)) if axial else np.zeros(len(xy_px))
     xyz = [[x * PIXEL_NM, y * PIXEL_NM, zz] for (x, y), zz in zip(xy_px, z)]
-    hd = head(axial, photon_unit=50.0, background_offset=10.0)
+    hd = build_head(locnet_config(axial, input_scale_photons=50.0, input_offset_photons=10.0))
+    assert (hd.axial, hd.channels) == (axial, 10 if axial else 8)
     target = target_of(hd, xyz, [500.0 + 10 * i for i in range(len(xyz))], len(xyz), (h, w))
     q = 4 if axial else 3
     raw = torch.zeros(len(xyz), 2 + 2 * q, h, w)
@@ -143,8 +177,10 @@ def test_targets_decode_back_to_the_emitters_in_every_quadrant_and_at_the_edges(
     np.testing.assert_allclose(table.prob, 1.0, atol=1e-6)
     if axial:
         np.testing.assert_allclose(table.z_nm, z, atol=0.05)
+        np.testing.assert_allclose(target[:, h * w + 3].numpy(), z / 500.0, atol=1e-6)  # z scaled to ±1
+        assert (table.sigma_z_nm > 0).all()
     else:
-        assert "z_nm" not in table
+        assert "z_nm" not in table and "sigma_z_nm" not in table
     # the packed target holds the emitters in camera px
     np.testing.assert_allclose(target[:, h * w + 1].numpy(), [x for x, _ in xy_px], atol=1e-5)
 
@@ -162,11 +198,12 @@ def test_detection_needs_the_mass_and_the_local_maximum():
     assert int(h.detect(out, threshold=0.1).sum()) == 2
 
 
-def test_model_folder_round_trips_and_folds_batch_norm(tmp_path):
-    cfg = updated(load_config("locnet_2d"), {"model.input_offset_photons": 10.0, "model.input_scale_photons": 90.0,
-                                             "model.threshold": 0.6})
+@pytest.mark.parametrize("axial", [False, True])
+def test_model_folder_round_trips_and_folds_batch_norm(tmp_path, axial):
+    cfg = locnet_config(axial, input_offset_photons=10.0, input_scale_photons=90.0, threshold=0.6,
+                        sigma_scale=(1.5, 1.6, 0.9))
     torch.manual_seed(0)
-    net = build_network(cfg.model)
+    net = build_network(cfg.model, cfg.localizes_z())
     net.train()(torch.randn(4, 1, 32, 32))  # running statistics away from their initial values
     net.eval()
     save_model(tmp_path, cfg, net)
@@ -176,7 +213,28 @@ def test_model_folder_round_trips_and_folds_batch_norm(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
         torch.testing.assert_close(fold_batchnorm(loaded)(x), net(x), atol=1e-4, rtol=1e-4)
-    assert net(x).shape == (2, 8, 40, 36)
+    assert net(x).shape == (2, 10 if axial else 8, 40, 36)
+    assert build_head(loaded_cfg).axial == axial
+
+
+def test_one_rule_says_which_models_localize_z():
+    """A LocNet is 3D when its PSF encodes z over a non-empty z range (the rule that picks the 3D fitter);
+    a density network when its grid has planes."""
+    tetrapod = load_config("tetrapod_paper")
+    cases = {
+        "locnet_2d": (load_config("locnet_2d"), False),
+        "locnet astigmatic": (locnet_config(True), True),
+        "locnet astigmatic, no z range": (updated(locnet_config(True), {"emitters.z_range_nm": (0.0, 0.0)}), False),
+        "locnet on tetrapod_paper": (updated(tetrapod, {"model.kind": "locnet", "model.upsampling": 1,
+                                                        "model.z_planes": 1}), True),
+        "deepstorm3d, 40 planes": (tetrapod, True),
+        "deepstorm3d, 1 plane per dye": (load_config("multicolor_2dye"), False),
+        "deepstorm2d over a z range": (load_config("epfl2016_2d"), False),
+    }
+    for name, (cfg, three_d) in cases.items():
+        assert cfg.localizes_z() == three_d, name
+        if cfg.model.kind == "locnet":
+            assert (fitter_for(cfg) == "psf-mle") == three_d, name
 
 
 def test_locnet_config_is_at_camera_resolution():

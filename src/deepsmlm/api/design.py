@@ -166,7 +166,7 @@ def learn_mask_and_network(config: ConfigLike, out: Path, what: str, *, steps: i
     if cfg.model.kind != "deepstorm3d":
         raise UserInputError(f"{label}: learning a mask trains a deepstorm3d model (model.kind)")
     check_basis_option(basis, "pixel")
-    if crlb_cap_nm is not None and cfg.model.z_planes == 1:
+    if crlb_cap_nm is not None and not cfg.localizes_z():
         raise UserInputError(f"{label}: --crlb-cap bounds the 3D CRLB; it needs a 3D model (model.z_planes > 1)")
     trainer = JointTrainer(cfg, out, device, start_from_mask=not from_scratch and not resume,
                            smoothness_weight=smoothness_weight, basis=basis, max_noll=max_noll,

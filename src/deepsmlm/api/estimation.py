@@ -47,8 +47,7 @@ class Estimation:
 
 def fitter_for(cfg: SimulationConfig) -> str:
     """``psf-mle`` for a config whose PSF encodes z over a non-empty axial range, else ``gaussian-mle``."""
-    z0, z1 = cfg.emitters.z_range_nm
-    return "psf-mle" if cfg.psf.encodes_z() and z1 > z0 else "gaussian-mle"
+    return "psf-mle" if cfg.encodes_z_range() else "gaussian-mle"
 
 
 def sampled_frames(stack: ImageStack, frames: int) -> np.ndarray:

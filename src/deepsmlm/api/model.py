@@ -45,7 +45,7 @@ def with_experiment(model_cfg: SimulationConfig, experiment: SimulationConfig, m
     if abs(experiment.frame.pixel_size_nm / model_cfg.frame.pixel_size_nm - 1) > 0.01:
         raise UserInputError(f"{config}: pixel size {experiment.frame.pixel_size_nm:g} nm differs from "
                              f"{model_cfg.frame.pixel_size_nm:g} nm of model {model}")
-    if model_cfg.model.z_planes > 1:
+    if model_cfg.localizes_z():
         (z0, z1), (t0, t1) = experiment.emitters.z_range_nm, model_cfg.emitters.z_range_nm
         if z0 < t0 or z1 > t1:
             raise UserInputError(f"{config}: z range {z0:g} … {z1:g} nm lies outside the range {t0:g} … {t1:g} nm "

@@ -17,9 +17,11 @@ from deepsmlm.physics.camera import Camera
 
 def output_grid(cfg: SimulationConfig) -> OutputGrid:
     """The grid of the model's outputs: the frame's pixel over ``model.upsampling``, ``model.z_planes``
-    planes over ``emitters.z_range_nm``, ``model.colors`` dyes."""
+    planes over ``emitters.z_range_nm`` for a 3D model (:meth:`~deepsmlm.config.SimulationConfig.localizes_z`;
+    no axial range otherwise), ``model.colors`` dyes."""
     m = cfg.model
-    return OutputGrid(cfg.frame.pixel_size_nm, m.upsampling, tuple(cfg.emitters.z_range_nm), m.z_planes, m.colors)
+    z_range = tuple(cfg.emitters.z_range_nm) if cfg.localizes_z() else (0.0, 0.0)
+    return OutputGrid(cfg.frame.pixel_size_nm, m.upsampling, z_range, m.z_planes, m.colors)
 
 
 def build_head(cfg: SimulationConfig) -> OutputHead:

@@ -23,6 +23,9 @@ class ModelConfig(StrictConfig):
     dilations: tuple[int, ...] = Field((1, 2, 4, 8, 12), description="deepstorm3d: one residual block per entry")
     input_offset_photons: float | None = Field(None, description="subtracted from photons before the net")
     input_scale_photons: float | None = Field(None, gt=0, description="photons are divided by this")
+    photon_unit_photons: float | None = Field(
+        None, gt=0, description="locnet: photons per unit of the photon output (set when training starts: the "
+                                "emitters' mean photons; unset: input_scale_photons, as models trained before it)")
     threshold: float = Field(0.3, ge=0, le=1, description="minimum summed density of a detection (≈ probability)")
     gaussian_mle_threshold: float = Field(
         6.0, gt=0, description="gaussian-mle: detection threshold, standard deviations of the filtered background noise"

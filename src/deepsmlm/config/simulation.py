@@ -46,3 +46,15 @@ class SimulationConfig(StrictConfig):
             raise ValueError(f"psf.gaussian polynomial widths are <= 0 at z = {z:.0f} nm, inside emitters.z_range_nm "
                              f"{tuple(self.emitters.z_range_nm)}: narrow the z range to where the calibration holds")
         return self
+
+    def encodes_z_range(self) -> bool:
+        """Whether the PSF encodes z (``psf.encodes_z``) over a non-empty ``emitters.z_range_nm``: what a 3D
+        fitter or a 3D LocNet localizes over."""
+        z0, z1 = self.emitters.z_range_nm
+        return self.psf.encodes_z() and z1 > z0
+
+    def localizes_z(self) -> bool:
+        """Whether the config's model is 3D (localizes z, is scored and written with z): a LocNet when the PSF
+        encodes z over the emitters' z range (:meth:`encodes_z_range`), a density network when its output
+        grid has more than one plane (``model.z_planes`` > 1). The one rule for "3D" of a model."""
+        return self.encodes_z_range() if self.model.kind == "locnet" else self.model.z_planes > 1

@@ -23,8 +23,8 @@ POST_FLOATS = 6  # per pixel: probability mass, local maxima, detection masks
 @dataclass(frozen=True)
 class LocNetHead:
     """Outputs (B, C, H, W) at camera resolution (``grid.upsampling`` 1). ``axial``: z is predicted over
-    ``grid.z_range_nm``; ``photon_unit``: photons per unit of the photon output; ``background_offset``:
-    photons per px of a background output of 0 (with ``photon_unit`` per unit: the network's input
+    ``grid.z_range_nm``; ``photon_unit``: photons per unit of the photon output; ``background_offset`` and
+    ``background_unit``: photons per px of a background output of 0 and per unit of it (the network's input
     normalisation); ``background_weight``: weight of the background term of the loss; ``sigma_scale``:
     factors on the decoded σ of x, y, z (the post-hoc calibration of ``model.sigma_scale``)."""
 
@@ -33,16 +33,21 @@ class LocNetHead:
     axial: bool = False
     photon_unit: float = 1.0
     background_offset: float = 0.0
+    background_unit: float = 1.0
     background_weight: float = 1.0
     sigma_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @classmethod
     def from_config(cls, grid: OutputGrid, model: ModelConfig, training: TrainingConfig) -> LocNetHead:
-        """The head of a model's threshold, input normalisation (photon unit and background offset; 1 and
-        0 before training has set them) and σ calibration."""
+        """The head of a model's threshold, input normalisation (background unit and offset; 1 and 0 before
+        training has set them), photon unit (``model.photon_unit_photons``, else the input unit) and σ
+        calibration; 3D (``axial``) when the grid has an axial range
+        (:func:`~deepsmlm.assembly.predictors.output_grid` gives one to 3D models only)."""
         unit = model.input_scale_photons if model.input_scale_photons is not None else 1.0
         offset = model.input_offset_photons if model.input_offset_photons is not None else 0.0
-        return cls(grid, model.threshold, False, unit, offset, sigma_scale=model.sigma_scale)
+        photon_unit = model.photon_unit_photons if model.photon_unit_photons is not None else unit
+        z0, z1 = grid.z_range_nm
+        return cls(grid, model.threshold, z1 > z0, photon_unit, offset, unit, sigma_scale=model.sigma_scale)
 
     @property
     def channels(self) -> int:
@@ -72,7 +77,7 @@ class LocNetHead:
                               self._z_scaled(xyz[:, 2]), photons[sel] / self.photon_unit], dim=1)
         rows = emitter_rows(values, frame[sel], n_frames)
         if background is not None:
-            background = (background - self.background_offset) / self.photon_unit
+            background = (background - self.background_offset) / self.background_unit
         return pack_target(rows, background, height, width)
 
     def loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -92,7 +97,7 @@ class LocNetHead:
             return torch.tensor(values, dtype=raw.dtype, device=raw.device)[None, :, None, None]
 
         return torch.cat([out["logp"].exp()[:, None], out["mean"] * per_channel(mean_scale) + per_channel(mean_shift),
-                          (self.background_offset + unit * out["background"])[:, None],
+                          (self.background_offset + self.background_unit * out["background"])[:, None],
                           out["sigma"] * per_channel(sigma_scale)], dim=1)
 
     def detect(self, output: torch.Tensor, threshold: float | None = None) -> torch.Tensor:

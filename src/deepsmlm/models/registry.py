@@ -34,10 +34,11 @@ JACCARD_FLOOR = 0.1
 PRETRAINED_PACKAGE = "deepsmlm.pretrained"
 
 
-def build_network(cfg: ModelConfig) -> nn.Module:
-    """A freshly initialised network for the model config."""
+def build_network(cfg: ModelConfig, localizes_z: bool = False) -> nn.Module:
+    """A freshly initialised network for the model config; ``localizes_z``: a LocNet predicts z too (the
+    whole config's :meth:`~deepsmlm.config.SimulationConfig.localizes_z`)."""
     if cfg.kind == "locnet":
-        return LocNet(locnet_outputs(axial=False), cfg.channels)
+        return LocNet(locnet_outputs(localizes_z), cfg.channels)
     if cfg.kind == "deepstorm3d":
         return DeepStorm3D(cfg.z_planes * cfg.colors, cfg.upsampling, cfg.channels, cfg.dilations, cfg.architecture)
     if cfg.architecture == "paper":
@@ -80,7 +81,7 @@ def load_model(name_or_dir: str | Path, device: str | torch.device = "cpu") -> t
     if not (folder / WEIGHTS).is_file():
         raise UserInputError(f"{folder}: model folder has no {WEIGHTS}")
     cfg = load_config(folder / CONFIG)
-    net = build_network(cfg.model)
+    net = build_network(cfg.model, cfg.localizes_z())
     try:
         state = load_file(str(folder / WEIGHTS))
     except (SafetensorError, OSError) as err:

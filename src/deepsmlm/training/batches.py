@@ -55,14 +55,19 @@ def labelled(cfg: SimulationConfig, photons: torch.Tensor) -> torch.Tensor:
 
 def with_normalisation(cfg: SimulationConfig, psf: PSF) -> SimulationConfig:
     """``cfg`` with its input normalisation, (offset, scale) photons, filled in where unset: the mean
-    background, and the peak pixel of a mean-brightness emitter in the middle of the z range."""
+    background, and the peak pixel of a mean-brightness emitter in the middle of the z range; a LocNet's
+    photon unit with them: the mean photons of an emitter."""
     if cfg.model.input_offset_photons is not None and cfg.model.input_scale_photons is not None:
         return cfg
     z0, z1 = cfg.emitters.z_range_nm
     with torch.no_grad():
         peak = float(psf.z_stack(torch.tensor([(z0 + z1) / 2])).max())
-    offset, scale = float(np.mean(cfg.background.photons_per_px)), peak * cfg.emitters.photons.expected()
-    return updated(cfg, {"model.input_offset_photons": offset, "model.input_scale_photons": scale})
+    photons = cfg.emitters.photons.expected()
+    changes = {"model.input_offset_photons": float(np.mean(cfg.background.photons_per_px)),
+               "model.input_scale_photons": peak * photons}
+    if cfg.model.kind == "locnet" and cfg.model.photon_unit_photons is None:
+        changes["model.photon_unit_photons"] = photons
+    return updated(cfg, changes)
 
 
 @dataclass

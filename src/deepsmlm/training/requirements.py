@@ -38,7 +38,8 @@ def training_memory_bytes(field: SimulationConfig, densest: EmitterConfig) -> fl
     pixels = f.height * f.width
     emitters = mean_emitters_per_frame(densest, f)
     simulation = chunk_bytes(field, t.batch_size, emitters) + t.batch_size * emitters * BYTES_PER_EMITTER
-    network = 2 * activation_bytes_per_pixel(build_network(m)) * t.batch_size * pixels  # forward and backward
+    net = build_network(m, field.localizes_z())
+    network = 2 * activation_bytes_per_pixel(net) * t.batch_size * pixels  # forward and backward
     loss = LOSS_COPIES * 4 * t.batch_size * output_grid(field).voxels(f.height, f.width)
     validation = 4 * t.validation_frames * pixels
     return simulation + network + loss + validation + psf_cache_bytes(field)

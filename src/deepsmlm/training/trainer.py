@@ -68,7 +68,7 @@ class DensityParts:
         # channels-last speeds float32 convolutions on CPU, but its bfloat16 backward of dilated
         # convolutions crashes (torch 2.13 CPU): bfloat16 runs keep the default layout
         layout = torch.contiguous_format if cfg.training.bfloat16 else torch.channels_last
-        net = build_network(cfg.model).to(device).to(memory_format=layout)
+        net = build_network(cfg.model, cfg.localizes_z()).to(device).to(memory_format=layout)
         rng = torch.Generator().manual_seed(cfg.training.seed)
         return cls(cfg, sim, net, rng, build_head(cfg), layout, out, device)
 

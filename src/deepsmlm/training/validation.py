@@ -57,7 +57,7 @@ class ValidationSet:
         meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=(cfg.frame.height, cfg.frame.width),
                         n_frames=first)
         table = pd.concat(rows, ignore_index=True)
-        if cfg.model.z_planes == 1:
+        if not cfg.localizes_z():
             table = table.drop(columns="z_nm")  # a 2D model is scored laterally
         return cls(torch.cat(parts), Localizations(table, meta), np.concatenate(counted))
 
@@ -93,7 +93,7 @@ class ValidationScorer:
                   "efficiency_lateral": m["efficiency_lateral"]}
         record.update({k: v for k, v in m.items() if k.startswith("zscore_sd_") and v is not None})
         t = self.cfg.training
-        if self.cfg.model.z_planes > 1:
+        if self.cfg.localizes_z():
             record.update(rmse_axial_nm=m["rmse_axial_nm"], efficiency_axial=m["efficiency_axial"],
                           recall_by_depth=recall_by_depth(
                               self.frames.truth, self.detections(everything, thr), self.cfg.emitters.z_range_nm,
