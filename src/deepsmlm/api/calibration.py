@@ -187,8 +187,9 @@ def fit_stages(model: ScanModel, data: ScanData, z_nm: np.ndarray, pupil: str,
                progress: ProgressCallback | None) -> tuple[dict, dict]:
     """The base config's fit (beads only, pupil held), then the pupil fit and its refinement on twice as
     many slices, then for ``pupil`` pixels, or auto when the Zernike fit is poor (:data:`AUTO_PIXELS`), the
-    pixel-wise phase on the first fits' slices (the rest are its held-out slices). A fitted stage wobble is held until the refinement (freed earlier it
-    slows the pupil's convergence), then fitted slice by slice on every slice. Returns the per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
+    pixel-wise phase on the first fits' 16 slices. A fitted stage wobble is held until the refinement (freed
+    earlier it slows the pupil's convergence), then fitted slice by slice on every slice. Returns the
+    per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
     k, wobble = data.photons.shape[1], model.wobble.requires_grad
     first, finer = spread(k, FIT_SLICES, 0.5), spread(k, 2 * FIT_SLICES, 0.25)
     model.wobble.requires_grad_(False)
