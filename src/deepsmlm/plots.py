@@ -31,6 +31,15 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> None:
     write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
 
 
+def finish_figure(fig: Figure, path: str | os.PathLike, title: str = "", tight: bool = True) -> None:
+    """Title the figure (when ``title``), lay it out tightly (``tight``) and save it (:func:`save_figure`)."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if tight:
+        fig.tight_layout()
+    save_figure(fig, path)
+
+
 def add_scale_bar(ax, pixel_nm: float, n_px: int, color: str = "white", n_rows: int | None = None) -> None:
     """A scale bar of a round length near a fifth of the field width ``n_px``, bottom left.
 
@@ -76,9 +85,7 @@ def psf_montage(stack: np.ndarray, z_nm: Sequence[float], pixel_nm: float, path:
         ax.set_title(f"{prefix}z = {z:+.0f} nm", fontsize=8)
         if k == 0:
             add_scale_bar(ax, pixel_nm, img.shape[-1])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    save_figure(fig, path)
+    finish_figure(fig, path, title, tight=False)
 
 
 def crlb_plot(z_nm: np.ndarray, curves: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
@@ -95,10 +102,7 @@ def crlb_plot(z_nm: np.ndarray, curves: Mapping[str, Mapping[str, np.ndarray]], 
         ax.set_ylabel(f"√CRLB {key} (nm)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
+    finish_figure(fig, path, title)
 
 
 def mask_plot(phase: np.ndarray, pitch_um: float, path: str | os.PathLike) -> None:
@@ -140,10 +144,7 @@ def histogram_panels(panels: Sequence[tuple[str, np.ndarray, Sequence[float]]], 
             ax.axvline(mark, color="tab:red", lw=1)
         ax.set_xlabel(label, fontsize=9)
     axes[0].set_ylabel("count", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
+    finish_figure(fig, path, title)
 
 
 def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: str = "") -> None:
@@ -172,10 +173,7 @@ def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: 
     for ax in axes:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
+    finish_figure(fig, path, title)
 
 
 def mean_variance_plot(points: Mapping[str, np.ndarray], slope: float, intercept: float, offset: float,
@@ -219,9 +217,7 @@ def bead_model_montage(measured: np.ndarray, model: np.ndarray, z_nm: Sequence[f
     for ax, label in zip(axes[:, 0], ("measured", "model", "difference (±¼ max)")):
         ax.set_ylabel(label, fontsize=8)
     add_scale_bar(axes[0, 0], pixel_nm, measured.shape[-1])
-    if title:
-        fig.suptitle(title, fontsize=10)
-    save_figure(fig, path)
+    finish_figure(fig, path, title, tight=False)
 
 
 def zernike_bars(noll: Sequence[int], coefficients: Mapping[str, Sequence[float]], path: str | os.PathLike,
@@ -260,9 +256,7 @@ def z_accuracy_plot(z_stage_nm: np.ndarray, z_bias_nm: np.ndarray, lateral_nm: n
         ax.set_xlabel("stage z (nm)")
         ax.grid(alpha=0.3)
     ax_z.legend(fontsize=7, ncol=2)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    save_figure(fig, path)
+    finish_figure(fig, path, title, tight=False)
 
 
 def reliability_plot(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]], path: str | os.PathLike,
@@ -286,7 +280,4 @@ def reliability_plot(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndar
         ax.set_ylabel(f"observed RMSE {axis} (nm)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
+    finish_figure(fig, path, title)
