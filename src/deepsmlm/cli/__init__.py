@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from typer.core import TyperGroup
-from rich.console import Console
-from rich.markup import escape
 
-from deepsmlm.errors import UserInputError
+from deepsmlm.cli.calibrate import calibrate_app
+from deepsmlm.cli.common import (ConfigArg, DeviceOpt, MinutesOpt, OneLineErrors, OverwriteOpt, StepsOpt,
+                                 guard)
 
-console = Console(stderr=True)
-
-
-def _print_error(message: str) -> None:
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-
-
-class _OneLineErrors(TyperGroup):
-    """The command group whose usage errors (bad option values, missing options) are one line on stderr
-    with exit code 2, like every other input error, instead of a multi-line panel."""
-
-    def main(self, *args, standalone_mode: bool = True, **kwargs):
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
-        try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
-        except typer.TyperException as err:  # click's UsageError/BadParameter family
-            ctx, message = getattr(err, "ctx", None), err.format_message()
-            if message:  # empty when the help was printed instead (no arguments given)
-                hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-                _print_error(f"{message}{hint}")
-            sys.exit(getattr(err, "exit_code", 2))
-        except typer.Abort:
-            _print_error("aborted")
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
-
-
-app = typer.Typer(cls=_OneLineErrors, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(cls=OneLineErrors, add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Deep-learning single-molecule localization microscopy and PSF design.")
 
 
@@ -61,32 +31,6 @@ def _main_options(
     """Deep-learning single-molecule localization microscopy and PSF design."""
 
 
-def _device(name: str) -> str:
-    """--device: a torch device this machine has (checked before any work)."""
-    from deepsmlm.resources import check_device
-
-    try:
-        check_device(name)
-    except UserInputError as err:
-        raise typer.BadParameter(str(err)) from None
-    return name
-
-def _guard(fn, *args) -> None:
-    """Run a command; a UserInputError becomes one red line on stderr and exit code 2."""
-    try:
-        fn(*args)
-    except UserInputError as err:
-        _print_error(str(err))
-        raise typer.Exit(2) from None
-
-
-ConfigArg = typer.Argument(..., help="preset name (e.g. tetrapod_paper) or path to a YAML config")
-DeviceOpt = typer.Option("cpu", "--device", callback=_device, help="torch device: cpu or cuda")
-StepsOpt = typer.Option(None, "--steps", min=1, help="total training steps (default: config)")
-OverwriteOpt = typer.Option(False, "--overwrite", help="train anew over a model already in the folder")
-MinutesOpt = typer.Option(None, "--minutes", help="train for this much wall time (minutes > 0)")
-
-
 @app.command()
 def simulate(
     config: str = ConfigArg,
@@ -100,7 +44,7 @@ def simulate(
     """Simulate a movie: frames.tif (uint16 ADU), ground_truth.csv (ThunderSTORM), config.yaml."""
     from deepsmlm.commands.simulate import run_simulate
 
-    _guard(run_simulate, config, out, frames, seed, density, emitters, device)
+    guard(run_simulate, config, out, frames, seed, density, emitters, device)
 
 
 @app.command()
@@ -112,7 +56,7 @@ def psf(
     """Draw the PSF montage over the config's axial range."""
     from deepsmlm.commands.optics import run_psf
 
-    _guard(run_psf, config, out, planes)
+    guard(run_psf, config, out, planes)
 
 
 @app.command()
@@ -128,7 +72,7 @@ def crlb(
     """Cramér–Rao lower bounds of x, y, z against z for the config's PSF and camera."""
     from deepsmlm.commands.optics import run_crlb
 
-    _guard(run_crlb, config, mask, json_out, plot, photons, background, planes)
+    guard(run_crlb, config, mask, json_out, plot, photons, background, planes)
 
 
 design_app = typer.Typer(no_args_is_help=True, help="Design phase masks: CRLB-optimal (tetrapod), learned with a "
@@ -152,7 +96,7 @@ def design_tetrapod(
     """A phase mask minimising the mean 3D CRLB over the config's axial range (how the Tetrapod was designed)."""
     from deepsmlm.commands.design import run_design_tetrapod
 
-    _guard(run_design_tetrapod, config, out, basis, steps, max_noll, smoothness, photons, background, planes, seed)
+    guard(run_design_tetrapod, config, out, basis, steps, max_noll, smoothness, photons, background, planes, seed)
 
 
 LearnedModelOut = typer.Option(..., "-o", "--out", help="output folder (a model folder usable by localize)")
@@ -185,7 +129,7 @@ def _joint_design_command(runner: str, doc: str):
     ) -> None:
         from deepsmlm.commands import design
 
-        _guard(getattr(design, runner), config, out, steps, minutes, from_scratch, smoothness, resume, device, basis,
+        guard(getattr(design, runner), config, out, steps, minutes, from_scratch, smoothness, resume, device, basis,
                max_noll, crlb_cap, overwrite)
 
     command.__doc__ = doc
@@ -214,7 +158,7 @@ def train(
     """Train a model on batches simulated on the fly from the config's physics."""
     from deepsmlm.commands.train import run_train
 
-    _guard(run_train, config, out, steps, minutes, resume, device, overwrite, init_from)
+    guard(run_train, config, out, steps, minutes, resume, device, overwrite, init_from)
 
 
 @app.command()
@@ -245,7 +189,7 @@ def localize(
     """Localize every frame of a stack with a model or the classic Gaussian MLE fitter."""
     from deepsmlm.commands.localize import run_localize
 
-    _guard(run_localize, stack, model, out, fmt, render, device, batch_size, config, baseline_subtracted,
+    guard(run_localize, stack, model, out, fmt, render, device, batch_size, config, baseline_subtracted,
            pixel_size_nm, force, threshold, max_memory_gb, max_uncertainty_nm)
 
 
@@ -263,7 +207,7 @@ def evaluate(
     """Match predictions to ground truth per frame; Jaccard, RMSE, bias and SMLM-2016 efficiency."""
     from deepsmlm.commands.evaluate import run_evaluate
 
-    _guard(run_evaluate, gt, pred, lateral_tol, axial_tol, match, border_nm, json_out, pixel_size_nm)
+    guard(run_evaluate, gt, pred, lateral_tol, axial_tol, match, border_nm, json_out, pixel_size_nm)
 
 
 @app.command()
@@ -282,7 +226,7 @@ def render(
     """Render a super-resolved image from localizations."""
     from deepsmlm.commands.render import run_render
 
-    _guard(run_render, locs, out, pixel_nm, color, method, sigma_nm, pixel_size_nm, view, roi, sigma_weighted)
+    guard(run_render, locs, out, pixel_nm, color, method, sigma_nm, pixel_size_nm, view, roi, sigma_weighted)
 
 
 @app.command()
@@ -293,7 +237,7 @@ def demo(
     """The main job: a dense simulated filament movie reconstructed by default-2d and gaussian-mle."""
     from deepsmlm.commands.demo import run_demo
 
-    _guard(run_demo, out, frames)
+    guard(run_demo, out, frames)
 
 
 @app.command()
@@ -309,92 +253,12 @@ def estimate(
     """Estimate photons, background, density and z range from the raw movie; write a training config."""
     from deepsmlm.commands.estimate import run_estimate
 
-    _guard(run_estimate, movie, config, out, frames, threshold, pixel_size_nm, correct)
+    guard(run_estimate, movie, config, out, frames, threshold, pixel_size_nm, correct)
 
 
-BeadStackArg = typer.Argument(..., help="bead z-stack (TIFF, ADU): beads on the coverslip, the focus scanned")
-ZStepOpt = typer.Option(10.0, "--z-step-nm", help="z step between slices (nm)")
-ZFirstOpt = typer.Option(None, "--z-first-nm", help="z of the first slice, bead relative to the focal plane "
-                                                    "(default: centred)")
-BeadsOpt = typer.Option("auto", "--beads", help="auto (find them) or a CSV with columns x_nm, y_nm")
-calibrate_app = typer.Typer(no_args_is_help=True, help="Calibrate your own microscope: the PSF from bead z-stacks "
-                                                       "(psf), the camera from dark and flat frames (camera), "
-                                                       "or a calibration made elsewhere (import).")
 app.add_typer(calibrate_app, name="calibrate")
-@calibrate_app.command("psf")
-def calibrate_psf(
-    beads: Path = BeadStackArg,
-    config: str = typer.Option(..., "--config", help="base config (preset name or YAML): optics, camera, mask"),
-    out: Path = typer.Option(..., "-o", "--out", help="output folder (calibrated.yaml, calibration.json, figures)"),
-    z_step_nm: float = ZStepOpt, z_first_nm: Optional[float] = ZFirstOpt, positions: str = BeadsOpt,
-    max_noll: int = typer.Option(45, "--max-noll", help="highest Noll index of the fitted Zernike terms (≥ 5)"),
-    pupil: str = typer.Option("auto", "--pupil", help="zernike, or pixels: then free the phase per pupil pixel "
-                                                      "(pupil_phase.npz); auto: pixels when Zernike fits poorly"),
-    wobble: bool = typer.Option(True, "--wobble/--no-wobble", help="fit the stage's lateral wobble per slice"),
-    blur: bool = typer.Option(True, "--blur/--no-blur", help="fit a Gaussian blur of the images (bead size, camera)"),
-    loo: bool = typer.Option(True, "--loo/--no-loo", help="leave-one-bead-out z check with psf-mle (z_accuracy.png)"),
-) -> None:
-    """Fit the pupil (Zernike aberrations) to a bead z-stack by maximum likelihood: a calibrated config."""
-    from deepsmlm.commands.calibrate_psf import run_calibrate_psf
-
-    _guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll, pupil, wobble, blur, loo)
-
-
-@calibrate_app.command("stack")
-def calibrate_stack(
-    beads: Path = BeadStackArg,
-    config: str = typer.Option(..., "--config", help="base config (preset name or YAML): camera, pixel size"),
-    out: Path = typer.Option(..., "-o", "--out", help="output folder (measured_psf.npz, measured.yaml)"),
-    z_step_nm: float = ZStepOpt, z_first_nm: Optional[float] = ZFirstOpt, positions: str = BeadsOpt,
-) -> None:
-    """Average the beads into a measured-stack PSF (no model): for PSFs no smooth pupil explains."""
-    from deepsmlm.commands.calibrate_stack import run_calibrate_stack
-
-    _guard(run_calibrate_stack, beads, config, out, z_step_nm, z_first_nm, positions)
-
-
-@calibrate_app.command("camera")
-def calibrate_camera(
-    dark: Optional[Path] = typer.Option(None, "--dark", help="dark frames (no light): the offset and read noise"),
-    flat: list[Path] = typer.Option([], "--flat", help="a stack of even light; repeat for two or more levels"),
-    movie: Optional[Path] = typer.Option(None, "--movie", help="a raw movie: gain from its pixels' mean/variance, "
-                                                              "offset from its unlit pixels when no --dark"),
-    camera_type: Optional[str] = typer.Option(None, "--type", help="emccd, ccd or scmos (default: --config's, "
-                                                                   "else emccd)"),
-    config: Optional[str] = typer.Option(None, "--config", help="base config: camera.yaml is it with the measured "
-                                                                "camera"),
-    out: Path = typer.Option(..., "-o", "--out", help="output folder (camera.yaml, mean_variance.png, "
-                                                      "scmos_maps.npz)"),
-    em_gain: Optional[float] = typer.Option(None, "--em-gain", help="EMCCD: the EM gain used (default: --config's)"),
-    e_per_adu: Optional[float] = typer.Option(None, "--e-per-adu", help="EMCCD: the known e⁻ per ADU instead "
-                                                                       "(the EM gain is then measured)"),
-) -> None:
-    """Camera offset, gain and read noise (sCMOS: per-pixel maps) by the photon-transfer method."""
-    from deepsmlm.commands.calibrate_camera import run_calibrate_camera
-
-    _guard(run_calibrate_camera, dark, flat, movie, camera_type, config, out, em_gain, e_per_adu)
-
-
-@calibrate_app.command("import")
-def calibrate_import(
-    file: Path = typer.Argument(..., help="a calibration made elsewhere: Picasso's 3D calibration (.yaml)"),
-    config: str = typer.Option(..., "--config", help="base config (preset name or YAML): camera, pixel size"),
-    out: Path = typer.Option(..., "-o", "--out", help="the calibrated config to write (.yaml)"),
-    picasso_fit: str = typer.Option("lq", "--picasso-fit", help="the Picasso fit that measured the widths: lq "
-                                                                "(its default, sampled Gaussian) or mle"),
-    magnification: Optional[float] = typer.Option(None, "--magnification-factor", help="Picasso's z per stage nm "
-                                                                                       "(default: the file's)"),
-) -> None:
-    """Import a calibration made elsewhere (Picasso's astigmatic 3D calibration) as a calibrated config."""
-    from deepsmlm.commands.calibrate_import import run_calibrate_import
-
-    _guard(run_calibrate_import, file, config, out, picasso_fit, magnification)
 
 
 def main() -> None:
     """Console-script entry point."""
     app()
-
-
-if __name__ == "__main__":
-    main()
