@@ -21,6 +21,7 @@ ARCHITECTURES = {
     "3d paper": {"kind": "deepstorm3d", "z_planes": 3, "upsampling": 4, "dilations": (1, 2, 4),
                  "architecture": "paper"},
     "locnet": {"kind": "locnet", "upsampling": 1},
+    "locnet 3 levels": {"kind": "locnet", "upsampling": 1, "levels": 3},
 }
 
 

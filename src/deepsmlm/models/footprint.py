@@ -30,10 +30,11 @@ def receptive_radius_px(m: ModelConfig) -> int:
     3×3 convolution per block and the 3×3 lift) or + 3 (``paper``: the 3×3 convolutions of its lift and
     head on the finer grids reach at most 2 camera px). Perturbing one input pixel of random networks
     reaches these radii, or 1 px less for ``paper`` 2D (tests/unit/test_tiling.py). locnet: 19, the
-    U-Net above with one 3×3 convolution fewer at full and at ½ resolution and no fine grid.
+    U-Net above with one 3×3 convolution fewer at full and at ½ resolution and no fine grid; 43 with its
+    third level (two 3×3 convolutions at ⅛ and one on the way back at ¼).
     """
     if m.kind == "locnet":
-        return 19
+        return 19 if m.levels == 2 else 43
     if m.kind == "deepstorm3d":
         return sum(m.dilations) + (2 if m.architecture == "cpu" else 3)
     return 25 if m.architecture == "cpu" else math.ceil(29 / m.upsampling)
@@ -43,6 +44,8 @@ def downsampling_px(m: ModelConfig) -> int:
     """Camera pixels per cell of the network's coarsest pooling grid (tile origins must be multiples)."""
     if m.kind == "deepstorm3d":
         return 1
+    if m.kind == "locnet":
+        return 2**m.levels
     return 4 if m.architecture == "cpu" else 8 // math.gcd(m.upsampling, 8)
 
 
