@@ -281,3 +281,38 @@ def reliability_plot(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndar
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     finish_figure(fig, path, title)
+
+
+def drift_plot(frames: np.ndarray, drift_nm: np.ndarray, centres: np.ndarray, segment_drift_nm: np.ndarray,
+               path: str | os.PathLike, title: str = "") -> None:
+    """Drift against frame: the interpolated trajectory (frames, 2|3) nm per axis x, y[, z] as lines and
+    the fitted segment drifts (S, 2|3) at their mean frames ``centres`` as dots."""
+    fig = new_figure((7.0, 3.6))
+    ax = fig.subplots()
+    for k, axis in enumerate("xyz"[:drift_nm.shape[1]]):
+        line, = ax.plot(frames, drift_nm[:, k], lw=1.2, label=axis)
+        ax.plot(centres, segment_drift_nm[:, k], "o", ms=3, color=line.get_color())
+    ax.set_xlabel("frame")
+    ax.set_ylabel("drift (nm)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="lines: per frame; dots: segments", title_fontsize=7)
+    finish_figure(fig, path, title)
+
+
+def frc_plot(q_per_nm: np.ndarray, frc: np.ndarray, smoothed: np.ndarray, threshold: float, resolution_nm: float,
+             path: str | os.PathLike, title: str = "") -> None:
+    """The Fourier ring correlation against spatial frequency (1/nm): raw and smoothed curves, the
+    threshold and the resolution (nm) where the smoothed curve crosses it (none drawn when NaN)."""
+    fig = new_figure((6.0, 3.6))
+    ax = fig.subplots()
+    ax.plot(q_per_nm, frc, color="0.7", lw=0.8, label="FRC")
+    ax.plot(q_per_nm, smoothed, color="C0", lw=1.5, label="smoothed")
+    ax.axhline(threshold, color="C3", ls="--", lw=1, label=f"threshold {threshold:.3f}")
+    if math.isfinite(resolution_nm):
+        ax.axvline(1 / resolution_nm, color="k", lw=0.8, label=f"resolution {resolution_nm:.1f} nm")
+    ax.set_xlabel("spatial frequency (1/nm)")
+    ax.set_ylabel("FRC")
+    ax.set_ylim(min(-0.1, float(np.min(smoothed))), 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    finish_figure(fig, path, title)

@@ -16,10 +16,12 @@ from torch import nn
 
 from deepsmlm.api.inputs import ConfigLike, Frames, as_config, config_label, opened
 from deepsmlm.assembly.fitters import build_gaussian_mle, build_psf_mle, psf_sigma_nm
+from deepsmlm.assembly.onnx_networks import exported_network, is_onnx_file, load_onnx
 from deepsmlm.assembly.predictors import build_predictor, output_grid
 from deepsmlm.config import SimulationConfig, updated
 from deepsmlm.errors import UserInputError, check_positive
 from deepsmlm.inference.data_check import check_data
+from deepsmlm.inference.onnx_network import OnnxNetwork
 from deepsmlm.inference.predict import Predictor
 from deepsmlm.inference.stream import Localizer, StackResult, run_stack
 from deepsmlm.inference.tiling import Plan, plan_passes
@@ -34,6 +36,7 @@ from deepsmlm.resources import check_device, memory_budget_bytes
 CLASSIC = "gaussian-mle"
 PSF_MLE = "psf-mle"
 CLASSICS = {CLASSIC: build_gaussian_mle, PSF_MLE: build_psf_mle}  # name -> builder from a config
+BACKENDS = ("torch", "onnx")  # what runs a network: torch, or onnxruntime on its ONNX export
 NETWORK_BATCH, FITTER_BATCH = 32, 256  # frames per pass unless told (Model.default_batch_size)
 
 
@@ -145,8 +148,8 @@ class Model:
     runs. Make one with :func:`load_model`.
     """
 
-    def __init__(self, name: str, config: SimulationConfig, net: nn.Module | None, device: torch.device,
-                 source: str, fitter_options: Mapping[str, float] | None = None):
+    def __init__(self, name: str, config: SimulationConfig, net: nn.Module | OnnxNetwork | None,
+                 device: torch.device, source: str, fitter_options: Mapping[str, float] | None = None):
         self.name, self.config, self.device, self.source = name, config, device, source
         self._net = net
         self._fitter_options = dict(fitter_options or {})
@@ -241,8 +244,23 @@ class Model:
         return Run(cfg, meta, result)
 
 
+def load_network(name_or_dir: str | os.PathLike, backend: str,
+                 device: torch.device) -> tuple[SimulationConfig, nn.Module | OnnxNetwork]:
+    """The config and inference network of a shipped name, model folder or (``onnx``) exported .onnx file:
+    the torch network with batch norm folded, or (``onnx``) that network exported to ONNX in memory."""
+    if backend not in BACKENDS:
+        raise UserInputError(f"--backend {backend}: use {' or '.join(BACKENDS)}")
+    if is_onnx_file(name_or_dir):
+        if backend != "onnx":
+            raise UserInputError(f"{name_or_dir}: an ONNX model runs with --backend onnx")
+        return load_onnx(name_or_dir)
+    cfg, net = registry.load_model(name_or_dir, device if backend == "torch" else "cpu")
+    net = registry.fold_batchnorm(net)
+    return cfg, (net if backend == "torch" else exported_network(cfg, net, f"model {name_or_dir}"))
+
+
 def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: ConfigLike | None = None,
-               fitter_options: Mapping[str, float] | None = None) -> Model:
+               fitter_options: Mapping[str, float] | None = None, backend: str = "torch") -> Model:
     """A model by shipped name (``default-2d``, ``tetrapod-3d``, ``learned-3d``, ``multicolor-2dye``,
     ``epfl2016-as-3d``), by
     model folder (what ``train`` writes), or a classic fitter (``gaussian-mle``; ``psf-mle``, the 3D fit with
@@ -253,6 +271,9 @@ def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: C
     camera that replaces the model's (its pixel size must match, its z range lie within the trained one).
     ``fitter_options``: a classic fitter's fit settings (gaussian-mle: ``box_px``, ``fit_sigma``,
     ``iterations``, ``split_threshold``, ``max_spots``; psf-mle: ``box_px``, ``iterations``; default their own).
+    ``backend``: ``torch``, or ``onnx`` (the network exported to ONNX, run by onnxruntime on the CPU with
+    torch's thread count; ``name_or_dir`` may then be an .onnx file :func:`~deepsmlm.api.onnx.export_onnx`
+    wrote); pre- and post-processing are the same.
 
     Example::
 
@@ -262,12 +283,14 @@ def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: C
     where = check_device(device)
     name = str(name_or_dir)
     if name in CLASSICS:
+        if backend != "torch":
+            raise UserInputError(f"--backend {backend}: {name} is a classic fitter, not a network")
         if config is None:
             raise UserInputError(f"{name} needs --config CONFIG (camera and pixel size of the data)")
         return Model(name, as_config(config), None, where, f"config {config_label(config)}", fitter_options)
     if fitter_options:
         raise UserInputError(f"fitter options are gaussian-mle's and psf-mle's, not model {name}'s")
-    cfg, net = registry.load_model(name_or_dir, where)
+    cfg, net = load_network(name_or_dir, backend, where)
     if config is not None:
         cfg = with_experiment(cfg, as_config(config), name, config_label(config))
-    return Model(name, cfg, registry.fold_batchnorm(net), where, f"model {name}")
+    return Model(name, cfg, net, where, f"model {name}")

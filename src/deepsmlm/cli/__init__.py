@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 from deepsmlm.cli.calibrate import calibrate_app
+from deepsmlm.cli.export import export
+from deepsmlm.cli.resolution import drift, frc
 from deepsmlm.cli.common import (ConfigArg, DeviceOpt, MinutesOpt, OneLineErrors, OverwriteOpt, StepsOpt,
                                  guard)
 
@@ -164,7 +166,8 @@ def train(
 @app.command()
 def localize(
     stack: Path = typer.Argument(..., help="TIFF stack, folder of TIFFs, .dax (+ .inf) or Picasso .raw (+ .yaml), in ADU"),
-    model: str = typer.Option(..., "--model", help="shipped model name, model folder, gaussian-mle or psf-mle (3D)"),
+    model: str = typer.Option(..., "--model", help="shipped model name, model folder, gaussian-mle or psf-mle (3D), "
+                                "or an .onnx file (with --backend onnx)"),
     out: Path = typer.Option(..., "-o", "--out", help="localization file (.csv ThunderSTORM, .hdf5, .parquet)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="thunderstorm, picasso, challenge or parquet"),
     render: Optional[Path] = typer.Option(None, "--render", help="also write the super-resolved image (PNG + TIFF)"),
@@ -185,12 +188,15 @@ def localize(
                                                   "half the memory available); large frames are tiled to fit it"),
     max_uncertainty_nm: Optional[float] = typer.Option(None, "--max-uncertainty-nm", help="drop localizations whose "
                                                        "lateral σ (uncertainty_xy, nm) exceeds this"),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnx: the network through onnxruntime on the "
+                                "CPU (--model an .onnx file from `deepsmlm export`, or a shipped name or folder, "
+                                "then exported in memory first, a few seconds); same pre- and post-processing"),
 ) -> None:
     """Localize every frame of a stack with a model or the classic Gaussian MLE fitter."""
     from deepsmlm.commands.localize import run_localize
 
     guard(run_localize, stack, model, out, fmt, render, device, batch_size, config, baseline_subtracted,
-           pixel_size_nm, force, threshold, max_memory_gb, max_uncertainty_nm)
+           pixel_size_nm, force, threshold, max_memory_gb, max_uncertainty_nm, backend)
 
 
 @app.command()
@@ -257,6 +263,9 @@ def estimate(
 
 
 app.add_typer(calibrate_app, name="calibrate")
+app.command("drift")(drift)
+app.command("frc")(frc)
+app.command("export")(export)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from deepsmlm.api import load_model
 from deepsmlm.api.model import CLASSICS
+from deepsmlm.assembly.onnx_networks import is_onnx_file
 from deepsmlm.commands.progress_bars import LOCALIZING, progress_bar
 from deepsmlm.errors import UserInputError, check_positive
 from deepsmlm.inference.stream import rate_text
@@ -35,17 +36,19 @@ def check_localize_outputs(stack_path: Path, model: str, config: str | None, out
 def run_localize(stack_path: Path, model: str, out: Path, fmt: str | None, render: Path | None, device: str,
                  batch_size: int | None, config: str | None, baseline_subtracted: bool = False,
                  pixel_size_nm: float | None = None, force: bool = False, threshold: float | None = None,
-                 max_memory_gb: float | None = None, max_uncertainty_nm: float | None = None) -> None:
+                 max_memory_gb: float | None = None, max_uncertainty_nm: float | None = None,
+                 backend: str = "torch") -> None:
     from deepsmlm.analysis.render import gaussian_image, save_render
     from deepsmlm.io.localization_files import localization_writer
 
     check_positive(pixel_size_nm, "--pixel-size-nm")
     check_localize_outputs(stack_path, model, config, out, fmt, render)
-    if model not in CLASSICS and (warning := jaccard_warning(recorded_jaccard(model), f"model {model}")):
+    if model not in CLASSICS and not is_onnx_file(model) and (
+            warning := jaccard_warning(recorded_jaccard(model), f"model {model}")):
         Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     with open_stack(stack_path) as stack:
         assumed = pixel_size_nm is None and stack.pixel_size_nm is None
-        localizer = load_model(model, device, config=config)
+        localizer = load_model(model, device, config=config, backend=backend)
         # rows stream into the file; the classic fitter's render needs them all (a network draws its own, of
         # every detection: with --max-uncertainty-nm the rows kept are drawn instead)
         drawn_from_rows = render is not None and (localizer.classic or max_uncertainty_nm is not None)
