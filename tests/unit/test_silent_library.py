@@ -111,6 +111,7 @@ class Constant:
     """A localizer finding one emitter per frame, at its first pixel."""
 
     upsampling = 1
+    context_frames = 0
 
     def photons(self, adu: torch.Tensor) -> torch.Tensor:
         return adu

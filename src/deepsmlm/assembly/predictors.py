@@ -3,6 +3,8 @@ normalisation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -37,8 +39,9 @@ def input_normalisation(cfg: SimulationConfig) -> tuple[float, float]:
     return m.input_offset_photons, m.input_scale_photons
 
 
-def build_predictor(cfg: SimulationConfig, net: nn.Module, device: str | torch.device = "cpu") -> Predictor:
-    """The predictor of network ``net`` trained by ``cfg`` (its camera, normalisation, head and threshold),
-    on ``device``."""
+def build_predictor(cfg: SimulationConfig, net: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+                    device: str | torch.device = "cpu") -> Predictor:
+    """The predictor of network ``net`` (torch, or an ONNX one) trained by ``cfg`` (its camera,
+    normalisation, head and threshold), on ``device``."""
     return Predictor(net, network_footprint(cfg.model), Camera(cfg.camera), input_normalisation(cfg),
-                     build_head(cfg), device)
+                     build_head(cfg), device, cfg.model.frames)

@@ -17,6 +17,8 @@ class ModelConfig(StrictConfig):
     architecture: Literal["cpu", "paper"] = "cpu"
     upsampling: int = Field(4, ge=1, le=16, description="super-resolution factor per axis")
     channels: int = Field(24, ge=4)
+    frames: int = Field(1, ge=1, le=7, description="locnet: consecutive frames the network sees, the one it "
+                                                   "localizes in their middle (odd: 1, 3, …)")
     levels: int = Field(2, ge=2, le=3, description="locnet: U-Net levels below camera resolution (3: 4c at 1/8, "
                                                    "for PSFs wider than ±19 px)")
     head_channels: int = Field(8, ge=1)
@@ -50,6 +52,9 @@ class ModelConfig(StrictConfig):
             raise ValueError("per-dye outputs (colors > 1) need kind: deepstorm3d (z_planes: 1 for 2D)")
         if self.levels != 2 and self.kind != "locnet":
             raise ValueError("levels: only kind locnet has a choice of U-Net depth")
+        if self.frames != 1 and (self.kind != "locnet" or self.frames % 2 == 0):
+            raise ValueError(f"frames {self.frames}: only kind locnet sees neighbouring frames, an odd number "
+                             "of them (the localized frame in the middle)")
         locnet_grid = (self.upsampling, self.z_planes, self.colors, self.architecture)
         if self.kind == "locnet" and locnet_grid != (1, 1, 1, "cpu"):
             raise ValueError("locnet predicts at camera resolution (architecture cpu): upsampling, z_planes and "

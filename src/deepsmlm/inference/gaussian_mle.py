@@ -119,6 +119,7 @@ class GaussianMLE:
     """
 
     upsampling = 1  # its pixels are the camera's (it makes no super-resolved image)
+    context_frames = 0  # it fits each frame alone
 
     def __init__(self, camera: Camera, pixel_nm: float, psf_sigma_nm: float, threshold: float, box_px: int = 7,
                  fit_sigma: bool = True, iterations: int = 20, split_threshold: float = 25.0, max_spots: int = 3,

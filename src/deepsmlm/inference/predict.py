@@ -3,6 +3,8 @@ localizations. The predictor knows no output type: its head (:mod:`deepsmlm.head
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import torch
 from torch import nn
@@ -17,20 +19,31 @@ MAX_FRAMES_PER_PASS = 32
 
 
 def normalised(photons: torch.Tensor, offset: float, scale: float) -> torch.Tensor:
-    """(B, H, W) photons → (B, 1, H, W) network input: minus offset, over scale (the one normalisation of
-    training, design and inference)."""
-    return ((photons - offset) / scale).unsqueeze(1)
+    """(B, H, W) photons → (B, 1, H, W) network input, or windows of T frames (B, T, H, W) → (B, T, H, W):
+    minus offset, over scale (the one normalisation of training, design and inference)."""
+    x = (photons - offset) / scale
+    return x.unsqueeze(1) if x.dim() == 3 else x
+
+
+def frame_windows(photons: torch.Tensor, frames: int) -> torch.Tensor:
+    """Frames (F + T − 1, H, W) → the (F, T, H, W) windows of T consecutive frames (a view)."""
+    return photons.unfold(0, frames, 1).movedim(-1, 1)
 
 
 class Predictor:
     """A trained network with its camera model, input normalisation and output head, batched and
     device-agnostic. ``normalisation``: (offset, scale) photons of the network's input (the model's, set
-    when training started); ``network``: its reach, tile alignment and activation memory."""
+    when training started); ``network``: its reach, tile alignment and activation memory; ``frames``: the
+    consecutive frames T the network sees (the middle one localized). ``net``: the torch network, or any
+    callable mapping the normalised input (B, T, H, W) to its raw output on the input's device (an
+    :class:`~deepsmlm.inference.onnx_network.OnnxNetwork`)."""
 
-    def __init__(self, net: nn.Module, network: NetworkFootprint, camera: Camera, normalisation: tuple[float, float],
-                 head: OutputHead, device: str | torch.device = "cpu"):
+    def __init__(self, net: nn.Module | Callable[[torch.Tensor], torch.Tensor], network: NetworkFootprint,
+                 camera: Camera, normalisation: tuple[float, float], head: OutputHead,
+                 device: str | torch.device = "cpu", frames: int = 1):
         self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
+        self.frames = frames
+        self.net = net.to(self.device).eval() if isinstance(net, nn.Module) else net
         self.network = network
         self.camera = camera.to(self.device)
         self.offset, self.scale = normalisation
@@ -42,15 +55,21 @@ class Predictor:
         """(B, H, W) ADU → photons on the predictor's device, by the camera model."""
         return self.camera.adu_to_photons(adu.to(self.device))
 
+    @property
+    def context_frames(self) -> int:
+        """Frames the network needs on each side of a frame it localizes."""
+        return (self.frames - 1) // 2
+
     @torch.inference_mode()
     def output(self, adu: torch.Tensor) -> torch.Tensor:
-        """The head's output (B, …, u·H, u·W) for frames (B, H, W) ADU; a density head's is (B, C·D, u·H, u·W),
-        D axial planes (1 in 2D) of C dyes (1 unless multicolour), clipped at zero."""
+        """The head's output (B, …, u·H, u·W) for frames (B, H, W) or windows (B, T, H, W) ADU; a density
+        head's is (B, C·D, u·H, u·W), D axial planes (1 in 2D) of C dyes (1 unless multicolour), clipped at
+        zero."""
         return self.output_of_photons(self.photons(adu))
 
     @torch.inference_mode()
     def output_of_photons(self, photons: torch.Tensor) -> torch.Tensor:
-        """``output`` of frames already in photons (B, H, W); the input is normalised by the model's offset
+        """``output`` of frames (or windows) already in photons; the input is normalised by the model's offset
         and scale (not per image)."""
         x = normalised(photons, self.offset, self.scale)
         return self.head.activate(self.net(x.contiguous(memory_format=torch.channels_last)))
@@ -85,10 +104,10 @@ class Predictor:
 
     @torch.inference_mode()
     def localize_tile(self, photons: torch.Tensor, first_frame: int, tile: Tile, superres: bool) -> TileResult:
-        """Detections whose peak lies in the core of ``tile`` of frames (B, H, W) in photons, and with
-        ``superres`` the core's image: the head's image of all detections (also those in the halo, whose
-        windows reach into the core)."""
-        output = self.output_of_photons(photons[:, tile.rows, tile.cols])
+        """Detections whose peak lies in the core of ``tile`` of frames (B, H, W) in photons (with
+        :attr:`context_frames` more on each side), and with ``superres`` the core's image: the head's image
+        of all detections (also those in the halo, whose windows reach into the core)."""
+        output = self.output_of_photons(frame_windows(photons, self.frames)[..., tile.rows, tile.cols])
         peaks = self.head.detect(output)
         rows, cols = tile.core_in_tile(self.upsampling)
         owned = peaks

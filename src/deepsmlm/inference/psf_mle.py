@@ -68,6 +68,7 @@ class PSFMLE:
     """
 
     upsampling = 1
+    context_frames = 0  # it fits each frame alone
 
     def __init__(self, psf: PSF, camera: Camera, pixel_nm: float, psf_sigma_nm: float, threshold: float,
                  z_range_nm: Sequence[float], box_px: int = 13, blur_px: float = 0.0, iterations: int = 30,

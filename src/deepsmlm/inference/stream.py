@@ -25,6 +25,7 @@ class Localizer(Protocol):
     """A network predictor or the classic fitter, as the stream drives it."""
 
     upsampling: int  # super-resolved pixels per camera pixel, per axis
+    context_frames: int  # frames it needs on each side of a frame it localizes
 
     def footprint(self, height: int, width: int) -> Footprint: ...
 
@@ -79,6 +80,7 @@ def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, progress: Pro
     report(ProgressEvent("localizing", 0, len(stack)))
     for first, chunk in stack.iter_chunks(plan.frames_per_chunk):
         check_frames(chunk, stack.path, first)
+        chunk = with_context(stack, first, chunk, localizer.context_frames)
         photons = localizer.photons(torch.from_numpy(chunk.astype(np.float32)))
         rows, image = localize_chunk(localizer, photons, first, tiles, plan.frames_per_pass, superres, image)
         del photons
@@ -97,16 +99,28 @@ def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, progress: Pro
     return StackResult(table, picture, time.perf_counter() - t0, len(stack), n_locs)
 
 
+def with_context(stack: ImageStack, first: int, chunk: np.ndarray, context: int) -> np.ndarray:
+    """``chunk`` (frames ``first`` … of ``stack``) with ``context`` frames more on each side: the stack's
+    neighbouring frames, its first or last frame repeated beyond its ends."""
+    if context == 0:
+        return chunk
+    n = len(stack)
+    before = stack[max(first - context, 0):first]
+    after = stack[first + len(chunk):min(first + len(chunk) + context, n)]
+    return np.concatenate([np.repeat(stack[0:1], context - len(before), axis=0), before, chunk, after,
+                           np.repeat(stack[n - 1:n], context - len(after), axis=0)])
+
+
 def localize_chunk(localizer: Localizer, photons: torch.Tensor, first: int, tiles: list[Tile], per_pass: int,
                    superres: bool, image: torch.Tensor | None) -> tuple[pd.DataFrame, torch.Tensor | None]:
-    """Rows of frames (F, H, W) in photons, tile by tile in passes of ``per_pass`` frames, in the order a run
-    without tiles gives; the tiles' images are added to ``image`` (the whole frame's fine grid, made at the
-    first image), which is returned."""
-    results = []
+    """Rows of frames (F, H, W) in photons (with the localizer's context frames more on each side), tile by
+    tile in passes of ``per_pass`` frames, in the order a run without tiles gives; the tiles' images are
+    added to ``image`` (the whole frame's fine grid, made at the first image), which is returned."""
+    results, context = [], localizer.context_frames
     for tile in tiles:
         part = None
-        for i in range(0, len(photons), per_pass):
-            result = localizer.localize_tile(photons[i:i + per_pass], first + i, tile, superres)
+        for i in range(0, len(photons) - 2 * context, per_pass):
+            result = localizer.localize_tile(photons[i:i + per_pass + 2 * context], first + i, tile, superres)
             results.append(result)
             if result.image is not None:
                 part = result.image if part is None else part + result.image

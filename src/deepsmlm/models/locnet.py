@@ -1,7 +1,8 @@
 """LocNet: a camera-resolution network predicting, per pixel, whether an emitter sits there and its
 parameters (DECODE-style, Speiser et al., Nat. Methods 2021).
 
-Input (B, 1, H, W) normalised photons; output (B, C, H, W) raw values, one channel per quantity of
+Input (B, T, H, W) normalised photons of T consecutive frames (T = 1, or 3 for temporal context: the
+frame localized is the middle one); output (B, C, H, W) raw values, one channel per quantity of
 :class:`~deepsmlm.heads.locnet.LocNetHead` (detection logit, offsets, photons, background, and the σ of
 each regressed quantity). The body is a small U-Net with two 2×2 poolings: c/2 channels at full
 resolution (one 3×3 convolution on the way down and one on the way up, where pixels cost most), c at
@@ -29,12 +30,12 @@ def locnet_outputs(axial: bool) -> int:
 
 class LocNet(nn.Module):
     """U-Net at camera resolution (``channels`` c: c/2 at full, c at ½, 2c at ¼ [and 4c at ⅛ for
-    ``levels`` 3] resolution) with ``outputs`` channels per pixel."""
+    ``levels`` 3] resolution) on ``frames`` input channels with ``outputs`` channels per pixel."""
 
-    def __init__(self, outputs: int, channels: int = 48, levels: int = 2):
+    def __init__(self, outputs: int, channels: int = 48, levels: int = 2, frames: int = 1):
         super().__init__()
         c, full = channels, max(channels // 2, 1)
-        self.enc1 = conv_bn_relu(1, full)
+        self.enc1 = conv_bn_relu(frames, full)
         self.enc2 = double_conv(full, c)
         self.bottleneck = double_conv(c, 2 * c)
         self.deep = nn.Sequential(double_conv(2 * c, 4 * c)) if levels == 3 else None

@@ -38,7 +38,7 @@ def build_network(cfg: ModelConfig, localizes_z: bool = False) -> nn.Module:
     """A freshly initialised network for the model config; ``localizes_z``: a LocNet predicts z too (the
     whole config's :meth:`~deepsmlm.config.SimulationConfig.localizes_z`)."""
     if cfg.kind == "locnet":
-        return LocNet(locnet_outputs(localizes_z), cfg.channels, cfg.levels)
+        return LocNet(locnet_outputs(localizes_z), cfg.channels, cfg.levels, cfg.frames)
     if cfg.kind == "deepstorm3d":
         return DeepStorm3D(cfg.z_planes * cfg.colors, cfg.upsampling, cfg.channels, cfg.dilations, cfg.architecture)
     if cfg.architecture == "paper":

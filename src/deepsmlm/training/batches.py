@@ -17,6 +17,7 @@ from deepsmlm.inference.predict import normalised
 from deepsmlm.optics.psf import PSF
 from deepsmlm.simulation.emitters import Emitters, EmitterSampler, placement_area_um2
 from deepsmlm.simulation.simulator import Simulator
+from deepsmlm.simulation.windows import window_batch
 
 
 def density_range(cfg: SimulationConfig) -> tuple[float, float]:
@@ -43,9 +44,11 @@ def training_field(cfg: SimulationConfig) -> SimulationConfig:
 
 def training_emitters(cfg: SimulationConfig, density: float) -> EmitterConfig:
     """Uniformly random, independent emitters at ``density`` with the config's photons and z range, up to
-    the field's edge (training fields are crops of a frame, so a frame margin does not apply)."""
+    the field's edge (training fields are crops of a frame, so a frame margin does not apply); for a network
+    that sees several frames, molecules blinking by the config's on/off probabilities (no bleaching)."""
     return updated(cfg.emitters, {"density_per_um2": density, "count": None, "margin_px": 0.0,
-                                  "structure.kind": "uniform", "blinking.enabled": False})
+                                  "structure.kind": "uniform", "blinking.enabled": cfg.model.frames > 1,
+                                  "blinking.photon_budget": None})
 
 
 def labelled(cfg: SimulationConfig, photons: torch.Tensor) -> torch.Tensor:
@@ -73,7 +76,8 @@ def with_normalisation(cfg: SimulationConfig, psf: PSF) -> SimulationConfig:
 @dataclass
 class SimulatedBatches:
     """Batches of ``cfg.training.batch_size`` frames from ``sim`` (the training field's simulator), drawn
-    with ``rng``: the normalised network input (B, 1, H, W), in ``layout``, and the ``head``'s target.
+    with ``rng``: the normalised network input (B, T, H, W) (T: ``model.frames``, the target that of the
+    middle frame), in ``layout``, and the ``head``'s target.
     ``differentiable``: the camera noise reparameterised, so the input stays in the autograd graph of
     the PSF (end-to-end design); ``before`` runs before each batch is drawn (a learnable mask's refresh)."""
 
@@ -93,13 +97,16 @@ class SimulatedBatches:
                                                                      self.cfg.training.batch_size, background)
 
     def simulate_input(self, emitters: EmitterConfig) -> tuple[torch.Tensor, Emitters, torch.Tensor | None]:
-        """A batch of frames of ``emitters``: the network input (B, 1, H, W) in photons normalised by the
-        model's (offset, scale), the emitters and the true background (B, H, W) photons/px (None when
-        ``differentiable``)."""
+        """A batch of frames of ``emitters``: the network input (B, T, H, W) in photons normalised by the
+        model's (offset, scale), the emitters (of the middle frames) and the true background (B, H, W)
+        photons/px (None when ``differentiable``)."""
         if self.before is not None:
             self.before()
         n, sampler = self.cfg.training.batch_size, EmitterSampler(emitters, self.sim.emitters.frame)
-        if self.differentiable:
+        if self.cfg.model.frames > 1:
+            batch = window_batch(self.sim, n, self.cfg.model.frames, self.rng, sampler)
+            photons, em, background = self.sim.camera.adu_to_photons(batch.adu), batch.emitters, batch.background
+        elif self.differentiable:
             photons, em = self.sim.reparameterized_sample(n, self.rng, sampler)
             background = None
         else:

@@ -20,6 +20,7 @@ from deepsmlm.localizations import Localizations, Metadata
 from deepsmlm.simulation.emitters import EmitterSampler
 from deepsmlm.simulation.movies import ground_truth_table
 from deepsmlm.simulation.simulator import Simulator
+from deepsmlm.simulation.windows import window_batch
 from deepsmlm.training.batches import density_range, labelled, training_emitters
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -30,7 +31,8 @@ NOTHING_FOUND = {"jaccard": 0.0, "rmse_lateral_nm": None, "rmse_axial_nm": None,
 
 @dataclass
 class ValidationSet:
-    """Fixed seeded frames (ADU) and their ground truth, spanning the training density range."""
+    """Fixed seeded frames (ADU; windows (F, T, H, W) for a network that sees T frames, the truth that of
+    their middle frames) and their ground truth, spanning the training density range."""
 
     adu: torch.Tensor
     truth: Localizations
@@ -47,7 +49,11 @@ class ValidationSet:
         counts = np.diff(np.linspace(0, n, len(densities) + 1).round().astype(int))
         parts, rows, counted, first = [], [], [], 0
         for d, count in zip(densities, counts):
-            batch = sim.sample(int(count), gen, EmitterSampler(training_emitters(cfg, float(d)), cfg.frame))
+            sampler = EmitterSampler(training_emitters(cfg, float(d)), cfg.frame)
+            if cfg.model.frames > 1:
+                batch = window_batch(sim, int(count), cfg.model.frames, gen, sampler)
+            else:
+                batch = sim.sample(int(count), gen, sampler)
             table = ground_truth_table(batch, cfg.frame.pixel_size_nm)
             table["frame"] += first
             rows.append(table)
