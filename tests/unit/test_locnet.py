@@ -198,6 +198,24 @@ def test_detection_needs_the_mass_and_the_local_maximum():
     assert int(h.detect(out, threshold=0.1).sum()) == 2
 
 
+def test_split_mass_finds_two_emitters_under_one_maximum():
+    """Two emitters in neighbouring pixels, their probability spread (mass 1.7 around one maximum): one
+    detection without a split, two with ``split_mass`` 1.5 (the maximum and the next most probable pixel
+    of its 3×3, each at its own offset); a single spread emitter (mass 0.9) stays one."""
+    out = torch.zeros(1, 8, 7, 7)
+    out[0, 0, 2, 2], out[0, 0, 2, 3], out[0, 0, 3, 2], out[0, 0, 1, 1] = 0.6, 0.55, 0.3, 0.25
+    out[0, 1, 2, 3] = 0.3  # the runner-up's x offset (px)
+    out[0, 0, 5, 5], out[0, 0, 5, 6] = 0.5, 0.4
+    assert torch.nonzero(head().detect(out, threshold=0.5)[0, 0]).tolist() == [[2, 2], [5, 5]]
+    split = head(split_mass=1.5)
+    found = split.detect(out, threshold=0.5)
+    assert torch.nonzero(found[0, 0]).tolist() == [[2, 2], [2, 3], [5, 5]]
+    table = split.decode(out, found)
+    np.testing.assert_allclose(table.x_nm, [250.0, 380.0, 550.0])
+    assert split.reach_px == 2 and head().reach_px == 1
+    assert load_config("locnet_2d").model.split_mass == 1.5
+
+
 @pytest.mark.parametrize("axial", [False, True])
 def test_model_folder_round_trips_and_folds_batch_norm(tmp_path, axial):
     cfg = locnet_config(axial, input_offset_photons=10.0, input_scale_photons=90.0, threshold=0.6,

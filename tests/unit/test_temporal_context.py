@@ -84,7 +84,8 @@ def test_only_an_odd_locnet_window_is_allowed():
 
 def t3_predictor():
     cfg = updated(load_config("locnet_2d"), {"model.frames": 3, "model.input_offset_photons": 10.0,
-                                             "model.input_scale_photons": 200.0, "model.threshold": 0.05})
+                                             "model.input_scale_photons": 200.0, "model.threshold": 0.05,
+                                             "model.split_mass": None})  # a random net's near-ties: no splits
     torch.manual_seed(0)
     return build_predictor(cfg, build_network(cfg.model).eval())
 

@@ -26,7 +26,9 @@ class LocNetHead:
     ``grid.z_range_nm``; ``photon_unit``: photons per unit of the photon output; ``background_offset`` and
     ``background_unit``: photons per px of a background output of 0 and per unit of it (the network's input
     normalisation); ``background_weight``: weight of the background term of the loss; ``sigma_scale``:
-    factors on the decoded σ of x, y, z (the post-hoc calibration of ``model.sigma_scale``)."""
+    factors on the decoded σ of x, y, z (the post-hoc calibration of ``model.sigma_scale``); ``offset_px``: how
+    far from its centre a pixel may place an emitter (camera px); ``split_mass``: a detection whose 3×3 mass
+    reaches it holds two emitters (None: one)."""
 
     grid: OutputGrid
     threshold: float = 0.5
@@ -36,6 +38,8 @@ class LocNetHead:
     background_unit: float = 1.0
     background_weight: float = 1.0
     sigma_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    offset_px: float = 1.0
+    split_mass: float | None = None
 
     @classmethod
     def from_config(cls, grid: OutputGrid, model: ModelConfig, training: TrainingConfig) -> LocNetHead:
@@ -47,7 +51,8 @@ class LocNetHead:
         offset = model.input_offset_photons if model.input_offset_photons is not None else 0.0
         photon_unit = model.photon_unit_photons if model.photon_unit_photons is not None else unit
         z0, z1 = grid.z_range_nm
-        return cls(grid, model.threshold, z1 > z0, photon_unit, offset, unit, sigma_scale=model.sigma_scale)
+        return cls(grid, model.threshold, z1 > z0, photon_unit, offset, unit, sigma_scale=model.sigma_scale,
+                   offset_px=model.offset_px, split_mass=model.split_mass)
 
     @property
     def channels(self) -> int:
@@ -56,8 +61,8 @@ class LocNetHead:
 
     @property
     def reach_px(self) -> int:
-        """A detection's test reads its 3×3 neighbourhood."""
-        return 1
+        """A detection's test reads its 3×3 neighbourhood (a split's runner-up, the 3×3 of a neighbour)."""
+        return 1 if self.split_mass is None else 2
 
     @property
     def bytes_per_px(self) -> float:
@@ -81,12 +86,12 @@ class LocNetHead:
         return pack_target(rows, background, height, width)
 
     def loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return locnet_loss(raw, target, self.axial, self.background_weight)
+        return locnet_loss(raw, target, self.axial, self.background_weight, offset_px=self.offset_px)
 
     def activate(self, raw: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W): probability; offsets x, y (camera px from the pixel centre), z (nm), photons;
         background (photons/px); σ of x, y, z (nm) and photons."""
-        out = normalised_outputs(raw, self.axial)
+        out = normalised_outputs(raw, self.axial, self.offset_px)
         px, unit = self.grid.pixel_nm, self.photon_unit
         (z0, z1), axial = self.grid.z_range_nm, self.axial
         mean_scale = [1.0, 1.0] + [(z1 - z0) / 2] * axial + [unit]
@@ -102,10 +107,15 @@ class LocNetHead:
 
     def detect(self, output: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         """(B, 1, H, W): pixels whose probability is the maximum of their 3×3 neighbourhood and whose 3×3
-        probability mass reaches the threshold."""
+        probability mass reaches the threshold; with ``split_mass``, where the mass reaches it (two emitters
+        in neighbouring pixels share one maximum), also the most probable other pixel of that 3×3."""
         thr = self.threshold if threshold is None else threshold
         p = output[:, :1]
-        return (p == F.max_pool2d(p, 3, 1, 1)) & (_mass(p) >= thr) & (p > 0)
+        mass = _mass(p)
+        found = (p == F.max_pool2d(p, 3, 1, 1)) & (mass >= thr) & (p > 0)
+        if self.split_mass is None:
+            return found
+        return found | _runner_up(p, found & (mass >= self.split_mass))
 
     def decode(self, output: torch.Tensor, detections: torch.Tensor, first_frame: int = 0,
                origin: tuple[int, int] = (0, 0)) -> pd.DataFrame:
@@ -135,6 +145,19 @@ class LocNetHead:
         """z (nm) → ±1 over the axial range (0 without one)."""
         z0, z1 = self.grid.z_range_nm
         return (2 * z_nm - (z0 + z1)) / (z1 - z0) if self.axial else torch.zeros_like(z_nm)
+
+
+def _runner_up(p: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W): for each of ``pixels`` the most probable other pixel of its 3×3 neighbourhood."""
+    b, h, w = p.shape[0], *p.shape[-2:]
+    around = F.unfold(F.pad(p, (1, 1, 1, 1), value=-1.0), 3).view(b, 9, h, w).clone()
+    around[:, 4] = -1.0  # not the pixel itself
+    which = around.argmax(dim=1)
+    n, _, r, c = torch.nonzero(pixels, as_tuple=True)
+    k = which[n, r, c]
+    out = torch.zeros_like(pixels)
+    out[n, 0, r + k // 3 - 1, c + k % 3 - 1] = True
+    return out
 
 
 def _mass(p: torch.Tensor) -> torch.Tensor:
