@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from deepsmlm.io.atomic import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+Destination = str | os.PathLike | BinaryIO
+"""Where a figure goes: a PNG file (written atomically) or an open binary file (e.g. an in-memory buffer)."""
 
 
 def new_figure(figsize: tuple[float, float]) -> Figure:
@@ -26,12 +29,16 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
     return Figure(figsize=figsize)
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Save a figure as PNG atomically (matplotlib's Agg renderer, whatever the backend)."""
-    write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
+def save_figure(fig: Figure, path: Destination, dpi: int = 120) -> None:
+    """Save a figure as PNG (matplotlib's Agg renderer, whatever the backend): atomically to a file path, or
+    into an open binary file."""
+    if hasattr(path, "write"):
+        fig.savefig(path, format="png", dpi=dpi, bbox_inches="tight")
+    else:
+        write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
 
 
-def finish_figure(fig: Figure, path: str | os.PathLike, title: str = "", tight: bool = True) -> None:
+def finish_figure(fig: Figure, path: Destination, title: str = "", tight: bool = True) -> None:
     """Title the figure (when ``title``), lay it out tightly (``tight``) and save it (:func:`save_figure`)."""
     if title:
         fig.suptitle(title, fontsize=10)
@@ -132,7 +139,7 @@ def comparison_figure(panels: Sequence[tuple[str, np.ndarray, float, str]], path
     save_figure(fig, path)
 
 
-def histogram_panels(panels: Sequence[tuple[str, np.ndarray, Sequence[float]]], path: str | os.PathLike,
+def histogram_panels(panels: Sequence[tuple[str, np.ndarray, Sequence[float]]], path: Destination,
                      title: str = "") -> None:
     """One histogram per panel (x label, values, vertical marker lines) side by side, e.g. the photons,
     background and depths a movie's fits found with the values estimated from them."""
@@ -147,7 +154,7 @@ def histogram_panels(panels: Sequence[tuple[str, np.ndarray, Sequence[float]]], 
     finish_figure(fig, path, title)
 
 
-def training_curves(history: Sequence[Mapping], path: str | os.PathLike, title: str = "") -> None:
+def training_curves(history: Sequence[Mapping], path: Destination, title: str = "") -> None:
     """Validation Jaccard and RMSE (lateral, and axial when present) against the training step, and the
     recall in each depth band when the history has it (3D)."""
     steps = [h["step"] for h in history]
@@ -284,7 +291,7 @@ def reliability_plot(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndar
 
 
 def drift_plot(frames: np.ndarray, drift_nm: np.ndarray, centres: np.ndarray, segment_drift_nm: np.ndarray,
-               path: str | os.PathLike, title: str = "") -> None:
+               path: Destination, title: str = "") -> None:
     """Drift against frame: the interpolated trajectory (frames, 2|3) nm per axis x, y[, z] as lines and
     the fitted segment drifts (S, 2|3) at their mean frames ``centres`` as dots."""
     fig = new_figure((7.0, 3.6))
@@ -300,7 +307,7 @@ def drift_plot(frames: np.ndarray, drift_nm: np.ndarray, centres: np.ndarray, se
 
 
 def frc_plot(q_per_nm: np.ndarray, frc: np.ndarray, smoothed: np.ndarray, threshold: float, resolution_nm: float,
-             path: str | os.PathLike, title: str = "") -> None:
+             path: Destination, title: str = "") -> None:
     """The Fourier ring correlation against spatial frequency (1/nm): raw and smoothed curves, the
     threshold and the resolution (nm) where the smoothed curve crosses it (none drawn when NaN)."""
     fig = new_figure((6.0, 3.6))
@@ -313,6 +320,27 @@ def frc_plot(q_per_nm: np.ndarray, frc: np.ndarray, smoothed: np.ndarray, thresh
     ax.set_xlabel("spatial frequency (1/nm)")
     ax.set_ylabel("FRC")
     ax.set_ylim(min(-0.1, float(np.min(smoothed))), 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    finish_figure(fig, path, title)
+
+
+def detections_plot(counts: np.ndarray, path: Destination, title: str = "") -> None:
+    """Localizations per frame (``counts``, index = 0-based frame) against frame, with their mean over blocks
+    of about 1 % of the frames when there are over 200 (a slow fall shows bleaching, a step a change)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    frames = np.arange(len(counts))
+    fig = new_figure((7.0, 3.0))
+    ax = fig.subplots()
+    ax.plot(frames, counts, lw=0.6, color="0.55", label="per frame")
+    block = len(counts) // 100
+    if len(counts) > 200:
+        n = len(counts) // block * block
+        ax.plot(frames[:n].reshape(-1, block).mean(axis=1), counts[:n].reshape(-1, block).mean(axis=1),
+                color="C0", lw=1.5, label=f"mean of {block} frames")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("localizations")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     finish_figure(fig, path, title)

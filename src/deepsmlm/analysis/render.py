@@ -314,9 +314,23 @@ def _image_figure(shown: np.ndarray, pixel_nm: float, cmap: str | None, vmin: fl
 def save_render(image: np.ndarray, out_png: str | os.PathLike, pixel_nm: float,
                 colorbar: tuple[str, float, float, str] | None = None, cmap: str = "hot",
                 per_channel: bool = False, legend: Sequence[tuple[str, np.ndarray]] = ()) -> None:
-    """Write ``out_png`` (scale bar; colour bar when ``colorbar`` = (label, vmin, vmax, cmap); a legend of
-    ``legend`` = (label, RGB colour) entries, e.g. ``dye_legend``, top right) and the raw image as a float32
-    TIFF beside it (same stem, .tif; (rows, cols) or (rows, cols, 3) RGB), both atomically.
+    """Write ``out_png`` (:func:`render_figure`) and the raw image as a float32 TIFF beside it (same stem,
+    .tif; (rows, cols) or (rows, cols, 3) RGB), both atomically."""
+    image = np.asarray(image, dtype=np.float32)
+    res = 1e7 / pixel_nm  # pixels per cm
+    tif = os.path.splitext(os.fspath(out_png))[0] + ".tif"
+    write_atomic(tif, lambda p: tifffile.imwrite(
+        p, image, photometric="rgb" if image.ndim == 3 else "minisblack",
+        resolution=(res, res), resolutionunit="CENTIMETER", software=RENDER_SOFTWARE))
+    save_figure(render_figure(image, pixel_nm, colorbar, cmap, per_channel, legend), out_png, dpi=150)
+
+
+def render_figure(image: np.ndarray, pixel_nm: float, colorbar: tuple[str, float, float, str] | None = None,
+                  cmap: str = "hot", per_channel: bool = False,
+                  legend: Sequence[tuple[str, np.ndarray]] = ()) -> Figure:
+    """The figure of a rendered image of ``pixel_nm`` pixels: scale bar; colour bar when ``colorbar`` =
+    (label, vmin, vmax, cmap); a legend of ``legend`` = (label, RGB colour) entries, e.g. ``dye_legend``, top
+    right (save it at 150 dpi for one PNG pixel per image pixel).
 
     Display contrast: a 2D image uses ``cmap`` from 0 to its DISPLAY_PERCENTILE; an RGB image is divided by
     the DISPLAY_PERCENTILE of its brightest channel and over-bright pixels are scaled back to keep their hue,
@@ -326,12 +340,6 @@ def save_render(image: np.ndarray, out_png: str | os.PathLike, pixel_nm: float,
     from matplotlib.colors import Normalize
     from matplotlib.patches import Patch
 
-    image = np.asarray(image, dtype=np.float32)
-    res = 1e7 / pixel_nm  # pixels per cm
-    tif = os.path.splitext(os.fspath(out_png))[0] + ".tif"
-    write_atomic(tif, lambda p: tifffile.imwrite(
-        p, image, photometric="rgb" if image.ndim == 3 else "minisblack",
-        resolution=(res, res), resolutionunit="CENTIMETER", software=RENDER_SOFTWARE))
     if image.ndim == 2:
         fig, ax = _image_figure(image, pixel_nm, cmap, 0.0, _display_max(image))
     else:
@@ -349,7 +357,7 @@ def save_render(image: np.ndarray, out_png: str | os.PathLike, pixel_nm: float,
         handles = [Patch(facecolor=tuple(color), edgecolor="none", label=label) for label, color in legend]
         ax.legend(handles=handles, loc="upper right", fontsize=8, facecolor="black", edgecolor="white",
                   labelcolor="white", framealpha=0.7)
-    save_figure(fig, out_png, dpi=150)
+    return fig
 
 
 def save_widefield(total: np.ndarray, out_png: str | os.PathLike, pixel_nm: float, title: str | None = None) -> None:

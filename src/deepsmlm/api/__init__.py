@@ -21,6 +21,7 @@ from importlib import import_module
 
 _HOMES = {
     "load_model": "deepsmlm.api.model", "Model": "deepsmlm.api.model",
+    "shipped_models": "deepsmlm.models.registry",
     "simulate": "deepsmlm.api.simulation", "Simulation": "deepsmlm.api.simulation",
     "train": "deepsmlm.api.training",
     "export_onnx": "deepsmlm.api.onnx",
@@ -30,6 +31,7 @@ _HOMES = {
     "design_multicolor": "deepsmlm.api.design",
     "evaluate": "deepsmlm.api.analysis", "render": "deepsmlm.api.analysis",
     "correct_drift": "deepsmlm.api.drift", "frc": "deepsmlm.api.resolution",
+    "write_run_report": "deepsmlm.api.report",
     "calibrate_camera": "deepsmlm.api.camera_calibration", "calibrate_psf": "deepsmlm.api.calibration",
     "measured_psf": "deepsmlm.api.measured_stack",
     "import_calibration": "deepsmlm.api.calibration_import",

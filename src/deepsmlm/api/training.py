@@ -1,8 +1,10 @@
 """`deepsmlm.train`: train a model on batches simulated on the fly from a config's physics, into a model folder.
 
 The run folder is checked before any work: a new run does not replace a trained model unless asked to,
-and a resumed run continues the folder's run exactly. Messages name the options by their command-line
-spelling (``--steps`` is ``steps=``, ``--resume`` is ``resume=True``).
+and a resumed run continues the folder's run exactly. Started by ``torchrun`` the run is distributed
+(DistributedDataParallel over the processes; the recipe in :mod:`deepsmlm.training.distributed`).
+Messages name the options by their command-line spelling (``--steps`` is ``steps=``, ``--resume`` is
+``resume=True``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from deepsmlm.io.outputs import check_output_folder, check_writable_folder
 from deepsmlm.models.registry import CONFIG, WEIGHTS, load_model
 from deepsmlm.progress import ProgressCallback
 from deepsmlm.training.checkpoint import STATE
+from deepsmlm.training.distributed import World
 from deepsmlm.training.trainer import Trainer
 
 # what the trainer writes into the config it saves: a resumed run may differ from its CONFIG there
@@ -113,6 +116,10 @@ def train(config: ConfigLike, out_dir: str | os.PathLike, steps: int | None = No
     and, by a message line, of each validation. Returns the summary: ``steps`` (total), ``session_steps``,
     ``seconds``, ``best_jaccard`` (validation) and more.
 
+    Under ``torchrun`` every process runs this call: each simulates its share of the global batch
+    (``training.batch_size`` / N frames) from its own generator and DDP averages the gradients; rank 0
+    validates, writes the folder and reports ``progress`` (``device="cuda"`` is ``cuda:LOCAL_RANK``).
+
     Example::
 
         summary = deepsmlm.train("epfl2013_bundled_tubes", "my_model", minutes=30)
@@ -125,9 +132,12 @@ def train(config: ConfigLike, out_dir: str | os.PathLike, steps: int | None = No
     weights = None
     if init_from:
         cfg, weights = warm_start(cfg, init_from)
-    loop = Trainer(cfg, out, device).loop
-    if resume:
-        loop.resume()
-    if weights is not None:
-        loop.net.load_state_dict(weights)
-    return loop.run(steps=steps, minutes=minutes, progress=progress)
+    world = World.from_environment()
+    place = world.device(device)
+    with world.joined(place):
+        loop = Trainer(cfg, out, str(place), world=world).loop
+        if resume:
+            loop.resume()
+        if weights is not None:
+            loop.net.load_state_dict(weights)
+        return loop.run(steps=steps, minutes=minutes, progress=progress)

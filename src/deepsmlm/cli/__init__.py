@@ -191,12 +191,18 @@ def localize(
     backend: str = typer.Option("torch", "--backend", help="torch, or onnx: the network through onnxruntime on the "
                                 "CPU (--model an .onnx file from `deepsmlm export`, or a shipped name or folder, "
                                 "then exported in memory first, a few seconds); same pre- and post-processing"),
+    report: Optional[Path] = typer.Option(None, "--report", help="also write a run report: one self-contained HTML "
+                                          "page (input, model, image, histograms, detections per frame, command)"),
+    report_drift: bool = typer.Option(False, "--report-drift", help="the report adds the drift curve (RCC)"),
+    report_frc: bool = typer.Option(False, "--report-frc", help="the report adds the FRC resolution (after drift "
+                                    "correction with --report-drift)"),
 ) -> None:
     """Localize every frame of a stack with a model or the classic Gaussian MLE fitter."""
-    from deepsmlm.commands.localize import run_localize
+    from deepsmlm.commands.localize import ReportRequest, run_localize
 
     guard(run_localize, stack, model, out, fmt, render, device, batch_size, config, baseline_subtracted,
-           pixel_size_nm, force, threshold, max_memory_gb, max_uncertainty_nm, backend)
+           pixel_size_nm, force, threshold, max_memory_gb, max_uncertainty_nm, backend,
+           ReportRequest(report, report_drift, report_frc))
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""`deepsmlm train`: train a model on simulation matched to a config."""
+"""`deepsmlm train`: train a model on simulation matched to a config (under torchrun, rank 0 alone shows
+progress and the summary)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.markup import escape
 from deepsmlm.api import train
 from deepsmlm.commands.progress_bars import TRAINING, progress_bar
 from deepsmlm.models.registry import jaccard_warning
+from deepsmlm.training.distributed import main_process
 
 
 def steps_run(summary: dict) -> str:
@@ -20,8 +22,11 @@ def steps_run(summary: dict) -> str:
 
 def run_train(config: str, out: Path, steps: int | None, minutes: float | None, resume: bool, device: str,
               overwrite: bool = False, init_from: str | None = None) -> None:
-    with progress_bar(TRAINING) as progress:
+    shown = main_process()
+    with progress_bar(TRAINING, show=shown) as progress:
         summary = train(config, out, steps, minutes, resume, overwrite, init_from, device, progress)
+    if not shown:
+        return
     print(f"trained {steps_run(summary)} in {summary['seconds']:.0f} s; best validation Jaccard "
           f"{summary['best_jaccard']:.3f}; model in {out}")
     warn_if_weak(summary["best_jaccard"], out)

@@ -97,13 +97,22 @@ def load_model(name_or_dir: str | Path, device: str | torch.device = "cpu") -> t
     return cfg, net.to(device).eval()
 
 
+def training_log(name_or_dir: str | Path) -> dict | None:
+    """A model folder's training log (``history``: the validation records by step; ``elapsed_s``), or None
+    when the folder has no readable one (a model made elsewhere); a one-line error for no model folder."""
+    try:
+        log = json.loads((resolve_model_dir(name_or_dir) / TRAINING_LOG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return log if isinstance(log, dict) and isinstance(log.get("history"), list) else None
+
+
 def recorded_jaccard(name_or_dir: str | Path) -> float | None:
     """The best validation Jaccard in a model folder's training log (the saved model's), or None when the
     folder has no readable log (a model made elsewhere)."""
     try:
-        log = json.loads((resolve_model_dir(name_or_dir) / TRAINING_LOG).read_text(encoding="utf-8"))
-        scores = [float(record["jaccard"]) for record in log["history"]]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        scores = [float(record["jaccard"]) for record in training_log(name_or_dir)["history"]]
+    except (ValueError, KeyError, TypeError):
         return None
     finite = [j for j in scores if math.isfinite(j)]
     return max(finite) if finite else None

@@ -10,7 +10,8 @@ SMLM-2016 lateral efficiency is chosen, the model with the best validation Jacca
 threshold) is kept with that threshold, and a resumable checkpoint is written.
 
 :class:`DensityParts` builds what every density run shares from its config; :class:`Trainer` composes
-them into the :class:`~deepsmlm.training.loop.TrainingLoop` of a plain run.
+them into the :class:`~deepsmlm.training.loop.TrainingLoop` of a plain run, on one process or as one rank
+of a torchrun world (:mod:`deepsmlm.training.distributed`: per-rank batches and generators).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from deepsmlm.resources import require_memory
 from deepsmlm.simulation.simulator import Simulator
 from deepsmlm.training.batches import (SimulatedBatches, density_range, training_emitters, training_field,
                                        with_normalisation)
+from deepsmlm.training.distributed import World, unvalidated
 from deepsmlm.training.loop import BatchSource, Hooks, TrainingLoop, Validator
 from deepsmlm.training.requirements import training_memory_bytes
 from deepsmlm.training.validation import ValidationSet, ValidationScorer, kept_config
@@ -41,7 +43,8 @@ from deepsmlm.training.validation import ValidationSet, ValidationScorer, kept_c
 class DensityParts:
     """What a density network's run is made of: its config (input normalisation filled in), the training
     field's simulator, the seeded network, the run's data generator, the output head and the memory
-    layout of the network's input; ``out`` the model folder, ``device`` where it all runs."""
+    layout of the network's input; ``out`` the model folder, ``device`` where it all runs, ``world`` the
+    processes training together."""
 
     cfg: SimulationConfig
     sim: Simulator
@@ -51,16 +54,19 @@ class DensityParts:
     layout: torch.memory_format
     out: Path
     device: torch.device
+    world: World
 
     @classmethod
     def build(cls, cfg: SimulationConfig, out: Path, device: str | torch.device = "cpu", psf: PSF | None = None,
-              dye_psfs: list[PSF] | None = None) -> DensityParts:
+              dye_psfs: list[PSF] | None = None, world: World | None = None) -> DensityParts:
         """The parts of ``cfg``'s run into ``out`` (its memory checked first), imaging through ``psf`` and
-        ``dye_psfs`` when given (else the config's); the network is seeded by ``training.seed``."""
+        ``dye_psfs`` when given (else the config's); the network is seeded by ``training.seed``, the data
+        generator by ``world``'s seed of it (``training.seed`` itself on one process)."""
+        world = world or World()
         field = training_field(cfg)
-        f = field.frame
-        require_memory(training_memory_bytes(field, training_emitters(field, density_range(field)[1])),
-                       f"training on batches of {cfg.training.batch_size} frames of {f.height}×{f.width} px")
+        share, f = world.share(field), field.frame
+        require_memory(training_memory_bytes(share, training_emitters(field, density_range(field)[1])),
+                       f"training on batches of {share.training.batch_size} frames of {f.height}×{f.width} px")
         device = torch.device(device)
         sim = build_simulator(field, device, psf=psf, dye_psfs=dye_psfs)
         cfg = with_normalisation(cfg, sim.psf)
@@ -69,12 +75,14 @@ class DensityParts:
         # convolutions crashes (torch 2.13 CPU): bfloat16 runs keep the default layout
         layout = torch.contiguous_format if cfg.training.bfloat16 else torch.channels_last
         net = build_network(cfg.model, cfg.localizes_z()).to(device).to(memory_format=layout)
-        rng = torch.Generator().manual_seed(cfg.training.seed)
-        return cls(cfg, sim, net, rng, build_head(cfg), layout, out, device)
+        rng = torch.Generator().manual_seed(world.seed(cfg.training.seed))
+        return cls(cfg, sim, net, rng, build_head(cfg), layout, out, device, world)
 
     def batches(self, differentiable: bool = False, before: Callable[[], None] | None = None) -> SimulatedBatches:
-        """The run's batch source (see :class:`SimulatedBatches` for ``differentiable`` and ``before``)."""
-        return SimulatedBatches(self.sim, self.head, self.cfg, self.rng, self.layout, differentiable, before)
+        """The run's batch source, this rank's share of the batch (see :class:`SimulatedBatches` for
+        ``differentiable`` and ``before``)."""
+        return SimulatedBatches(self.sim, self.head, self.world.share(self.cfg), self.rng, self.layout,
+                                differentiable, before)
 
     def validation_set(self) -> ValidationSet:
         """The seeded validation frames, imaged through the simulator as it is now."""
@@ -89,19 +97,21 @@ class DensityParts:
              hooks: Hooks) -> TrainingLoop:
         """The training loop of the network with these parts and the head's loss."""
         return TrainingLoop(self.net, optim, batches, self.head.loss, validator, hooks, self.cfg.training, self.out,
-                            self.rng, self.device)
+                            self.rng, self.device, self.world)
 
 
 class Trainer:
     """A plain run: the density network of ``cfg`` trained into the model folder ``out``; ``loop`` runs it.
-    ``psf`` and ``dye_psfs`` replace the config's PSFs in the simulation (e.g. a measured PSF)."""
+    ``psf`` and ``dye_psfs`` replace the config's PSFs in the simulation (e.g. a measured PSF); ``world``:
+    the torchrun world this process is a rank of (one process by default)."""
 
     def __init__(self, cfg: SimulationConfig, out: Path, device: str = "cpu", psf: PSF | None = None,
-                 dye_psfs: list[PSF] | None = None):
-        parts = DensityParts.build(cfg, out, device, psf, dye_psfs)
+                 dye_psfs: list[PSF] | None = None, world: World | None = None):
+        parts = DensityParts.build(cfg, out, device, psf, dye_psfs, world)
         self.cfg, self.head, self.out = parts.cfg, parts.head, out
         self.batches = parts.batches()
-        validator = ValidationScorer(parts.validation_set(), parts.cfg, parts.device)
+        validator = (ValidationScorer(parts.validation_set(), parts.cfg, parts.device) if parts.world.main
+                     else unvalidated)
         self.loop = parts.loop(parts.optimiser(), self.batches, validator, Hooks(keep_best=self.keep_best))
 
     def keep_best(self, net: nn.Module, record: dict) -> None:
