@@ -51,6 +51,7 @@ GOOD = [
     ("learned_paper", "learned-3d", None),
     ("multicolor_2dye", "multicolor-2dye", None),
     ("epfl2016_3d", "epfl2016-as-3d", None),
+    ("locnet_2d", "locnet-2d", None),
     ("epfl2016_2d", "gaussian-mle", "epfl2016_2d"),
 ]
 

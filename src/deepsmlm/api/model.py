@@ -222,26 +222,36 @@ class Model:
                max_memory_gb: float | None = None, max_uncertainty_nm: float | None = None,
                progress: ProgressCallback | None = None, superres: bool = False,
                open_writer: Callable[[Metadata], AbstractContextManager[TableWriter]] | None = None,
-               keep_rows: bool = False) -> Run:
+               keep_rows: bool = False, frames: range | None = None, checked: bool = False) -> Run:
         """:meth:`localize` over an open stack, for long stacks: rows go to ``open_writer(metadata)``'s
         writer chunk by chunk when given (and are kept too with ``keep_rows``), else into the result's
         table; ``superres``: also sum the network's super-resolved image (of every detection, also those
-        ``max_uncertainty_nm`` drops)."""
+        ``max_uncertainty_nm`` drops). ``frames``: only these frames (a step-1 range; their neighbours are
+        read as temporal context); ``checked``: :meth:`check_stack` passed already (a chunk of a batch)."""
         self.check_max_uncertainty(max_uncertainty_nm)
         cfg = run_config(self.config, threshold, baseline_subtracted, self.classic)
         localizer = self.localizer(cfg)
-        check_field(stack, cfg, self.source)
-        known = check_pixel_size(stack, cfg, self.source, pixel_size_nm, force)
-        if not force:
-            check_data(stack, cfg, self.source, psf_sigma_nm=psf_sigma_nm(cfg), trained=not self.classic,
-                       pixel_declared=known)
+        if not checked:
+            self.check_stack(stack, cfg, pixel_size_nm, force)
         plan = plan_stack(stack, localizer, batch_size or self.default_batch_size, max_memory_gb, superres, self.source)
         meta = Metadata(pixel_size_nm=cfg.frame.pixel_size_nm, image_shape=stack.shape, n_frames=len(stack),
                         config=cfg.model_dump(mode="json"), source=str(stack.path))
         with torch.inference_mode(), (nullcontext() if open_writer is None else open_writer(meta)) as write:
             select = None if max_uncertainty_nm is None else partial(within_uncertainty, max_nm=max_uncertainty_nm)
-            result = run_stack(stack, localizer, plan, progress, write, superres, keep_rows, select)
+            result = run_stack(stack, localizer, plan, progress, write, superres, keep_rows, select, frames)
         return Run(cfg, meta, result)
+
+    def check_stack(self, stack: ImageStack, cfg: SimulationConfig, pixel_size_nm: float | None = None,
+                    force: bool = False) -> bool:
+        """One-line errors naming ``stack`` when it does not fit ``cfg`` (a run's config): frames smaller than
+        a 3D network's receptive field, another pixel size (unless ``force``), data unlike the model's
+        (unless ``force``). Returns whether the data's pixel size is known."""
+        check_field(stack, cfg, self.source)
+        known = check_pixel_size(stack, cfg, self.source, pixel_size_nm, force)
+        if not force:
+            check_data(stack, cfg, self.source, psf_sigma_nm=psf_sigma_nm(cfg), trained=not self.classic,
+                       pixel_declared=known)
+        return known
 
 
 def load_network(name_or_dir: str | os.PathLike, backend: str,
@@ -261,8 +271,8 @@ def load_network(name_or_dir: str | os.PathLike, backend: str,
 
 def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: ConfigLike | None = None,
                fitter_options: Mapping[str, float] | None = None, backend: str = "torch") -> Model:
-    """A model by shipped name (``default-2d``, ``tetrapod-3d``, ``learned-3d``, ``multicolor-2dye``,
-    ``epfl2016-as-3d``), by
+    """A model by shipped name (``default-2d``, ``locnet-2d``, ``tetrapod-3d``, ``learned-3d``,
+    ``multicolor-2dye``, ``epfl2016-as-3d``), by
     model folder (what ``train`` writes), or a classic fitter (``gaussian-mle``; ``psf-mle``, the 3D fit with
     the config's PSF model), on ``device`` (cpu, cuda).
 
