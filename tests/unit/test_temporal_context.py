@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import tifffile
 import torch
 
 from deepsmlm.assembly.predictors import build_head, build_predictor
@@ -17,7 +18,8 @@ from deepsmlm.inference.predict import frame_windows
 from deepsmlm.inference.stream import run_stack
 from deepsmlm.inference.tiling import Plan
 from deepsmlm.io.images import array_stack
-from deepsmlm.models.registry import build_network
+from deepsmlm.cli import app
+from deepsmlm.models.registry import build_network, save_model
 from deepsmlm.simulation.emitters import EmitterSampler
 from deepsmlm.simulation.windows import WindowEmitters, window_batch
 from deepsmlm.training.batches import SimulatedBatches, training_emitters, training_field, with_normalisation
@@ -107,3 +109,17 @@ def test_a_stack_localizes_the_same_in_any_chunks_and_tiles_with_its_neighbours(
     padded = torch.from_numpy(np.concatenate([frames[:1], frames, frames[-1:]]).astype(np.float32))
     direct = predictor.localize_frames(frame_windows(padded, 3).contiguous())
     pd.testing.assert_frame_equal(whole, direct, check_exact=False, atol=1e-3, rtol=0)
+
+
+def test_a_stack_shorter_than_the_window_is_refused_in_one_line(tmp_path, runner):
+    cfg = updated(load_config("locnet_2d"), {"model.frames": 3, "model.input_offset_photons": 10.0,
+                                             "model.input_scale_photons": 200.0})
+    save_model(tmp_path / "t3", cfg, build_network(cfg.model).eval())
+    stack = tmp_path / "two.tif"
+    tifffile.imwrite(stack, np.full((2, 32, 32), 110, dtype=np.uint16))
+    out = tmp_path / "locs.csv"
+    result = runner.invoke(app, ["localize", str(stack), "--model", str(tmp_path / "t3"), "-o", str(out)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "2 frame(s)" in lines[0] and "3 consecutive frames" in lines[0]
+    assert not out.exists()

@@ -89,7 +89,11 @@ def check_pixel_size(stack: ImageStack, cfg: SimulationConfig, source: str, decl
 
 
 def check_field(stack: ImageStack, cfg: SimulationConfig, source: str) -> None:
-    """A 3D model needs frames at least as large as its receptive field (the Tetrapod's lobes)."""
+    """A model that sees T consecutive frames needs a stack of at least T; a 3D model needs frames at least
+    as large as its receptive field (the Tetrapod's lobes)."""
+    if len(stack) < cfg.model.frames:
+        raise UserInputError(f"{stack.path}: {len(stack)} frame(s), but {source} sees {cfg.model.frames} "
+                             "consecutive frames at a time")
     if cfg.model.kind != "deepstorm3d":
         return
     need = receptive_field_px(cfg.model.dilations)
