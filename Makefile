@@ -8,7 +8,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test,onnx,napari-test]'
+	$(PY) -m pip install --quiet -e '.[test,onnx,napari-test,dask]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -26,9 +26,7 @@ import torch
 import deepsmlm
 import harness
 from deepsmlm.api.model import NETWORK_BATCH
-from deepsmlm.assembly.predictors import input_normalisation
 from deepsmlm.assembly.simulators import build_simulator
-from deepsmlm.inference.predict import normalised
 
 CASES = {"default-2d": 64, "tetrapod-3d": 16}  # model → frames localized (64×64 and 121×121 px)
 SEED = 22
@@ -56,7 +54,8 @@ def run(name: str, n_frames: int) -> dict:
     seconds, tables = interleaved_best({b: partial(harness.localize, m, frames.adu) for b, m in models.items()})
     predictors = {backend: model.localizer() for backend, model in models.items()}
     per_pass = min(NETWORK_BATCH, predictors["torch"].frames_per_pass(*frames.adu.shape[-2:]))
-    x = normalised(predictors["torch"].photons(frames.adu), *input_normalisation(cfg))
+    m = cfg.model  # the network's input: photons less the model's offset, over its scale, one channel
+    x = ((predictors["torch"].photons(frames.adu) - m.input_offset_photons) / m.input_scale_photons).unsqueeze(1)
 
     def network(net: Callable[[torch.Tensor], torch.Tensor]) -> None:
         with torch.inference_mode():

@@ -35,13 +35,13 @@ def invoke(runner, *args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_drift_writes_corrected_table_and_plot(runner, tmp_path, suffix):
+@pytest.mark.parametrize("suffix, method", [(".csv", "rcc"), (".parquet", "rcc"), (".csv", "aim")])
+def test_drift_writes_corrected_table_and_plot(runner, tmp_path, suffix, method):
     src = ring_table(tmp_path, f"rings{suffix}")
     out = tmp_path / f"corrected{suffix}"
-    res = invoke(runner, "drift", src, "-o", out, "--segment-frames", 400)
+    res = invoke(runner, "drift", src, "-o", out, "--segment-frames", 400, "--method", method)
     assert res.exit_code == 0, (res.stdout, res.stderr, res.exception)
-    assert "10 segments" in res.stdout
+    assert f"drift ({method}, 10 segments" in res.stdout
     assert out.with_suffix(".png").read_bytes()[:8] == PNG_SIGNATURE
     before, after = read_localizations(src).table, read_localizations(out).table
     assert list(after.columns) == list(before.columns) and len(after) == len(before)
@@ -78,7 +78,9 @@ def test_one_line_errors(runner, tmp_path, one_line):
         (("frc", one_frame), "only one block"),
         (("drift", one_frame, "-o", tmp_path / "a.txt"), "unknown localization file extension"),
         (("drift", one_frame, "-o", one_frame), "would be written over"),
-        (("drift", one_frame, "-o", tmp_path / "a.csv", "--method", "xcorr"), "--method 'xcorr'"),
+        (("drift", one_frame, "-o", tmp_path / "a.csv", "--method", "xcorr"),
+         "--method 'xcorr': choose one of rcc, aim"),
+        (("drift", one_frame, "-o", tmp_path / "a.csv", "--method", "aim"), "localizations are in one frame"),
     ]
     for args, message in cases:
         res = invoke(runner, *args)

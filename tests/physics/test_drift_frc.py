@@ -1,5 +1,5 @@
-"""Drift correction (RCC) recovers a known drift of simulated filaments; FRC resolution follows the
-localization precision; one-line errors for tables drift and FRC cannot use."""
+"""Drift correction (RCC and AIM) recovers a known drift of simulated filaments, the two agreeing; FRC
+resolution follows the localization precision; one-line errors for tables drift and FRC cannot use."""
 
 from __future__ import annotations
 
@@ -76,6 +76,24 @@ def test_rcc_recovers_known_drift(three_d):
     assert np.all(drift.drift_nm[0] == 0)
 
 
+@pytest.mark.parametrize("three_d", [False, True])
+def test_aim_recovers_known_drift_and_agrees_with_rcc(three_d):
+    locs, truth = drifting_table(1, three_d)
+    # the whole drift (~450 nm) is beyond the first search radius: AIM follows it segment by segment
+    aim = deepsmlm.correct_drift(locs, method="aim", max_drift_nm=250.0)
+    rms = residual_rms(aim.drift.drift_nm, truth)
+    assert np.hypot(*rms[:2]) <= 5.0, rms
+    if three_d:
+        assert rms[2] <= 15.0, rms
+    rcc = deepsmlm.correct_drift(locs, method="rcc").drift.drift_nm
+    gap = np.abs(aim.drift.drift_nm - rcc).max(axis=0)  # every frame: within 3 nm laterally, 6 nm axially
+    assert np.all(gap <= [3.0, 3.0, 6.0][:len(gap)]), gap
+    axes = ["x_nm", "y_nm", "z_nm"][:truth.shape[1]]
+    t, c = locs.table, aim.corrected.table
+    np.testing.assert_allclose(c[axes].to_numpy(), t[axes].to_numpy() - aim.drift.at(t["frame"].to_numpy()))
+    assert np.all(aim.drift.drift_nm[0] == 0)
+
+
 def test_drift_correction_sharpens_the_frc():
     locs, _ = drifting_table(2, False)
     before = deepsmlm.frc(locs, pixel_nm=5.0).resolution_nm
@@ -114,15 +132,16 @@ def test_frc_halves_alternate_blocks_and_identical_halves_correlate():
     assert np.isnan(curve.resolution_nm)
 
 
+@pytest.mark.parametrize("method", ["rcc", "aim"])
 @pytest.mark.parametrize("frames, message", [
     (np.zeros(50, dtype=int), "all 50 localizations are in one frame"),
     (np.r_[np.zeros(45, dtype=int), np.full(5, 3000)], "fewer than 2 segments"),
 ])
-def test_drift_refuses_tables_without_many_frames(frames, message):
+def test_drift_refuses_tables_without_many_frames(frames, message, method):
     rng = np.random.default_rng(0)
     locs = Localizations.from_arrays(frames, rng.uniform(0, 1000, len(frames)), rng.uniform(0, 1000, len(frames)))
     with pytest.raises(UserInputError, match=message) as err:
-        deepsmlm.correct_drift(locs)
+        deepsmlm.correct_drift(locs, method=method)
     assert "\n" not in str(err.value)
 
 

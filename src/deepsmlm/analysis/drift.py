@@ -39,7 +39,8 @@ MIN_LOCS = 10
 class Drift:
     """A drift trajectory: ``drift_nm[i]`` = (x, y[, z]) drift (nm) at frame ``first_frame + i``; the fitted
     segment drifts ``segment_drift_nm`` at their mean frames ``segment_centres``; ``segment_frames`` frames
-    per segment; ``rejected`` pairs left out of the fit as outliers, of ``n_pairs``."""
+    per segment; ``rejected`` pairs left out of the fit as outliers, of ``n_pairs`` (AIM: its segment–reference
+    comparisons, none rejected)."""
 
     first_frame: int
     drift_nm: np.ndarray
@@ -185,6 +186,25 @@ def segment_groups(frame: np.ndarray, n_segments: int, n_frames: int) -> list[np
     return np.split(order, np.searchsorted(labels[order], np.arange(1, n_segments)))
 
 
+def fill_segments(rel: np.ndarray, segment_frames: int, max_segments: int) -> tuple[list[np.ndarray], np.ndarray, int]:
+    """(row indices of each segment holding MIN_LOCS localizations or more, their mean frames, the number of
+    segments cut) for frames ``rel`` (from 0) cut into runs of ``segment_frames`` (2 … ``max_segments`` runs)."""
+    n_frames = int(rel.max()) + 1
+    n_seg = min(max(round(n_frames / segment_frames), 2), max_segments)
+    groups = [g for g in segment_groups(rel, n_seg, n_frames) if len(g) >= MIN_LOCS]
+    return groups, np.array([rel[g].mean() for g in groups]), n_seg
+
+
+def assemble_drift(first: int, rel: np.ndarray, centres: np.ndarray, segment_drift: np.ndarray, n_seg: int,
+                   n_pairs: int, rejected: int) -> Drift:
+    """The :class:`Drift` through ``segment_drift`` (S, k) nm at frames ``centres`` (from 0), shifted to 0 at
+    the first frame."""
+    n_frames = int(rel.max()) + 1
+    drift = trajectory(centres, segment_drift, n_frames)
+    return Drift(first, drift - drift[0], centres + first, segment_drift - drift[0], n_frames / n_seg, n_pairs,
+                 rejected)
+
+
 def estimate_drift(frame: np.ndarray, xyz: np.ndarray, segment_frames: int = 1000, pixel_nm: float = 20.0,
                    max_drift_nm: float = 1000.0, progress: ProgressCallback = ignore) -> Drift:
     """The drift of localizations at ``xyz`` (N, 2) or (N, 3) nm in frames ``frame`` (N,), by RCC over
@@ -194,21 +214,16 @@ def estimate_drift(frame: np.ndarray, xyz: np.ndarray, segment_frames: int = 100
     frame = np.asarray(frame, dtype=np.int64)
     first = int(frame.min())
     rel = frame - first
-    n_frames = int(rel.max()) + 1
-    n_seg = min(max(round(n_frames / segment_frames), 2), MAX_SEGMENTS)
-    groups = [g for g in segment_groups(rel, n_seg, n_frames) if len(g) >= MIN_LOCS]
-    centres = np.array([rel[g].mean() for g in groups])
+    groups, centres, n_seg = fill_segments(rel, segment_frames, MAX_SEGMENTS)
     x, y = xyz[:, 0], xyz[:, 1]
     pairs, shifts, pixel = pair_shifts(x, y, groups, pixel_nm, max_drift_nm, progress, "drift x–y")
     lateral, rejected = solve_shifts(pairs, shifts, len(groups), pixel / 2)
     segment_drift = lateral
     if xyz.shape[1] == 3:
-        drift_xy = trajectory(centres, lateral, n_frames)[rel]
+        drift_xy = trajectory(centres, lateral, int(rel.max()) + 1)[rel]
         xc, yc, z = x - drift_xy[:, 0], y - drift_xy[:, 1], xyz[:, 2]
         shifts_z = [pair_shifts(a, z, groups, pixel_nm, max_drift_nm, progress, f"drift {name}")[1][:, 1:]
                     for a, name in ((xc, "x–z"), (yc, "y–z"))]
         axial, rejected_z = solve_shifts(pairs, (shifts_z[0] + shifts_z[1]) / 2, len(groups), pixel / 2)
         segment_drift, rejected = np.hstack([lateral, axial]), rejected + rejected_z
-    drift = trajectory(centres, segment_drift, n_frames)
-    return Drift(first, drift - drift[0], centres + first, segment_drift - drift[0], n_frames / n_seg, len(pairs),
-                 rejected)
+    return assemble_drift(first, rel, centres, segment_drift, n_seg, len(pairs), rejected)

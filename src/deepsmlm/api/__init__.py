@@ -21,6 +21,7 @@ from importlib import import_module
 
 _HOMES = {
     "load_model": "deepsmlm.api.model", "Model": "deepsmlm.api.model",
+    "localize_batch": "deepsmlm.api.batch",
     "shipped_models": "deepsmlm.models.registry",
     "simulate": "deepsmlm.api.simulation", "Simulation": "deepsmlm.api.simulation",
     "train": "deepsmlm.api.training",

@@ -1,4 +1,4 @@
-"""`deepsmlm.correct_drift`: the stage drift of a localization table (RCC) and the table corrected for it."""
+"""`deepsmlm.correct_drift`: the stage drift of a localization table (RCC or AIM), the table corrected for it."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepsmlm.analysis.drift import MIN_LOCS, Drift, estimate_drift, segment_groups
+from deepsmlm.analysis.drift_aim import estimate_drift_aim
 from deepsmlm.api.analysis import LocalizationsLike, as_localizations
 from deepsmlm.errors import UserInputError, check_positive
 from deepsmlm.localizations import Localizations
 from deepsmlm.progress import ProgressCallback, ignore
 
-METHODS = ("rcc",)
+ESTIMATORS = {"rcc": estimate_drift, "aim": estimate_drift_aim}
+METHODS = tuple(ESTIMATORS)
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,12 @@ def correct_drift(locs: LocalizationsLike, *, method: str = "rcc", segment_frame
                   progress: ProgressCallback = ignore) -> DriftCorrection:
     """Estimate the stage drift of ``locs`` (a table or any supported file) and correct it.
 
-    ``method``: rcc (redundant cross-correlation of segment images, Wang et al. 2014); ``segment_frames``:
-    frames per segment (at most 40 segments: longer ones for longer movies); ``pixel_nm``: pixel of the
-    segment images; ``max_drift_nm``: the largest drift between two segments looked for; ``pixel_size_nm``:
+    ``method``: rcc (redundant cross-correlation of segment images, Wang et al. 2014) or aim (adaptive
+    intersection maximization, Ma et al. 2024: each segment matched to the growing corrected reference);
+    ``segment_frames``: frames per segment (RCC: at most 40 segments, AIM: 1000, longer ones for longer
+    movies); ``pixel_nm``: pixel of the segment images (RCC; AIM: the intersection radius is 2 pixels);
+    ``max_drift_nm``: the largest drift between two segments looked for (AIM: of the second segment from
+    the first, later ones are searched about a prediction); ``pixel_size_nm``:
     the camera pixel, for files in pixels. 3D tables (any z ≠ 0) get x, y and z drift. The drift is 0 at the
     first frame. Bad input (one frame, too few localizations) raises a one-line UserInputError.
 
@@ -75,7 +80,7 @@ def correct_drift(locs: LocalizationsLike, *, method: str = "rcc", segment_frame
     check_segments(frame, name, segment_frames)
     axes = ["x_nm", "y_nm", "z_nm"] if table.has_z else ["x_nm", "y_nm"]
     xyz = table.table[axes].to_numpy(np.float64)
-    drift = estimate_drift(frame, xyz, segment_frames, pixel_nm, max_drift_nm, progress)
+    drift = ESTIMATORS[method](frame, xyz, segment_frames, pixel_nm, max_drift_nm, progress)
     corrected = table.table.copy()
     corrected[axes] = xyz - drift.at(frame)
     return DriftCorrection(table.with_table(corrected), drift)

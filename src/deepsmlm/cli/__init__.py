@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from deepsmlm.cli.calibrate import calibrate_app
+from deepsmlm.cli.batch import batch
 from deepsmlm.cli.export import export
 from deepsmlm.cli.resolution import drift, frc
 from deepsmlm.cli.common import (ConfigArg, DeviceOpt, MinutesOpt, OneLineErrors, OverwriteOpt, StepsOpt,
@@ -272,6 +273,7 @@ app.add_typer(calibrate_app, name="calibrate")
 app.command("drift")(drift)
 app.command("frc")(frc)
 app.command("export")(export)
+app.command("batch")(batch)
 
 
 def main() -> None:

@@ -16,12 +16,15 @@ PixelSizeOpt = typer.Option(None, "--pixel-size-nm", help="camera pixel size for
 def drift(
     locs: Path = LocsArg,
     out: Path = typer.Option(..., "-o", "--out", help="corrected localizations (.csv ThunderSTORM, .hdf5, .parquet)"),
-    method: str = typer.Option("rcc", "--method", help="rcc: redundant cross-correlation of segment images"),
+    method: str = typer.Option("rcc", "--method", help="rcc: redundant cross-correlation of segment images; "
+                               "aim: adaptive intersection maximization against the growing corrected reference"),
     segment_frames: int = typer.Option(1000, "--segment-frames", min=1,
-                                       help="frames per segment (at most 40 segments: longer for long movies)"),
+                                       help="frames per segment (rcc: at most 40 segments, aim: 1000; longer "
+                                       "for long movies)"),
     plot: Optional[Path] = typer.Option(None, "--plot", help="drift-vs-frame plot (default: -o with .png)"),
     pixel_size_nm: Optional[float] = PixelSizeOpt,
-    pixel_nm: float = typer.Option(20.0, "--pixel-nm", help="pixel of the segment images (nm)"),
+    pixel_nm: float = typer.Option(20.0, "--pixel-nm", help="pixel of the segment images (nm; aim: the "
+                                   "intersection radius is 2 pixels)"),
     max_drift_nm: float = typer.Option(1000.0, "--max-drift-nm", help="largest drift between segments sought (nm)"),
 ) -> None:
     """Estimate the stage drift (x, y, and z for 3D) and write the corrected table and a drift plot."""

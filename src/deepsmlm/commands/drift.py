@@ -30,6 +30,6 @@ def run_drift(locs_path: Path, out: Path, method: str = "rcc", segment_frames: i
                title=f"drift of {locs_path.name} ({method.upper()})")
     lows, highs = drift.drift_nm.min(axis=0), drift.drift_nm.max(axis=0)
     span = " ".join(f"{a} {lo:+.1f}…{hi:+.1f}" for a, lo, hi in zip("xyz", lows, highs))
-    print(f"drift ({method}, {len(drift.segment_centres)} segments of ~{drift.segment_frames:.0f} frames, "
-          f"{drift.rejected}/{drift.n_pairs} pairs rejected): {span} nm; corrected {len(result.corrected)} "
-          f"localizations into {out}; plot {plot}")
+    rejected = f", {drift.rejected}/{drift.n_pairs} pairs rejected" if method == "rcc" else ""
+    print(f"drift ({method}, {len(drift.segment_centres)} segments of ~{drift.segment_frames:.0f} frames"
+          f"{rejected}): {span} nm; corrected {len(result.corrected)} localizations into {out}; plot {plot}")

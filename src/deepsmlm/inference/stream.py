@@ -68,17 +68,22 @@ def check_frames(chunk: np.ndarray, path, first_frame: int) -> None:
 
 def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, progress: ProgressCallback | None = None,
               write: Callable[[pd.DataFrame], None] | None = None, superres: bool = False,
-              keep_rows: bool = False, select: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> StackResult:
-    """Localize every frame of ``stack`` by ``plan``; rows, sorted by frame (0-based), go chunk by chunk to
+              keep_rows: bool = False, select: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+              frames: range | None = None) -> StackResult:
+    """Localize every frame of ``stack`` (or those of ``frames``, a step-1 range of it, with their
+    neighbouring frames as context) by ``plan``; rows, sorted by frame (0-based), go chunk by chunk to
     ``write`` and, without one or with ``keep_rows``, into the result's table; with ``select``, only the
     rows it keeps of each chunk are written, kept and counted. ``superres``: also sum the super-resolved
     image (of every detection). ``progress`` hears of the frames done (and the frame rate) after each chunk."""
     tables, n_locs, image = [], 0, None
     tiles = plan.tiles(*stack.shape)
+    span = range(len(stack)) if frames is None else frames
     t0 = time.perf_counter()
     report = progress or ignore
-    report(ProgressEvent("localizing", 0, len(stack)))
-    for first, chunk in stack.iter_chunks(plan.frames_per_chunk):
+    report(ProgressEvent("localizing", 0, len(span)))
+    for first in range(span.start, span.stop, plan.frames_per_chunk):
+        stop = min(first + plan.frames_per_chunk, span.stop)
+        chunk = stack[first:stop]
         check_frames(chunk, stack.path, first)
         chunk = with_context(stack, first, chunk, localizer.context_frames)
         photons = localizer.photons(torch.from_numpy(chunk.astype(np.float32)))
@@ -91,12 +96,12 @@ def run_stack(stack: ImageStack, localizer: Localizer, plan: Plan, progress: Pro
             write(rows)
         if write is None or keep_rows:
             tables.append(rows)
-        done = first + len(chunk)
-        report(ProgressEvent("localizing", done, len(stack), rate_text(done, time.perf_counter() - t0)))
+        done = stop - span.start
+        report(ProgressEvent("localizing", done, len(span), rate_text(done, time.perf_counter() - t0)))
     kept = write is None or keep_rows
     table = (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()) if kept else None
     picture = None if image is None else image.cpu().numpy().astype(np.float32)
-    return StackResult(table, picture, time.perf_counter() - t0, len(stack), n_locs)
+    return StackResult(table, picture, time.perf_counter() - t0, len(span), n_locs)
 
 
 def with_context(stack: ImageStack, first: int, chunk: np.ndarray, context: int) -> np.ndarray:
