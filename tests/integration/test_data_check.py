@@ -52,6 +52,7 @@ GOOD = [
     ("multicolor_2dye", "multicolor-2dye", None),
     ("epfl2016_3d", "epfl2016-as-3d", None),
     ("locnet_2d", "locnet-2d", None),
+    pytest.param("locnet_tetrapod", "locnet-tetrapod", None, marks=needs_data),
     ("epfl2016_2d", "gaussian-mle", "epfl2016_2d"),
 ]
 

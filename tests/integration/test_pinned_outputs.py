@@ -20,6 +20,7 @@ PINNED = {
     "learned-3d": "e7026e1614bde0218193221fe1805ca7c0b28ea49b35adad4aef0e0ca20573c7",
     "multicolor-2dye": "73a4e23e498b6c35c9fbcf50a5c9f1aaf22ab1de600f7607b791da0f8bd4e4fc",
     "epfl2016-as-3d": "c702d2bf83dba099c34bd774f0d9e00477c498e5989414d6e1c88e9c9280e679",
+    "locnet-tetrapod": "c9c38f071ba0984e1a84ebe864f9b4d885c1b056dc47c2b7e261593e62d8121a",
     "locnet-2d": "9def3153826cfd5709437c342f3c299e4167b82fdd2bade6a204066107178eef",
     "gaussian-mle": "e5f8804fbbf47b53d5dea2fa1a687f889407c1a36c7bf01237cc604ce4f0024e",
 }
@@ -30,8 +31,9 @@ def config_of(model: str) -> str:
 
 
 def needs_data(model: str):
-    """tetrapod-3d's printed mask lives in the shared reference data, not in the package."""
-    return pytest.param(model, marks=pytest.mark.skipif(model == "tetrapod-3d" and shared_data_root() is None,
+    """The printed Tetrapod mask (tetrapod-3d's, locnet-tetrapod's) lives in the shared reference data, not in
+    the package."""
+    return pytest.param(model, marks=pytest.mark.skipif("tetrapod" in model and shared_data_root() is None,
                                                       reason="shared reference data not found"))
 
 

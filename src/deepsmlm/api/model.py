@@ -275,8 +275,8 @@ def load_network(name_or_dir: str | os.PathLike, backend: str,
 
 def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: ConfigLike | None = None,
                fitter_options: Mapping[str, float] | None = None, backend: str = "torch") -> Model:
-    """A model by shipped name (``default-2d``, ``locnet-2d``, ``tetrapod-3d``, ``learned-3d``,
-    ``multicolor-2dye``, ``epfl2016-as-3d``), by
+    """A model by shipped name (``default-2d``, ``locnet-2d``, ``tetrapod-3d``, ``locnet-tetrapod``,
+    ``learned-3d``, ``multicolor-2dye``, ``epfl2016-as-3d``), by
     model folder (what ``train`` writes), or a classic fitter (``gaussian-mle``; ``psf-mle``, the 3D fit with
     the config's PSF model), on ``device`` (cpu, cuda).
 

@@ -1,0 +1,44 @@
+"""Frames per second of 2D models on 64×64 and 512×512 frames, in one run (for ratios): `locnet-2d` beside
+`default-2d` by default, on frames simulated under locnet_2d's conditions at the preset density.
+
+Prints one JSON document: per model and frame size, frames/s of `Model.localize` (the whole path: ADU in,
+table out; best of ``--repeat``) and the localizations found.
+
+    python benchmarks/locnet_speed.py [--model locnet-2d --model default-2d] [--threads 2] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import os
+
+import deepsmlm
+import harness
+from deepsmlm.assembly.simulators import build_simulator
+from deepsmlm.config import updated
+
+SIZES = {64: 256, 512: 8}  # frame side (px) → frames timed
+
+
+def main() -> None:
+    ap = harness.parser(__doc__)
+    ap.add_argument("--model", action="append", default=None, help="shipped name or folder (repeatable)")
+    ap.add_argument("--repeat", type=int, default=2)
+    harness.add_threads(ap)
+    args = ap.parse_args()
+    names = args.model or ["locnet-2d", "default-2d"]
+    models = {name: deepsmlm.load_model(name) for name in names}
+    rows = {}
+    for size, n_frames in SIZES.items():
+        cfg = updated(deepsmlm.load_config("locnet_2d"), {"frame.height": size, "frame.width": size})
+        frames, _ = harness.test_set(build_simulator(cfg), n_frames, 7, cfg.frame.pixel_size_nm)
+        for name, model in models.items():
+            harness.localize(model, frames.adu[:2])  # warm-up
+            seconds, table = harness.best_seconds(lambda: harness.localize(model, frames.adu), args.repeat)
+            rows.setdefault(f"{size}x{size}", {})[name] = {"frames": n_frames, "frames_per_s": n_frames / seconds,
+                                                          "n_localizations": len(table)}
+    harness.report({"benchmark": "locnet_speed", "load_average_1min": os.getloadavg()[0], "sizes": rows,
+                    "machine": harness.machine()}, args.out)
+
+
+if __name__ == "__main__":
+    main()
