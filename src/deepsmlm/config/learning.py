@@ -19,8 +19,6 @@ class ModelConfig(StrictConfig):
     channels: int = Field(24, ge=4)
     frames: int = Field(1, ge=1, le=7, description="locnet: consecutive frames the network sees, the one it "
                                                    "localizes in their middle (odd: 1, 3, …)")
-    offset_px: float = Field(1.0, ge=0.5, le=2.0, description="locnet: how far (camera px) from its centre a pixel "
-                                                              "may place an emitter")
     split_mass: float | None = Field(None, gt=1, description="locnet: a detection whose 3×3 probability mass reaches "
                                      "this holds two emitters in neighbouring pixels (None: one per maximum)")
     levels: int = Field(2, ge=2, le=3, description="locnet: U-Net levels below camera resolution (3: 4c at 1/8, "

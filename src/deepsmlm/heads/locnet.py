@@ -26,8 +26,7 @@ class LocNetHead:
     ``grid.z_range_nm``; ``photon_unit``: photons per unit of the photon output; ``background_offset`` and
     ``background_unit``: photons per px of a background output of 0 and per unit of it (the network's input
     normalisation); ``background_weight``: weight of the background term of the loss; ``sigma_scale``:
-    factors on the decoded σ of x, y, z (the post-hoc calibration of ``model.sigma_scale``); ``offset_px``: how
-    far from its centre a pixel may place an emitter (camera px); ``split_mass``: a detection whose 3×3 mass
+    factors on the decoded σ of x, y, z (the post-hoc calibration of ``model.sigma_scale``); ``split_mass``: a detection whose 3×3 mass
     reaches it holds two emitters (None: one)."""
 
     grid: OutputGrid
@@ -38,7 +37,6 @@ class LocNetHead:
     background_unit: float = 1.0
     background_weight: float = 1.0
     sigma_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    offset_px: float = 1.0
     split_mass: float | None = None
 
     @classmethod
@@ -52,7 +50,7 @@ class LocNetHead:
         photon_unit = model.photon_unit_photons if model.photon_unit_photons is not None else unit
         z0, z1 = grid.z_range_nm
         return cls(grid, model.threshold, z1 > z0, photon_unit, offset, unit, sigma_scale=model.sigma_scale,
-                   offset_px=model.offset_px, split_mass=model.split_mass)
+                   split_mass=model.split_mass)
 
     @property
     def channels(self) -> int:
@@ -86,12 +84,12 @@ class LocNetHead:
         return pack_target(rows, background, height, width)
 
     def loss(self, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return locnet_loss(raw, target, self.axial, self.background_weight, offset_px=self.offset_px)
+        return locnet_loss(raw, target, self.axial, self.background_weight)
 
     def activate(self, raw: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W): probability; offsets x, y (camera px from the pixel centre), z (nm), photons;
         background (photons/px); σ of x, y, z (nm) and photons."""
-        out = normalised_outputs(raw, self.axial, self.offset_px)
+        out = normalised_outputs(raw, self.axial)
         px, unit = self.grid.pixel_nm, self.photon_unit
         (z0, z1), axial = self.grid.z_range_nm, self.axial
         mean_scale = [1.0, 1.0] + [(z1 - z0) / 2] * axial + [unit]
@@ -150,7 +148,7 @@ class LocNetHead:
 def _runner_up(p: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W): for each of ``pixels`` the most probable other pixel of its 3×3 neighbourhood."""
     b, h, w = p.shape[0], *p.shape[-2:]
-    around = F.unfold(F.pad(p, (1, 1, 1, 1), value=-1.0), 3).view(b, 9, h, w).clone()
+    around = F.unfold(F.pad(p, (1, 1, 1, 1), value=-1.0), 3).view(b, 9, h, w)
     around[:, 4] = -1.0  # not the pixel itself
     which = around.argmax(dim=1)
     n, _, r, c = torch.nonzero(pixels, as_tuple=True)

@@ -47,15 +47,14 @@ def emitter_rows(values: torch.Tensor, frame: torch.Tensor, n_frames: int) -> to
     return rows
 
 
-def normalised_outputs(raw: torch.Tensor, axial: bool, offset_px: float = 1.0) -> dict[str, torch.Tensor]:
+def normalised_outputs(raw: torch.Tensor, axial: bool) -> dict[str, torch.Tensor]:
     """The raw output (B, C, H, W) in the network's units: ``logp`` (log-probability of an emitter in the
-    pixel), ``mean`` (B, Q, H, W): offsets from the pixel centre x, y (± ``offset_px``), z (±1) for ``axial``,
+    pixel), ``mean`` (B, Q, H, W): offsets from the pixel centre x, y (−1 … 1 px), z (±1) for ``axial``,
     photons (≥ 0); ``sigma`` (B, Q, H, W) of each; ``background`` (B, H, W). Channels: logit, Q means,
     background, Q σ (Q = 4 with z, else 3)."""
     q = 4 if axial else 3
     means = raw[:, 1:1 + q]
-    offsets = torch.tanh(means[:, :q - 1]) * torch.tensor([offset_px] * 2 + [1.0] * (q - 3), device=raw.device,
-                                                          dtype=raw.dtype)[None, :, None, None]
+    offsets = torch.tanh(means[:, :q - 1])
     photons = F.softplus(means[:, q - 1:])
     scale = torch.tensor([SIGMA_MAX] * (q - 1) + [PHOTON_SIGMA_MAX], device=raw.device, dtype=raw.dtype)
     sigma = SIGMA_FLOOR + scale[None, :, None, None] * torch.sigmoid(raw[:, 2 + q:2 + 2 * q])
@@ -117,12 +116,11 @@ def background_sse(out: dict[str, torch.Tensor], background: torch.Tensor) -> to
 
 
 def locnet_loss(raw: torch.Tensor, target: torch.Tensor, axial: bool, background_weight: float = 1.0,
-                window_px: int = WINDOW_PX, offset_px: float = 1.0) -> torch.Tensor:
-    """Mean over frames of count NLL + mixture NLL + ``background_weight`` · background SSE (offsets up to
-    ``offset_px`` from a pixel's centre)."""
+                window_px: int = WINDOW_PX) -> torch.Tensor:
+    """Mean over frames of count NLL + mixture NLL + ``background_weight`` · background SSE."""
     height, width = raw.shape[-2:]
     background, rows = unpack_target(target, height, width)
-    out = normalised_outputs(raw, axial, offset_px)
+    out = normalised_outputs(raw, axial)
     n_true = (rows[..., 0] > 0).sum(1).to(raw.dtype)
     loss = count_nll(out["logp"], n_true) + mixture_nll(out, rows, axial, window_px)
     return (loss + background_weight * background_sse(out, background)).mean()
