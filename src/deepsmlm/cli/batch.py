@@ -30,7 +30,7 @@ def batch(
     force: bool = typer.Option(False, "--force", help="run even when the data do not fit the model"),
     max_memory_gb: Optional[float] = typer.Option(None, "--max-memory-gb", help="each worker's working-memory budget "
                                                   "(GiB; default half its Dask memory limit); large frames are tiled"),
-    backend: str = typer.Option("torch", "--backend", help="torch or onnx (as localize)"),
+    backend: str = typer.Option("torch", "--backend", help="torch, torch-bf16 or onnx (as localize)"),
 ) -> None:
     """Localize many stacks on Dask: frame chunks on the workers, parts joined per stack; a restarted run
     skips the chunks done. Exit code 3 when some stacks were refused (each named) and the others localized."""

@@ -44,6 +44,7 @@ class Predictor:
         self.device = torch.device(device)
         self.frames = frames
         self.net = net.to(self.device).eval() if isinstance(net, nn.Module) else net
+        self.dtype = next(net.parameters()).dtype if isinstance(net, nn.Module) else torch.float32
         self.network = network
         self.camera = camera.to(self.device)
         self.offset, self.scale = normalisation
@@ -70,9 +71,9 @@ class Predictor:
     @torch.inference_mode()
     def output_of_photons(self, photons: torch.Tensor) -> torch.Tensor:
         """``output`` of frames (or windows) already in photons; the input is normalised by the model's offset
-        and scale (not per image)."""
-        x = normalised(photons, self.offset, self.scale)
-        return self.head.activate(self.net(x.contiguous(memory_format=torch.channels_last)))
+        and scale (not per image) and given to the network in its precision; the output is float32."""
+        x = normalised(photons, self.offset, self.scale).to(self.dtype)
+        return self.head.activate(self.net(x.contiguous(memory_format=torch.channels_last)).float())
 
     def footprint(self, height: int, width: int) -> Footprint:
         """Working memory per pixel, reach, tile alignment and frames per pass of height × width px, for
