@@ -31,11 +31,13 @@ def small_config(**changes):
 
 
 def bead_stack(zernike: dict[int, float], z_nm: np.ndarray, dz_nm=(30.0, -20.0, 0.0), dxy_px=((0.2, -0.3),
-               (-0.1, 0.25), (0.35, 0.1)), amplitude: dict[int, float] | None = None, blur_px: float = 0.0) -> np.ndarray:
+               (-0.1, 0.25), (0.35, 0.1)), amplitude: dict[int, float] | None = None, blur_px: float = 0.0,
+               halo: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """(K, 44, 44) noise-free photons (= ADU of the ideal camera) of three beads at z_k + dz through the
-    library's PSF with ``psf.zernike_rad`` = ``zernike`` and ``psf.pupil_amplitude`` = ``amplitude``, blurred by
-    a Gaussian of σ ``blur_px``."""
-    cfg = small_config(**{"psf.zernike_rad": zernike, "psf.pupil_amplitude": amplitude or {}})
+    library's PSF with ``psf.zernike_rad`` = ``zernike``, ``psf.pupil_amplitude`` = ``amplitude`` and the halo
+    (``psf.halo_fraction``, ``psf.halo_length_px``) = ``halo``, blurred by a Gaussian of σ ``blur_px``."""
+    cfg = small_config(**{"psf.zernike_rad": zernike, "psf.pupil_amplitude": amplitude or {},
+                          "psf.halo_fraction": halo[0], "psf.halo_length_px": halo[1]})
     psf = build_pupil_psf(cfg)
     frames = np.full((len(z_nm), 44, 44), BACKGROUND)
     h = cfg.psf.patch_px // 2
@@ -91,6 +93,25 @@ def test_recovers_a_known_blur_with_the_aberrations(tmp_path, one_thread):
         assert report["zernike_rad"][j] == pytest.approx(TRUTH.get(j, 0.0), abs=0.05), j
     assert report["after"]["median_rel_l2_pm500"] < 0.02
     assert load_config(tmp_path / "cal" / "calibrated.yaml").psf.blur_sigma_px == (report["blur_sigma_px"],) * 2
+
+
+def test_recovers_a_known_halo_with_the_aberrations(tmp_path, one_thread):
+    """A halo (20 % of the light spread exponentially over 2 px) comes back with the aberrations, and
+    calibrated.yaml carries it (psf.halo_fraction, psf.halo_length_px); without it the fit is worse."""
+    z = np.linspace(-400.0, 400.0, 9)
+    stack = bead_stack(TRUTH, z, halo=(0.2, 2.0))
+    report = calibrate_psf(stack, small_config(), tmp_path / "cal", z_step_nm=100.0, max_noll=15, wobble=False,
+                           blur=False, loo=False)
+    assert report["halo"]["halo_fraction"] == pytest.approx(0.2, abs=0.01)
+    assert report["halo"]["halo_length_px"] == pytest.approx(2.0, rel=0.05)
+    for j in range(5, 16):
+        assert report["zernike_rad"][j] == pytest.approx(TRUTH.get(j, 0.0), abs=0.05), j
+    assert report["after"]["median_rel_l2_pm500"] < 0.02
+    psf = load_config(tmp_path / "cal" / "calibrated.yaml").psf
+    assert (psf.halo_fraction, psf.halo_length_px) == tuple(report["halo"].values())
+    without = calibrate_psf(stack, small_config(), tmp_path / "without", z_step_nm=100.0, max_noll=15, wobble=False,
+                            blur=False, halo=False, loo=False)
+    assert without["after"]["median_rel_l2_pm500"] > 2 * report["after"]["median_rel_l2_pm500"]
 
 
 def test_recovers_a_known_pupil_amplitude(tmp_path, one_thread):

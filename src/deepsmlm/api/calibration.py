@@ -111,11 +111,13 @@ def scan_data(stack: np.ndarray, centres: np.ndarray, camera: Camera, patch_px: 
 
 
 def start_model(cfg: SimulationConfig, z_nm: np.ndarray, data: ScanData, crops: BeadCrops, max_noll: int,
-                background: float, pupil: str = "auto", wobble: bool = False, blur: bool = False) -> ScanModel:
+                background: float, pupil: str = "auto", wobble: bool = False, blur: bool = False,
+                halo: bool = False) -> ScanModel:
     """The scan model on the base PSF (grid sized for the scan; beads on the coverslip, the focus moved), from
     the beads' centroids, their brightest slice's photons and the stack's background (photons/px); with
     ``wobble`` the stage's lateral wobble per slice is fitted too, with ``blur`` a Gaussian blur (starting from
-    the base config's mean ``psf.blur_sigma_px``)."""
+    the base config's mean ``psf.blur_sigma_px``), with ``halo`` the PSF's halo (from the base config's, or
+    :data:`~deepsmlm.calibration.pupil_fit.HALO_START`)."""
     psf = build_pupil_psf(updated(cfg, {"emitters.z_range_nm": (float(z_nm.min()), float(z_nm.max())),
                                         "optics.z_scan": "focus", "optics.nominal_focal_plane_nm": 0.0}))
     bg = torch.full((len(crops.centres),), max(background, 0.05))
@@ -123,7 +125,7 @@ def start_model(cfg: SimulationConfig, z_nm: np.ndarray, data: ScanData, crops: 
     kind = ScanModel if pupil == "zernike" else PixelScanModel
     return kind(psf, torch.as_tensor(z_nm, dtype=torch.float32), max_noll,
                 torch.as_tensor(crops.start_xy_px, dtype=torch.float32), signal, bg, wobble=wobble, blur=blur,
-                blur_px=0.5 * sum(cfg.psf.blur_sigma_px))
+                blur_px=0.5 * sum(cfg.psf.blur_sigma_px), halo=halo)
 
 
 def spread(n_slices: int, count: int, offset: float = 0.0) -> list[int]:
@@ -161,11 +163,13 @@ def added(fitted: dict[int, float], base: dict[int, float]) -> dict[int, float]:
 
 def calibrated(cfg: SimulationConfig, zernike_rad: dict[int, float], amplitude: dict[int, float],
                model: ScanModel) -> SimulationConfig:
-    """The base config with the fitted pupil (and blur, replacing the base's range); a focus-scan config (``optics.z_scan: focus``) also takes the
+    """The base config with the fitted pupil (and blur, replacing the base's range, and halo); a focus-scan config (``optics.z_scan: focus``) also takes the
     scan's focus offset as its nominal focal plane, so its z is the stack's nominal z (the stage's)."""
     fitted = {"psf.zernike_rad": zernike_rad, "psf.pupil_amplitude": amplitude}
     if model.fit_blur:
         fitted["psf.blur_sigma_px"] = (round(model.blur_px().item(), 3),) * 2
+    if model.fit_halo:
+        fitted.update({f"psf.{key}": value for key, value in model.halo_terms().items()})
     if cfg.optics.z_scan == "focus":
         fitted["optics.nominal_focal_plane_nm"] = round(model.focus_offset_nm().item(), 2)
     return updated(cfg, fitted)
@@ -288,7 +292,7 @@ def write_figures(out: Path, model: ScanModel, data: ScanData, z_nm: np.ndarray,
 
 def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, z_step_nm: float = 10.0,
                   z_first_nm: float | None = None, positions: str | os.PathLike = "auto", max_noll: int = 45,
-                  pupil: str = "auto", wobble: bool = True, blur: bool = True, loo: bool = True,
+                  pupil: str = "auto", wobble: bool = True, blur: bool = True, halo: bool = True, loo: bool = True,
                   progress: ProgressCallback | None = None) -> dict:
     """Fit the pupil of ``config`` to a bead z-stack (ADU; slice k at nominal z = z_first + k·``z_step_nm``,
     z of a bead on the coverslip relative to the focal plane, default z_first: the stack centred on focus)
@@ -298,7 +302,9 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
     the phase mask ``pupil_phase.npz`` that calibrated.yaml names; "auto" does so only when the Zernike terms
     leave a poor fit (the double helix), "zernike" never. ``wobble``: fit the stage's lateral wobble
     per slice; ``blur``: fit a Gaussian blur of the images (``blur_sigma_px``, written to calibrated.yaml's
-    ``psf.blur_sigma_px``); ``loo``: the leave-one-bead-out z accuracy (``leave_one_out``, ``z_accuracy.png``).
+    ``psf.blur_sigma_px``); ``halo``: fit the PSF's halo, a share of the light spread exponentially over a few px
+    (``psf.halo_fraction``, ``psf.halo_length_px``); ``loo``: the leave-one-bead-out z accuracy (``leave_one_out``,
+    ``z_accuracy.png``).
 
     Returns calibration.json's content: ``zernike_rad`` (fitted, Noll 5 … ``max_noll``, added to the base
     config's), ``pupil_amplitude`` (the fitted apodisation {k: a_k}, likewise), ``beads``, ``before`` / ``after`` (per-slice and median relative L2 errors and reduced χ²
@@ -318,7 +324,7 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
     camera = Camera(cfg.camera, frames.shape[-2:])
     data = scan_data(frames, crops.centres, camera, cfg.psf.patch_px)
     background = float(camera.adu_to_photons(torch.tensor(float(np.median(frames)))).mean())
-    model = start_model(cfg, z_nm, data, crops, max_noll, background, pupil, wobble, blur)
+    model = start_model(cfg, z_nm, data, crops, max_noll, background, pupil, wobble, blur, halo)
     before, after = fit_stages(model, data, z_nm, pupil, progress)
     fitted, combined, apodisation, amplitude = pupil_terms(cfg, model)
     base = {int(j): float(c) for j, c in cfg.psf.zernike_rad.items()}
@@ -330,6 +336,7 @@ def calibrate_psf(beads: Frames, config: ConfigLike, out: str | os.PathLike, *, 
               "pupil_amplitude": apodisation, "calibrated_pupil_amplitude": amplitude,
               "focus_offset_nm": round(model.focus_offset_nm().item(), 2),
               "blur_sigma_px": round(model.blur_px().item(), 3) if blur else None,
+              "halo": model.halo_terms() if halo else None,
               "beads": bead_table(model, crops, cfg.frame.pixel_size_nm), "z_nm": z_nm.tolist(),
               "before": summary(*before, z_nm), "after": summary(*after, z_nm), **pupil_record(model, z_nm),
               "wobble": wobble_report(model, cfg.frame.pixel_size_nm)}

@@ -15,7 +15,8 @@ The pupil amplitude is the base config's times exp(Σ_k a_k·ρ^(2k)), k = 1 …
 (``psf.pupil_amplitude``, ρ the Zernike radius; a constant would only scale the photons), so the a_k add too.
 Per bead: x, y (camera px from its crop centre), photons (over the whole image plane), background
 (photons/px), depth. Optionally the stage's lateral wobble: a shift (px) per slice shared by all beads,
-mean zero over the slices (fitted with the beads here, and slice by slice in :mod:`.stage_wobble`). Noise: the camera's scaled-Poisson likelihood (``inference.poisson_fit``): variance
+mean zero over the slices (fitted with the beads here, and slice by slice in :mod:`.stage_wobble`); a Gaussian
+blur and a halo (a share of the light spread exponentially over several px), both shared by all beads. Noise: the camera's scaled-Poisson likelihood (``inference.poisson_fit``): variance
 s·μ + v₀, s = F²/QE (F² = 2 for an EMCCD). Minimised by L-BFGS on torch autograd, slices in chunks.
 """
 
@@ -40,6 +41,7 @@ CHUNK_SLICES = 8  # slices rendered per autograd pass (bounds memory)
 MIN_BLUR_PX = 0.1  # the blur's floor (px; 10 nm at 100 nm pixels: no visible change) keeps σ² differentiable
 AMPLITUDE_ORDERS = 3  # apodisation terms ρ², ρ⁴, ρ⁶
 PER_BEAD = ("xy", "depth", "log_photons", "log_background")  # ScanModel's parameters of each bead
+HALO_START = (0.2, 3.0)  # fitted halo's starting fraction and decay length (camera px)
 
 
 def zernike_basis(psf: PupilPSF, max_noll: int) -> torch.Tensor:
@@ -62,11 +64,13 @@ class ScanModel(torch.nn.Module):
     the stage's lateral wobble ``wobble`` (K, 2) px: slice k shows every bead moved by it (mean zero over the
     slices, so it does not trade with the beads' xy; held at zero without ``wobble``); with ``blur`` a Gaussian
     blur of every image, σ² ``blur_var`` (camera px², from ``blur_px``), fitted with the pupil (bead size, camera
-    charge spread, vibration: whatever widens the spots beyond the optics)."""
+    charge spread, vibration: whatever widens the spots beyond the optics); with ``halo`` the PSF's halo
+    (``psf.halo_fraction`` f and ``psf.halo_length_px`` L: :func:`~deepsmlm.optics.pupil.halo_transfer`), fitted
+    with the pupil as ``halo_logit`` = logit f and ``halo_log_length`` = log L."""
 
     def __init__(self, psf: PupilPSF, z_nm: torch.Tensor, max_noll: int, start_xy_px: torch.Tensor,
                  photons: torch.Tensor, background: torch.Tensor, wobble: bool = False, blur: bool = False,
-                 blur_px: float = 0.0):
+                 blur_px: float = 0.0, halo: bool = False):
         super().__init__()
         self.psf = psf
         g = psf.grid
@@ -90,6 +94,11 @@ class ScanModel(torch.nn.Module):
         self.fit_blur, self.blurred = blur, blur or blur_px > 0
         start = max(blur_px, MIN_BLUR_PX) if blur else blur_px
         self.blur_var = torch.nn.Parameter(torch.tensor(start**2, **f32), requires_grad=blur)
+        self.fit_halo = halo
+        fraction, length = (float(v) for v in psf.halo_params) if psf.halo_params[0] > 0 else HALO_START
+        self.halo_logit = torch.nn.Parameter(torch.tensor(math.log(fraction / (1 - fraction)), **f32),
+                                             requires_grad=halo)
+        self.halo_log_length = torch.nn.Parameter(torch.tensor(math.log(length), **f32), requires_grad=halo)
 
     @property
     def noll(self) -> list[int]:
@@ -97,8 +106,15 @@ class ScanModel(torch.nn.Module):
         return list(range(FIRST_NOLL, FIRST_NOLL + len(self.modes)))
 
     def pupil_parameters(self) -> list[torch.nn.Parameter]:
-        """The parameters shared by all beads: Zernike coefficients, apodisation and, when fitted, the blur."""
-        return [self.coefficients, self.amplitude] + ([self.blur_var] if self.fit_blur else [])
+        """The parameters shared by all beads: Zernike coefficients, apodisation and, when fitted, the blur and
+        the halo."""
+        return ([self.coefficients, self.amplitude] + ([self.blur_var] if self.fit_blur else [])
+                + ([self.halo_logit, self.halo_log_length] if self.fit_halo else []))
+
+    def halo_terms(self) -> dict[str, float]:
+        """The fitted halo: ``halo_fraction`` and ``halo_length_px`` (the psf config's keys)."""
+        return {"halo_fraction": round(torch.sigmoid(self.halo_logit).item(), 4),
+                "halo_length_px": round(self.halo_log_length.exp().item(), 3)}
 
     def blur_px(self) -> torch.Tensor:
         """σ (camera px) of the images' Gaussian blur (fitted: at least :data:`MIN_BLUR_PX`)."""
@@ -160,6 +176,8 @@ class ScanModel(torch.nn.Module):
         shift = self.wobble_px()[slices] if shift_px is None else shift_px
         pupil = self.pupil_phase()
         psf.set_amplitude(self.base_amplitude * torch.exp(torch.einsum("k,kab->ab", self.amplitude, self.radial)))
+        if self.fit_halo:
+            psf.set_halo(torch.sigmoid(self.halo_logit), self.halo_log_length.exp())
         px = psf.pixel_nm
         offset = torch.stack([self.xy[:, 0] * px, self.xy[:, 1] * px, self.depth_nm() - psf.nfp_nm], dim=1)
         photons = self.log_photons.exp()

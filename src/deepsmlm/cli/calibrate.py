@@ -30,12 +30,15 @@ def calibrate_psf(
                                                       "(pupil_phase.npz); auto: pixels when Zernike fits poorly"),
     wobble: bool = typer.Option(True, "--wobble/--no-wobble", help="fit the stage's lateral wobble per slice"),
     blur: bool = typer.Option(True, "--blur/--no-blur", help="fit a Gaussian blur of the images (bead size, camera)"),
+    halo: bool = typer.Option(True, "--halo/--no-halo", help="fit a halo: a share of the light spread "
+                              "exponentially over a few px (stray light, scattering)"),
     loo: bool = typer.Option(True, "--loo/--no-loo", help="leave-one-bead-out z check with psf-mle (z_accuracy.png)"),
 ) -> None:
     """Fit the pupil (Zernike aberrations) to a bead z-stack by maximum likelihood: a calibrated config."""
     from deepsmlm.commands.calibrate_psf import run_calibrate_psf
 
-    guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll, pupil, wobble, blur, loo)
+    guard(run_calibrate_psf, beads, config, out, z_step_nm, z_first_nm, positions, max_noll, pupil, wobble, blur,
+          halo, loo)
 
 
 @calibrate_app.command("stack")

@@ -213,6 +213,11 @@ class PSFConfig(StrictConfig):
     blur_sigma_px: tuple[float, float] = Field(
         (0.0, 0.0), description="range of the extra per-emitter Gaussian blur (model mismatch), camera px"
     )
+    halo_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of each emitter's light spread into a wide halo (stray light, "
+        "scattering): the image convolved with (1 − f)·δ + f·exp(−r/L)/(2πL²); pupil models only"
+    )
+    halo_length_px: float = Field(0.0, ge=0.0, description="decay length L of the halo, camera px")
     cache_z_step_nm: float = Field(10.0, gt=0, description="z sampling of the fast-path PSF stack")
     pupil_angle_scale: float = Field(
         1.0, gt=0.9, lt=1.1,
@@ -226,6 +231,9 @@ class PSFConfig(StrictConfig):
         lo, hi = self.blur_sigma_px
         if lo < 0 or hi < lo:
             raise ValueError(f"blur_sigma_px must be 0 <= low <= high, got {self.blur_sigma_px}")
+        if self.halo_fraction > 0 and (self.halo_length_px <= 0 or self.model not in PUPIL_MODELS):
+            raise ValueError(f"halo_fraction {self.halo_fraction} needs halo_length_px > 0 and a pupil model "
+                             f"({' or '.join(PUPIL_MODELS)}), got {self.halo_length_px} px and {self.model}")
         if self.mask_oversample is not None and self.mask_oversample % 2 == 0:
             raise ValueError(f"mask_oversample must be odd (the axis on a grid sample), got {self.mask_oversample}")
         if self.mask is None and (self.mask_oversample or 1) > 1:

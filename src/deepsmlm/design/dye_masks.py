@@ -48,10 +48,10 @@ class SharedMaskVectorialPSF(SharedMask, VectorialPSF):
 def shared_mask_psf(grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float, source: PupilPSF,
                     mask_step: float, phase_factor: float, zernike_rad: dict[int, float] | None = None,
                     pupil_amplitude: dict[int, float] | None = None) -> PupilPSF:
-    """A dye's PSF through the mask of ``source``, of the same model (scalar or vectorial), pixel physics and
+    """A dye's PSF through the mask of ``source``, of the same model (scalar or vectorial), pixel physics, halo and
     aberrations (``zernike_rad``, apodisation ``pupil_amplitude``)."""
     args = dict(zernike_rad=zernike_rad, pixel_integration=source.pixel_integration, pupil_amplitude=pupil_amplitude,
-                focus_scan=source.focus_scan)
+                focus_scan=source.focus_scan, halo=source.halo_params)
     if isinstance(source, VectorialPSF):
         psf: PupilPSF = SharedMaskVectorialPSF(grid, patch_px, nominal_focal_plane_nm,
                                                orientation_rad=source.orientation_rad, **args)

@@ -133,7 +133,8 @@ def build_pupil_psf(cfg: SimulationConfig, learnable_mask: bool = False, base_di
     p = cfg.psf
     args = dict(mask_phase=mask_phase_for(cfg, grid, base_dir), zernike_rad=p.zernike_rad,
                 learnable_mask=learnable_mask, pixel_integration=p.pixel_integration,
-                pupil_amplitude=p.pupil_amplitude, focus_scan=cfg.optics.z_scan == "focus")
+                pupil_amplitude=p.pupil_amplitude, focus_scan=cfg.optics.z_scan == "focus",
+                halo=(p.halo_fraction, p.halo_length_px))
     if p.model == "vectorial":
         return VectorialPSF(grid, p.patch_px, cfg.optics.nominal_focal_plane_nm,
                             orientation_rad=p.dipole.orientation_rad(), **args)

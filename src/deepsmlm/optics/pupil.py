@@ -95,8 +95,10 @@ def apodisation(coefficients: dict[int, float], rho: torch.Tensor) -> torch.Tens
     return torch.exp(sum((a * r2**k for k, a in coefficients.items()), torch.zeros_like(r2)))
 
 
-def integrate_pixels(intensity: torch.Tensor, grid: PupilGrid) -> torch.Tensor:
-    """Camera-pixel integral of an intensity sampled on ``grid``'s image plane (Δ/s apart, periodic N×N).
+def integrate_pixels(intensity: torch.Tensor, grid: PupilGrid,
+                     transfer: torch.Tensor | None = None) -> torch.Tensor:
+    """Camera-pixel integral of an intensity sampled on ``grid``'s image plane (Δ/s apart, periodic N×N),
+    convolved first with the kernel of ``transfer`` (N, N//2 + 1) when given (:func:`halo_transfer`).
 
     (…, N, N) photons per Δ/s sample → (…, N, N) photons in a Δ×Δ pixel centred on each sample:
     s²·IFFT{FFT{I}·sinc(fx·Δ)·sinc(fy·Δ)}, sinc(u) = sin(πu)/(πu), fx, fy in 1/nm. Exact for an
@@ -106,7 +108,22 @@ def integrate_pixels(intensity: torch.Tensor, grid: PupilGrid) -> torch.Tensor:
     fy = torch.fft.fftfreq(n, d=1.0 / s, dtype=intensity.dtype, device=intensity.device)  # f·Δ
     fx = torch.fft.rfftfreq(n, d=1.0 / s, dtype=intensity.dtype, device=intensity.device)
     box = torch.sinc(fy)[:, None] * torch.sinc(fx)[None, :] * (s * s)
+    if transfer is not None:
+        box = box * transfer
     return torch.fft.irfft2(torch.fft.rfft2(intensity) * box, s=(n, n))
+
+
+def halo_transfer(grid: PupilGrid, fraction: torch.Tensor | float, length_px: torch.Tensor | float) -> torch.Tensor:
+    """(N, N//2 + 1) transfer function, on ``grid``'s rfft2 frequencies, of the image-plane kernel
+    (1 − f)·δ + f·exp(−r/L)/(2πL²): a share f of each emitter's light spread into a halo that decays
+    exponentially over L camera px (stray light, scattering). The exponential's 2D Fourier transform is
+    (1 + (2πLq)²)^(−3/2), q in cycles per camera px; the kernel sums to one, so photons are kept."""
+    n, s = grid.n, grid.oversample
+    fy = torch.fft.fftfreq(n, d=1.0 / s, device=grid.rho.device)[:, None]
+    fx = torch.fft.rfftfreq(n, d=1.0 / s, device=grid.rho.device)[None, :]
+    q2 = (fx**2 + fy**2).to(torch.float32)
+    length = torch.as_tensor(length_px, dtype=torch.float32)
+    return (1 - fraction) + fraction * (1 + (2 * math.pi * length) ** 2 * q2) ** -1.5
 
 
 class PupilPSF(PSF):
@@ -114,12 +131,15 @@ class PupilPSF(PSF):
 
     ``pixel_integration``: True integrates over each camera pixel (:func:`integrate_pixels`, the
     physics); False samples at pixel centres (s = 1) or averages s×s samples (the reference model).
+    ``halo``: (fraction, length px) of the halo kernel (:func:`halo_transfer`), applied over the whole FFT
+    field before the patch is cut, so the halo of light outside the patch reaches into it.
     """
 
     def __init__(self, grid: PupilGrid, patch_px: int, nominal_focal_plane_nm: float,
                  mask_phase: torch.Tensor | None = None, zernike_rad: dict[int, float] | None = None,
                  learnable_mask: bool = False, pixel_integration: bool = True,
-                 pupil_amplitude: dict[int, float] | None = None, focus_scan: bool = False):
+                 pupil_amplitude: dict[int, float] | None = None, focus_scan: bool = False,
+                 halo: tuple[float, float] = (0.0, 0.0)):
         super().__init__(grid.pixel_nm, patch_px)
         if patch_px * grid.oversample > grid.n:
             raise ValueError(f"patch of {patch_px} px × {grid.oversample} does not fit the N={grid.n} grid")
@@ -162,6 +182,10 @@ class PupilPSF(PSF):
             self.register_buffer("mask_phase", mask)
         # Parseval for |P| = A: Σ|FFT P|² = N²·Σ|P|²
         self.norm: torch.Tensor | float = float(n * n * (amplitude**2).sum())
+        self.register_buffer("halo", None, persistent=False)  # the halo's transfer function (set_halo)
+        self.halo_params = halo
+        if halo[0] > 0:
+            self.set_halo(*halo)
 
     def mask(self) -> torch.Tensor:
         """(N, N) phase mask (radians) on this PSF's pupil grid."""
@@ -188,6 +212,12 @@ class PupilPSF(PSF):
         now on, keeping its autograd graph (a fitted apodisation passes gradients on to its coefficients)."""
         self.amplitude = amplitude.to(self.aperture)
         self.norm = self.grid.n ** 2 * self.amplitude.square().sum()
+
+    def set_halo(self, fraction: torch.Tensor | float, length_px: torch.Tensor | float) -> None:
+        """Image with the halo kernel of ``fraction`` and ``length_px`` (:func:`halo_transfer`) from now on,
+        keeping their autograd graph (a fitted halo passes gradients on)."""
+        self.halo_params = (fraction, length_px)
+        self.halo = halo_transfer(self.grid, fraction, length_px).to(self.aperture)
 
     def pupil_field(self, offset_nm: torch.Tensor) -> torch.Tensor:
         """(E, N, N) complex pupil functions for emitters at (dx, dy, z) nm from the patch centre.
@@ -231,7 +261,9 @@ class PupilPSF(PSF):
             return self.aperture.new_zeros(0, self.patch_px, self.patch_px)
         inten = self.image_fft_order(offset_nm)
         if self.pixel_integration:  # the integral is a circular convolution: it commutes with the centring
-            inten = integrate_pixels(inten, self.grid)
+            inten = integrate_pixels(inten, self.grid, self.halo)
+        elif self.halo is not None:
+            inten = torch.fft.irfft2(torch.fft.rfft2(inten) * self.halo, s=inten.shape[-2:])
         crop = inten[:, self.crop_index][:, :, self.crop_index]  # the patch, gathered from FFT order
         if not self.pixel_integration and s > 1:
             crop = torch.nn.functional.avg_pool2d(crop[:, None], s)[:, 0] * (s * s)

@@ -80,10 +80,10 @@ class VectorialPSF(PupilPSF):
                  mask_phase: torch.Tensor | None = None, zernike_rad: dict[int, float] | None = None,
                  learnable_mask: bool = False, pixel_integration: bool = True,
                  orientation_rad: tuple[float, float] | None = None, pupil_amplitude: dict[int, float] | None = None,
-                 focus_scan: bool = False):
+                 focus_scan: bool = False, halo: tuple[float, float] = (0.0, 0.0)):
         super().__init__(grid, patch_px, nominal_focal_plane_nm, mask_phase=mask_phase, zernike_rad=zernike_rad,
                          learnable_mask=learnable_mask, pixel_integration=pixel_integration,
-                         pupil_amplitude=pupil_amplitude, focus_scan=focus_scan)
+                         pupil_amplitude=pupil_amplitude, focus_scan=focus_scan, halo=halo)
         self.orientation_rad = orientation_rad
         e = dipole_fields(grid)
         if orientation_rad is None:  # E_xx, E_xy (= E_yx, counted twice), E_xz, E_yy, E_yz; mean over 3 dipoles
