@@ -18,6 +18,7 @@ from deepsmlm.models.locnet import locnet_outputs
 
 POST_BYTES_PER_CHANNEL = 8  # per output channel and pixel: the output and its gathered copies
 POST_FLOATS = 6  # per pixel: probability mass, local maxima, detection masks
+NEIGHBOURS = torch.tensor([(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc])  # (8, 2) in row order
 
 
 @dataclass(frozen=True)
@@ -146,15 +147,14 @@ class LocNetHead:
 
 
 def _runner_up(p: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W): for each of ``pixels`` the most probable other pixel of its 3×3 neighbourhood."""
-    b, h, w = p.shape[0], *p.shape[-2:]
-    around = F.unfold(F.pad(p, (1, 1, 1, 1), value=-1.0), 3).view(b, 9, h, w)
-    around[:, 4] = -1.0  # not the pixel itself
-    which = around.argmax(dim=1)
+    """(B, 1, H, W): for each of ``pixels`` the most probable other pixel of its 3×3 neighbourhood (the first in
+    row order on a tie), looked at only around those pixels."""
     n, _, r, c = torch.nonzero(pixels, as_tuple=True)
-    k = which[n, r, c]
+    dr, dc = NEIGHBOURS.to(p.device).unbind(1)
+    around = F.pad(p[:, 0], (1, 1, 1, 1), value=-1.0)[n[:, None], r[:, None] + 1 + dr, c[:, None] + 1 + dc]
+    k = around.argmax(dim=1)
     out = torch.zeros_like(pixels)
-    out[n, 0, r + k // 3 - 1, c + k % 3 - 1] = True
+    out[n, 0, r + dr[k], c + dc[k]] = True
     return out
 
 
