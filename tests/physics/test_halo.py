@@ -50,7 +50,7 @@ def test_transfer_function_is_the_kernels_fourier_transform():
 
 @pytest.mark.parametrize("changes", [{"psf.halo_fraction": 0.2},
                                      {"psf.halo_fraction": 0.2, "psf.halo_length_px": 3.0, "psf.model": "gaussian"},
-                                     {"psf.halo_fraction": 1.0, "psf.halo_length_px": 3.0}])
+                                     {"psf.halo_fraction": 1.5, "psf.halo_length_px": 3.0}])
 def test_configs_refuse_a_halo_they_cannot_render(changes):
     with pytest.raises(UserInputError, match="halo_fraction"):
         updated(load_config("epfl2016_3d"), changes)

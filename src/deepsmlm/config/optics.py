@@ -214,8 +214,9 @@ class PSFConfig(StrictConfig):
         (0.0, 0.0), description="range of the extra per-emitter Gaussian blur (model mismatch), camera px"
     )
     halo_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0, description="share of each emitter's light spread into a wide halo (stray light, "
-        "scattering): the image convolved with (1 − f)·δ + f·exp(−r/L)/(2πL²); pupil models only"
+        0.0, ge=0.0, le=1.0, description="share of each emitter's light spread into a halo (stray light, "
+        "scattering; 1: all of it, an exponential blur): the image convolved with (1 − f)·δ + f·exp(−r/L)/(2πL²); "
+        "pupil models only"
     )
     halo_length_px: float = Field(0.0, ge=0.0, description="decay length L of the halo, camera px")
     cache_z_step_nm: float = Field(10.0, gt=0, description="z sampling of the fast-path PSF stack")
