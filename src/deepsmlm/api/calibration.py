@@ -41,7 +41,7 @@ AUTO_PIXELS = (0.2, 2.0)  # auto frees the pixels when the Zernike fit's median 
 # over ±500 nm are both above these (a fit noise cannot explain, far from the 10 % goal)
 MIN_SLICES = 5
 FIT_SLICES = 16  # slices (evenly spread) of the first fits; the refinement takes twice as many
-ITERATIONS = {"base": 15, "pupil": 30, "refine": 10}  # L-BFGS iterations per stage
+ITERATIONS = {"base": 15, "pupil": 30, "halo": 20, "refine": 10}  # L-BFGS iterations per stage
 FOCUS_WIDTH_RATIO = (0.4, 3.5)  # the beads' focus range over the base PSF's: beyond, the z-step is wrong
 POOR_FIT_L2 = 0.3  # median relative L2 error over ±500 nm above which the fit is flagged as poor
 SUMMARY_RANGES_NM = (500.0, 750.0)
@@ -197,9 +197,13 @@ def fit_stages(model: ScanModel, data: ScanData, z_nm: np.ndarray, pupil: str,
     k, wobble = data.photons.shape[1], model.wobble.requires_grad
     first, finer = spread(k, FIT_SLICES, 0.5), spread(k, 2 * FIT_SLICES, 0.25)
     model.wobble.requires_grad_(False)
+    model.halo_active = False  # the base config's own halo until the pupil has converged without one
     fit_scan(model, data, first, ITERATIONS["base"], False, progress, "fitting the beads (base PSF)")
     before = slice_errors(model, data)
     fit_scan(model, data, first, ITERATIONS["pupil"], True, progress, "fitting the pupil")
+    if model.fit_halo:
+        model.halo_active = True
+        fit_scan(model, data, first, ITERATIONS["halo"], True, progress, "fitting the halo")
     model.wobble.requires_grad_(wobble)
     fit_scan(model, data, finer, ITERATIONS["refine"], True, progress, "refining the pupil")
     if isinstance(model, PixelScanModel):

@@ -42,6 +42,7 @@ MIN_BLUR_PX = 0.1  # the blur's floor (px; 10 nm at 100 nm pixels: no visible ch
 AMPLITUDE_ORDERS = 3  # apodisation terms ρ², ρ⁴, ρ⁶
 PER_BEAD = ("xy", "depth", "log_photons", "log_background")  # ScanModel's parameters of each bead
 HALO_START = (0.2, 3.0)  # fitted halo's starting fraction and decay length (camera px)
+MIN_HALO = (1e-3, 0.01)  # a fitted halo with a smaller share or length (px) is written as none
 
 
 def zernike_basis(psf: PupilPSF, max_noll: int) -> torch.Tensor:
@@ -95,6 +96,7 @@ class ScanModel(torch.nn.Module):
         start = max(blur_px, MIN_BLUR_PX) if blur else blur_px
         self.blur_var = torch.nn.Parameter(torch.tensor(start**2, **f32), requires_grad=blur)
         self.fit_halo = halo
+        self.halo_active = True  # False: image with the base PSF's own halo (the base config's fit)
         fraction, length = (float(v) for v in psf.halo_params) if psf.halo_params[0] > 0 else HALO_START
         self.halo_logit = torch.nn.Parameter(torch.tensor(math.log(fraction / (1 - fraction)), **f32),
                                              requires_grad=halo)
@@ -112,9 +114,12 @@ class ScanModel(torch.nn.Module):
                 + ([self.halo_logit, self.halo_log_length] if self.fit_halo else []))
 
     def halo_terms(self) -> dict[str, float]:
-        """The fitted halo: ``halo_fraction`` and ``halo_length_px`` (the psf config's keys)."""
-        return {"halo_fraction": round(torch.sigmoid(self.halo_logit).item(), 4),
-                "halo_length_px": round(self.halo_log_length.exp().item(), 3)}
+        """The fitted halo: ``halo_fraction`` and ``halo_length_px`` (the psf config's keys); both zero when
+        the fit left none (a share under :data:`MIN_HALO` or a length under 0.01 px)."""
+        fraction, length = torch.sigmoid(self.halo_logit).item(), self.halo_log_length.exp().item()
+        if fraction < MIN_HALO[0] or length < MIN_HALO[1]:
+            return {"halo_fraction": 0.0, "halo_length_px": 0.0}
+        return {"halo_fraction": round(fraction, 4), "halo_length_px": round(length, 3)}
 
     def blur_px(self) -> torch.Tensor:
         """σ (camera px) of the images' Gaussian blur (fitted: at least :data:`MIN_BLUR_PX`)."""
@@ -176,7 +181,7 @@ class ScanModel(torch.nn.Module):
         shift = self.wobble_px()[slices] if shift_px is None else shift_px
         pupil = self.pupil_phase()
         psf.set_amplitude(self.base_amplitude * torch.exp(torch.einsum("k,kab->ab", self.amplitude, self.radial)))
-        if self.fit_halo:
+        if self.fit_halo and self.halo_active:
             psf.set_halo(torch.sigmoid(self.halo_logit), self.halo_log_length.exp())
         px = psf.pixel_nm
         offset = torch.stack([self.xy[:, 0] * px, self.xy[:, 1] * px, self.depth_nm() - psf.nfp_nm], dim=1)
