@@ -41,7 +41,7 @@ AUTO_PIXELS = (0.2, 2.0)  # auto frees the pixels when the Zernike fit's median 
 # over ±500 nm are both above these (a fit noise cannot explain, far from the 10 % goal)
 MIN_SLICES = 5
 FIT_SLICES = 16  # slices (evenly spread) of the first fits; the refinement takes twice as many
-ITERATIONS = {"base": 15, "pupil": 30, "halo": 20, "refine": 10}  # L-BFGS iterations per stage
+ITERATIONS = {"base": 15, "pupil": 30, "refine": 10, "halo": 20}  # L-BFGS iterations per stage
 FOCUS_WIDTH_RATIO = (0.4, 3.5)  # the beads' focus range over the base PSF's: beyond, the z-step is wrong
 POOR_FIT_L2 = 0.3  # median relative L2 error over ±500 nm above which the fit is flagged as poor
 SUMMARY_RANGES_NM = (500.0, 750.0)
@@ -191,9 +191,10 @@ def fit_stages(model: ScanModel, data: ScanData, z_nm: np.ndarray, pupil: str,
                progress: ProgressCallback | None) -> tuple[dict, dict]:
     """The base config's fit (beads only, pupil held), then the pupil fit and its refinement on twice as
     many slices, then for ``pupil`` pixels, or auto when the Zernike fit is poor (:data:`AUTO_PIXELS`), the
-    pixel-wise phase on the first fits' 16 slices. A fitted stage wobble is held until the refinement (freed
-    earlier it slows the pupil's convergence), then fitted slice by slice on every slice. Returns the
-    per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
+    pixel-wise phase on the first fits' 16 slices, then with the model's ``fit_halo`` the halo with the whole
+    pupil on those slices (the base config's own halo until then). A fitted stage wobble is held until the
+    refinement (freed earlier it slows the pupil's convergence), then fitted slice by slice on every slice.
+    Returns the per-slice errors (relative L2, reduced χ²) before and after the pupil fit."""
     k, wobble = data.photons.shape[1], model.wobble.requires_grad
     first, finer = spread(k, FIT_SLICES, 0.5), spread(k, 2 * FIT_SLICES, 0.25)
     model.wobble.requires_grad_(False)
@@ -201,9 +202,6 @@ def fit_stages(model: ScanModel, data: ScanData, z_nm: np.ndarray, pupil: str,
     fit_scan(model, data, first, ITERATIONS["base"], False, progress, "fitting the beads (base PSF)")
     before = slice_errors(model, data)
     fit_scan(model, data, first, ITERATIONS["pupil"], True, progress, "fitting the pupil")
-    if model.fit_halo:
-        model.halo_active = True
-        fit_scan(model, data, first, ITERATIONS["halo"], True, progress, "fitting the halo")
     model.wobble.requires_grad_(wobble)
     fit_scan(model, data, finer, ITERATIONS["refine"], True, progress, "refining the pupil")
     if isinstance(model, PixelScanModel):
@@ -213,6 +211,9 @@ def fit_stages(model: ScanModel, data: ScanData, z_nm: np.ndarray, pupil: str,
                                                                    AUTO_PIXELS))
         if pupil == "pixels" or poor:
             fit_pixel_phase(model, data, first, progress=progress)
+    if model.fit_halo:  # last, on the converged pupil, with it
+        model.halo_active = True
+        fit_scan(model, data, first, ITERATIONS["halo"], True, progress, "fitting the halo")
     if wobble:
         fit_wobble(model, data, range(k), progress=progress)
     return before, slice_errors(model, data)
