@@ -15,13 +15,13 @@ from deepsmlm.optics.masks import shared_data_root
 
 # sha256 of the ThunderSTORM CSV written by `localize` (recorded on this project's machines)
 PINNED = {
-    "default-2d": "c0fb3e1d3c41d745840b561a1a25f8b86ebc3bd13391871bd4a45ba608093196",
-    "tetrapod-3d": "0a48b57c4d86d1dff2adc50ac54cb476b72cb5b886feaf6c0a3af48e4dddcca7",
-    "learned-3d": "e7026e1614bde0218193221fe1805ca7c0b28ea49b35adad4aef0e0ca20573c7",
-    "multicolor-2dye": "73a4e23e498b6c35c9fbcf50a5c9f1aaf22ab1de600f7607b791da0f8bd4e4fc",
-    "epfl2016-as-3d": "c702d2bf83dba099c34bd774f0d9e00477c498e5989414d6e1c88e9c9280e679",
-    "locnet-tetrapod": "c9c38f071ba0984e1a84ebe864f9b4d885c1b056dc47c2b7e261593e62d8121a",
-    "locnet-2d": "9def3153826cfd5709437c342f3c299e4167b82fdd2bade6a204066107178eef",
+    "default-2d": "a1ee7d83aa33405f22122390a33de95f9c4eec8b9ea0df919f805d0cf1c669f9",
+    "tetrapod-3d": "7e1ead124dec18a6bbe121c5e6e13e7d80e4fa9e090517e2597fc7486a00e4dc",
+    "learned-3d": "2499e4fe75769c7d579f0b83a4b4cb7d98c21a5a847673a5107462959655764f",
+    "multicolor-2dye": "a641f74c5fc824f4df57b85f67d32d0acdb65fcb56af35b2c31a0acb790f7980",
+    "epfl2016-as-3d": "ceb881b8d4c9c834e46515937a47d7abb5a079101a732bbe2669a15c60e9d7af",
+    "locnet-tetrapod": "cee7d75decac6a70406aa502a8781e837db6750743a42d616cdfb55e9bf2df98",
+    "locnet-2d": "c956e729a5883735be42b4c783e678d7a0d54a76fffdf1148d0fa59a55055851",
     "gaussian-mle": "e5f8804fbbf47b53d5dea2fa1a687f889407c1a36c7bf01237cc604ce4f0024e",
 }
 

@@ -61,7 +61,8 @@ def calibrated(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        report = calibrate_psf(wobbling_stack(), small_config(), out, z_step_nm=100.0, max_noll=15)
+        report = calibrate_psf(wobbling_stack(), small_config(), out, z_step_nm=100.0, max_noll=15,
+                               halo=False)  # these beads have none; a fitted halo stays at ~4 % and costs 1 % error
     finally:
         torch.set_num_threads(threads)
     return report, out

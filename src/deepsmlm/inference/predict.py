@@ -44,7 +44,8 @@ class Predictor:
         self.device = torch.device(device)
         self.frames = frames
         self.net = net.to(self.device).eval() if isinstance(net, nn.Module) else net
-        self.dtype = next(net.parameters()).dtype if isinstance(net, nn.Module) else torch.float32
+        weights = net.parameters() if isinstance(net, nn.Module) else ()
+        self.dtype = next((w.dtype for w in weights), torch.float32)  # the network's precision: its input's
         self.network = network
         self.camera = camera.to(self.device)
         self.offset, self.scale = normalisation
