@@ -163,8 +163,9 @@ def added(fitted: dict[int, float], base: dict[int, float]) -> dict[int, float]:
 
 def calibrated(cfg: SimulationConfig, zernike_rad: dict[int, float], amplitude: dict[int, float],
                model: ScanModel) -> SimulationConfig:
-    """The base config with the fitted pupil (and blur, replacing the base's range, and halo); a focus-scan config (``optics.z_scan: focus``) also takes the
-    scan's focus offset as its nominal focal plane, so its z is the stack's nominal z (the stage's)."""
+    """The base config with the fitted pupil (and blur, replacing the base's range, and halo); a focus-scan
+    config (``optics.z_scan: focus``) also takes the scan's focus offset as its nominal focal plane, so its z is
+    the stack's nominal z (the stage's)."""
     fitted = {"psf.zernike_rad": zernike_rad, "psf.pupil_amplitude": amplitude}
     if model.fit_blur:
         fitted["psf.blur_sigma_px"] = (round(model.blur_px().item(), 3),) * 2

@@ -291,7 +291,7 @@ def load_model(name_or_dir: str | os.PathLike, device: str = "cpu", *, config: C
     ``fitter_options``: a classic fitter's fit settings (gaussian-mle: ``box_px``, ``fit_sigma``,
     ``iterations``, ``split_threshold``, ``max_spots``; psf-mle: ``box_px``, ``iterations``; default their own).
     ``backend``: ``torch``, ``torch-bf16`` (the network in bfloat16: on CPUs with AMX or AVX512-BF16 about
-    2.4× faster at 512×512, positions within about 1 nm of float32's; slower on CPUs without them) or ``onnx``
+    2× faster at 512×512, positions within about 1 nm of float32's; slower on CPUs without them) or ``onnx``
     (the network exported to ONNX, run by onnxruntime on the CPU with torch's thread count; ``name_or_dir`` may
     then be an .onnx file :func:`~deepsmlm.api.onnx.export_onnx` wrote); pre- and post-processing are the same.
 

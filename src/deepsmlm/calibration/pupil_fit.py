@@ -16,8 +16,9 @@ The pupil amplitude is the base config's times exp(Σ_k a_k·ρ^(2k)), k = 1 …
 Per bead: x, y (camera px from its crop centre), photons (over the whole image plane), background
 (photons/px), depth. Optionally the stage's lateral wobble: a shift (px) per slice shared by all beads,
 mean zero over the slices (fitted with the beads here, and slice by slice in :mod:`.stage_wobble`); a Gaussian
-blur and a halo (a share of the light spread exponentially over several px), both shared by all beads. Noise: the camera's scaled-Poisson likelihood (``inference.poisson_fit``): variance
-s·μ + v₀, s = F²/QE (F² = 2 for an EMCCD). Minimised by L-BFGS on torch autograd, slices in chunks.
+blur and a halo (a share of the light spread exponentially over several px), both shared by all beads.
+Noise: the camera's scaled-Poisson likelihood (``inference.poisson_fit``): variance s·μ + v₀, s = F²/QE
+(F² = 2 for an EMCCD). Minimised by L-BFGS on torch autograd, slices in chunks.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class ScanModel(torch.nn.Module):
         self.fit_halo = halo
         self.halo_active = True  # False: image with the base PSF's own halo (the base config's fit)
         fraction, length = (float(v) for v in psf.halo_params) if psf.halo_params[0] > 0 else HALO_START
+        fraction = min(max(fraction, MIN_HALO[0]), 1 - MIN_HALO[0])  # a finite logit for a base halo of 1
         self.halo_logit = torch.nn.Parameter(torch.tensor(math.log(fraction / (1 - fraction)), **f32),
                                              requires_grad=halo)
         self.halo_log_length = torch.nn.Parameter(torch.tensor(math.log(length), **f32), requires_grad=halo)

@@ -189,10 +189,11 @@ def localize(
                                                   "half the memory available); large frames are tiled to fit it"),
     max_uncertainty_nm: Optional[float] = typer.Option(None, "--max-uncertainty-nm", help="drop localizations whose "
                                                        "lateral σ (uncertainty_xy, nm) exceeds this"),
-    backend: str = typer.Option("torch", "--backend", help="torch; torch-bf16: the network in bfloat16 (≈2.4× faster on "
-                                "CPUs with AMX or AVX512-BF16, positions within ≈1 nm); or onnx: the network through "
-                                "onnxruntime on the CPU (--model an .onnx file from `deepsmlm export`, or a shipped name or folder, "
-                                "then exported in memory first, a few seconds); same pre- and post-processing"),
+    backend: str = typer.Option("torch", "--backend", help="torch; torch-bf16: the network in bfloat16 (≈2× "
+                                "faster on CPUs with AMX or AVX512-BF16, positions within ≈1 nm); or onnx: the "
+                                "network through onnxruntime on the CPU (--model an .onnx file from `deepsmlm "
+                                "export`, or a shipped name or folder, then exported in memory first, a few "
+                                "seconds); same pre- and post-processing"),
     report: Optional[Path] = typer.Option(None, "--report", help="also write a run report: one self-contained HTML "
                                           "page (input, model, image, histograms, detections per frame, command)"),
     report_drift: bool = typer.Option(False, "--report-drift", help="the report adds the drift curve (RCC)"),

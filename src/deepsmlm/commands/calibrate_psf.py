@@ -19,7 +19,7 @@ def run_calibrate_psf(beads: Path, config: str, out: Path, z_step_nm: float, z_f
                           progress=progress)
     b, a = r["before"], r["after"]
     blurred = f", blur σ {r['blur_sigma_px']:.2f} px" if r["blur_sigma_px"] is not None else ""
-    if r["halo"] is not None:
+    if r["halo"] is not None and r["halo"]["halo_fraction"] > 0:
         blurred += f", halo {r['halo']['halo_fraction']:.0%} over {r['halo']['halo_length_px']:.1f} px"
     phase = ", pupil_phase.npz" if r["pupil"] == "pixels" else ""
     flag = "; POOR FIT: the model does not explain these beads (wrong base config or modality?)" if r["poor_fit"] else ""

@@ -27,8 +27,8 @@ class LocNetHead:
     ``grid.z_range_nm``; ``photon_unit``: photons per unit of the photon output; ``background_offset`` and
     ``background_unit``: photons per px of a background output of 0 and per unit of it (the network's input
     normalisation); ``background_weight``: weight of the background term of the loss; ``sigma_scale``:
-    factors on the decoded σ of x, y, z (the post-hoc calibration of ``model.sigma_scale``); ``split_mass``: a detection whose 3×3 mass
-    reaches it holds two emitters (None: one)."""
+    factors on the decoded σ of x, y, z (the post-hoc calibration of ``model.sigma_scale``); ``split_mass``: a
+    detection whose 3×3 mass reaches it holds two emitters (None: one)."""
 
     grid: OutputGrid
     threshold: float = 0.5
